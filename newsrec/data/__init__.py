@@ -1,0 +1,39 @@
+"""Everything from files on disk to batches."""
+
+from newsrec.data.behaviors import Behaviors, TrainingSamples, ragged_to_padded
+from newsrec.data.cache import ArrayCache, cache_key
+from newsrec.data.corpus import CorpusConfig, NewsCorpus
+from newsrec.data.mind import (
+    MIND_URLS,
+    download_mind,
+    iter_behaviors,
+    read_behaviors,
+    read_news,
+    read_vectors,
+    safe_extract_zip,
+)
+from newsrec.data.synthetic import SyntheticConfig, generate_mind
+from newsrec.data.text import Vocabulary, load_entity_vectors, load_word_vectors, tokenize
+
+__all__ = [
+    "ArrayCache",
+    "Behaviors",
+    "CorpusConfig",
+    "MIND_URLS",
+    "NewsCorpus",
+    "SyntheticConfig",
+    "TrainingSamples",
+    "Vocabulary",
+    "cache_key",
+    "download_mind",
+    "generate_mind",
+    "iter_behaviors",
+    "load_entity_vectors",
+    "load_word_vectors",
+    "ragged_to_padded",
+    "read_behaviors",
+    "read_news",
+    "read_vectors",
+    "safe_extract_zip",
+    "tokenize",
+]

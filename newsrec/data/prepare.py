@@ -1,0 +1,89 @@
+"""Preparation of a MIND root: corpus and behaviors, cached under ``root/processed/``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from newsrec.data.behaviors import Behaviors
+from newsrec.data.cache import ArrayCache, cache_key, file_fingerprint
+from newsrec.data.corpus import CorpusConfig, NewsCorpus
+
+__all__ = ["SPLITS", "split_files", "load_corpus", "load_behaviors", "prepare"]
+
+SPLITS = ("train", "dev", "test")
+
+
+def split_files(root: str | os.PathLike) -> dict[str, Path]:
+    """The split folders of ``root`` that hold both ``news.tsv`` and ``behaviors.tsv``."""
+    root = Path(root)
+    out = {s: root / s for s in SPLITS if (root / s / "news.tsv").exists() and (root / s / "behaviors.tsv").exists()}
+    if "train" not in out:
+        raise FileNotFoundError(
+            f"{root} is not a MIND root: {root / 'train'} must hold news.tsv and behaviors.tsv "
+            "(see newsrec.data.download_mind or `newsrec synth`)"
+        )
+    return out
+
+
+def _corpus_key(root: Path, config: CorpusConfig) -> str:
+    files = split_files(root)
+    return cache_key("corpus", [file_fingerprint(files[s] / "news.tsv") for s in files], asdict(config))
+
+
+def load_corpus(
+    root: str | os.PathLike, config: CorpusConfig | None = None, *, show_progress: bool = False
+) -> NewsCorpus:
+    """The corpus of every split's news, built once and cached under ``root/processed/``."""
+    root = Path(root)
+    config = config or CorpusConfig()
+    cache = ArrayCache(root / "processed")
+    name = "corpus-" + _corpus_key(root, config)
+    got = cache.load(name)
+    if got is None:
+        with cache.lock(name):
+            got = cache.load(name)  # another process may have built it meanwhile
+            if got is None:
+                files = split_files(root)
+                corpus = NewsCorpus.from_files([files[s] / "news.tsv" for s in files], config, show_progress=show_progress)
+                cache.save(name, *corpus.to_cache())
+                return corpus
+    return NewsCorpus.from_cache(*got)
+
+
+def load_behaviors(
+    root: str | os.PathLike,
+    split: str,
+    corpus: NewsCorpus,
+    *,
+    missing: str = "error",
+    show_progress: bool = False,
+) -> Behaviors:
+    """The behaviors of one split, mapped to corpus rows and cached under ``root/processed/``."""
+    root = Path(root)
+    path = split_files(root).get(split)
+    if path is None:
+        raise FileNotFoundError(f"{root} has no {split}/ split with news.tsv and behaviors.tsv")
+    key = cache_key("behaviors", split, file_fingerprint(path / "behaviors.tsv"), missing, cache_key(corpus.news_ids))
+    cache = ArrayCache(root / "processed")
+    name = f"behaviors-{split}-{key}"
+    got = cache.load(name)
+    if got is None:
+        with cache.lock(name):
+            got = cache.load(name)
+            if got is None:
+                b = Behaviors.from_file(path / "behaviors.tsv", corpus.lookup, missing=missing, show_progress=show_progress)
+                cache.save(name, *b.to_cache())
+                return b
+    return Behaviors.from_cache(*got)
+
+
+def prepare(root: str | os.PathLike, config: CorpusConfig | None = None, *, missing: str = "error",
+            show_progress: bool = True) -> dict[str, object]:
+    """Build (or load) the corpus and every split's behaviors; returns them by name."""
+    corpus = load_corpus(root, config, show_progress=show_progress)
+    out: dict[str, object] = {"corpus": corpus}
+    for split in split_files(root):
+        out[split] = load_behaviors(root, split, corpus, missing=missing, show_progress=show_progress)
+    return out

@@ -1,0 +1,199 @@
+"""Tokenizer, vocabulary and pretrained-vector loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from newsrec.data.mind import read_vectors
+from newsrec.utils import atomic_write
+
+__all__ = [
+    "PAD",
+    "UNK",
+    "tokenize",
+    "Vocabulary",
+    "load_word_vectors",
+    "load_entity_vectors",
+    "PretrainedCoverage",
+]
+
+PAD = 0
+UNK = 1
+
+# The word/punctuation pattern of the MIND baselines (Microsoft recommenders' newsrec).
+_TOKEN_RE = re.compile(r"[\w]+|[.,!?;|]")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case ``text`` and split it into words and punctuation marks (``.,!?;|``)."""
+    return _TOKEN_RE.findall(text.lower())
+
+
+class Vocabulary:
+    """A token → id map with ``<pad>`` = 0 and ``<unk>`` = 1.
+
+    Build it from training text only (:meth:`build`), so that dev/test words never leak in.
+    """
+
+    def __init__(self, tokens: Sequence[str] = ()) -> None:
+        self.itos: list[str] = ["<pad>", "<unk>"]
+        self.stoi: dict[str, int] = {"<pad>": PAD, "<unk>": UNK}
+        for t in tokens:
+            self.add(t)
+
+    def add(self, token: str) -> int:
+        if token not in self.stoi:
+            self.stoi[token] = len(self.itos)
+            self.itos.append(token)
+        return self.stoi[token]
+
+    @classmethod
+    def build(
+        cls,
+        texts: Iterable[Sequence[str]],
+        *,
+        min_count: int = 1,
+        max_size: int | None = None,
+    ) -> Vocabulary:
+        """Build from tokenised texts: tokens seen at least ``min_count`` times, the most frequent
+        first (ties in first-seen order), at most ``max_size`` tokens besides pad and unk."""
+        counts: Counter[str] = Counter()
+        for tokens in texts:
+            counts.update(tokens)
+        ordered = [t for t, c in counts.most_common() if c >= min_count and t not in ("<pad>", "<unk>")]
+        if max_size is not None:
+            ordered = ordered[:max_size]
+        return cls(ordered)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.stoi
+
+    def __getitem__(self, token: str) -> int:
+        return self.stoi.get(token, UNK)
+
+    def encode(self, tokens: Sequence[str], length: int | None = None) -> list[int]:
+        """Map tokens to ids (unknown → 1); truncate/pad with 0 to ``length`` if given."""
+        ids = [self.stoi.get(t, UNK) for t in tokens]
+        if length is not None:
+            ids = ids[:length] + [PAD] * max(0, length - len(ids))
+        return ids
+
+    def save(self, path: str | os.PathLike) -> None:
+        with atomic_write(path, encoding="utf-8") as f:
+            json.dump(self.itos, f, ensure_ascii=False)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Vocabulary:
+        itos = json.loads(Path(path).read_text(encoding="utf-8"))
+        if itos[:2] != ["<pad>", "<unk>"]:
+            raise ValueError(f"{path}: not a newsrec vocabulary file")
+        return cls(itos[2:])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self.itos == other.itos
+
+    def __repr__(self) -> str:
+        return f"Vocabulary(size={len(self)})"
+
+
+@dataclass
+class PretrainedCoverage:
+    """How much of a vocabulary a pretrained vector file covered."""
+
+    found: int
+    total: int
+
+    @property
+    def ratio(self) -> float:
+        return self.found / max(self.total, 1)
+
+    def __str__(self) -> str:
+        return f"{self.found}/{self.total} ({100 * self.ratio:.1f}%)"
+
+
+def _fill(
+    keys: list[str],
+    vectors: np.ndarray,
+    index: dict[str, int],
+    size: int,
+    dim: int | None,
+    seed: int,
+    init_std: float,
+) -> tuple[np.ndarray, PretrainedCoverage]:
+    if dim is None:
+        dim = vectors.shape[1] if vectors.size else 0
+    if vectors.size and vectors.shape[1] != dim:
+        raise ValueError(f"vectors have dimension {vectors.shape[1]}, expected {dim}")
+    rng = np.random.default_rng(seed)
+    matrix = (rng.standard_normal((size, dim)) * init_std).astype(np.float32)
+    matrix[PAD] = 0.0
+    filled = np.zeros(size, dtype=bool)
+    for key, row in zip(keys, vectors):
+        i = index.get(key)
+        if i is not None and i > UNK and not filled[i]:
+            matrix[i] = row
+            filled[i] = True
+    found = int(filled.sum())
+    return matrix, PretrainedCoverage(found, max(size - 2, 0))
+
+
+def load_word_vectors(
+    vocab: Vocabulary,
+    path: str | os.PathLike,
+    *,
+    dim: int | None = None,
+    seed: int = 0,
+    init_std: float = 0.1,
+    show_progress: bool = False,
+) -> tuple[np.ndarray, PretrainedCoverage]:
+    """Fill a ``[len(vocab), dim]`` embedding matrix from a GloVe text file.
+
+    Words missing from the file get small random vectors (``N(0, init_std²)``, seeded); the
+    padding row is zero. Returns the matrix and the coverage (words found / vocabulary size,
+    pad and unk excluded).
+    """
+    keys, vectors = read_vectors(path, keys=set(vocab.itos[2:]), show_progress=show_progress)
+    return _fill(keys, vectors, vocab.stoi, len(vocab), dim, seed, init_std)
+
+
+def load_entity_vectors(
+    entity_index: dict[str, int],
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    dim: int | None = None,
+) -> tuple[np.ndarray, PretrainedCoverage]:
+    """Fill a ``[num_entities, dim]`` matrix from MIND TransE ``.vec`` files.
+
+    ``entity_index`` maps WikidataId → row (rows 0 and 1 are pad and unknown and stay zero; so
+    do entities that no file covers). Several files (train/dev/test) may be given; the first
+    occurrence of an id wins.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    all_keys: list[str] = []
+    all_vecs: list[np.ndarray] = []
+    wanted = set(entity_index)
+    for p in paths:
+        if not Path(p).exists():
+            continue
+        keys, vecs = read_vectors(p, keys=wanted)
+        all_keys += keys
+        if vecs.size:
+            all_vecs.append(vecs)
+    size = max(entity_index.values(), default=UNK) + 1
+    if dim is None:
+        dim = all_vecs[0].shape[1] if all_vecs else 100
+    vectors = np.concatenate(all_vecs) if all_vecs else np.zeros((0, dim), np.float32)
+    matrix, coverage = _fill(all_keys, vectors, entity_index, size, dim, 0, 0.0)
+    return matrix, coverage
