@@ -1,0 +1,139 @@
+"""Multi-head self-attention and additive attention pooling (NRMS / GLORY / FUM building blocks)."""
+
+from __future__ import annotations
+
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["MultiHeadSelfAttention", "AdditiveAttention", "masked_softmax"]
+
+
+def masked_softmax(logits: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor:
+    """Softmax over ``dim`` that gives exactly 0 to masked positions and an all-zero row when
+    every position is masked (never NaN, never NaN gradients).
+
+    Args:
+        logits: ``[..., L, ...]`` scores.
+        mask: bool tensor broadcastable to ``logits``, True = keep; ``None`` = no mask.
+    """
+    if mask is None:
+        return torch.softmax(logits, dim=dim)
+    mask = mask.bool()
+    filled = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+    weights = torch.softmax(filled, dim=dim)
+    return weights * mask.to(weights.dtype)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    r"""Multi-head self-attention of NRMS (Wu et al., 2019), as used by GLORY and FUM.
+
+    For every head :math:`k`,
+
+    .. math::
+        \mathbf{h}^k_i = \sum_j \alpha^k_{i,j} \mathbf{V}^k \mathbf{x}_j,\qquad
+        \alpha^k_{i,j} = \operatorname{softmax}_j\!\left(
+            \frac{(\mathbf{Q}^k \mathbf{x}_i)^\top (\mathbf{K}^k \mathbf{x}_j)}{\sqrt{d_h}}\right)
+
+    and the heads are concatenated: :math:`\mathbf{h}_i = [\mathbf{h}^1_i; \dots; \mathbf{h}^H_i]`.
+    Built on :func:`torch.nn.functional.scaled_dot_product_attention`.
+
+    Args:
+        dim_in: input feature size :math:`d`.
+        num_heads: number of heads :math:`H`.
+        head_dim: size of each head :math:`d_h`; the output size is ``num_heads * head_dim``.
+        dropout: dropout on the attention weights (training only).
+        bias: whether the Q/K/V projections have a bias.
+
+    Shapes:
+        - **x**: ``[B, L, dim_in]`` (any number of leading batch dimensions).
+        - **mask**: bool ``[B, L]``, True for real positions (``None`` = all real).
+        - **output**: ``[B, L, num_heads * head_dim]``; padded positions are zero, and a fully
+          masked row is all zeros (no NaN, no NaN gradients).
+    """
+
+    def __init__(self, dim_in: int, num_heads: int = 20, head_dim: int = 20, dropout: float = 0.0,
+                 bias: bool = True) -> None:
+        super().__init__()
+        self.dim_in, self.num_heads, self.head_dim, self.dropout = dim_in, num_heads, head_dim, dropout
+        self.out_dim = num_heads * head_dim
+        self.query = nn.Linear(dim_in, self.out_dim, bias=bias)
+        self.key = nn.Linear(dim_in, self.out_dim, bias=bias)
+        self.value = nn.Linear(dim_in, self.out_dim, bias=bias)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for lin in (self.query, self.key, self.value):
+            nn.init.xavier_uniform_(lin.weight)
+            if lin.bias is not None:
+                nn.init.zeros_(lin.bias)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        lead, (L, _) = x.shape[:-2], x.shape[-2:]
+        x = x.reshape(-1, L, self.dim_in)
+        B = x.shape[0]
+
+        def heads(t: Tensor) -> Tensor:
+            return t.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
+
+        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        attn_mask = None
+        if mask is not None:
+            mask = mask.reshape(B, L).bool()
+            attn_mask = mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        out = out.transpose(1, 2).reshape(B, L, self.out_dim)
+        if mask is not None:
+            out = out * mask[..., None].to(out.dtype)
+        return out.reshape(*lead, L, self.out_dim)
+
+    def extra_repr(self) -> str:
+        return f"{self.dim_in}, num_heads={self.num_heads}, head_dim={self.head_dim}, dropout={self.dropout}"
+
+
+class AdditiveAttention(nn.Module):
+    r"""Additive attention pooling:
+
+    .. math::
+        a_i = \operatorname{softmax}_i\!\left(\mathbf{q}^\top \tanh(\mathbf{W}\mathbf{x}_i + \mathbf{b})\right),
+        \qquad \mathbf{h} = \sum_i a_i \mathbf{x}_i
+
+    The softmax is max-subtracted and masked: padded positions get weight exactly 0, and a
+    fully masked input pools to the zero vector.
+
+    Args:
+        dim: input feature size.
+        hidden_dim: size of the attention hidden layer (200 in NRMS/GLORY/FUM).
+
+    Shapes:
+        - **x**: ``[..., L, dim]``.
+        - **mask**: bool ``[..., L]`` (True = real), or ``None``.
+        - **output**: ``[..., dim]``, and with ``return_weights=True`` also the weights
+          ``[..., L]``.
+    """
+
+    def __init__(self, dim: int, hidden_dim: int = 200) -> None:
+        super().__init__()
+        self.dim, self.hidden_dim = dim, hidden_dim
+        self.proj = nn.Linear(dim, hidden_dim)
+        self.query = nn.Linear(hidden_dim, 1, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        nn.init.xavier_uniform_(self.query.weight)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, return_weights: bool = False):
+        logits = self.query(torch.tanh(self.proj(x))).squeeze(-1)
+        weights = masked_softmax(logits, mask, dim=-1)
+        out = torch.einsum("...l,...ld->...d", weights, x)
+        return (out, weights) if return_weights else out
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, hidden_dim={self.hidden_dim}"
+
+

@@ -1,0 +1,171 @@
+"""Fastformer (Wu et al., 2021): additive attention with linear cost in sequence length."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from newsrec.nn.attention import masked_softmax
+
+__all__ = ["FastformerAttention", "FastformerLayer", "Fastformer"]
+
+
+class FastformerAttention(nn.Module):
+    r"""The Fastformer attention layer, as FUM (eqs. 2–4) and the official code define it.
+
+    With hidden states :math:`\mathbf{h}_i \in \mathbb{R}^d`, :math:`H` heads of size :math:`d_h`:
+
+    .. math::
+        \mathbf{q}_i &= \mathbf{W}_q \mathbf{h}_i,\quad \mathbf{k}_i = \mathbf{W}_k \mathbf{h}_i \\
+        \alpha_{h,i} &= \operatorname{softmax}_i\big(\mathbf{w}_{\alpha,h}^\top \mathbf{q}_i / \sqrt{d_h}\big),
+        \quad \mathbf{q}^{(h)} = \textstyle\sum_i \alpha_{h,i} \mathbf{q}^{(h)}_i \\
+        \mathbf{p}_i &= \mathbf{q} \odot \mathbf{k}_i,\quad
+        \beta_{h,i} = \operatorname{softmax}_i\big(\mathbf{w}_{\beta,h}^\top \mathbf{p}_i / \sqrt{d_h}\big),
+        \quad \mathbf{k}^{(h)} = \textstyle\sum_i \beta_{h,i} \mathbf{p}^{(h)}_i \\
+        \mathbf{u}_i &= \mathbf{k} \odot \mathbf{v}_i,\qquad
+        \hat{\mathbf{h}}_i = \mathbf{W}_o \mathbf{u}_i + \mathbf{q}_i
+
+    The score layers :math:`\mathbf{w}_\alpha, \mathbf{w}_\beta` map the whole :math:`d`-dim
+    vector to :math:`H` scores; the softmaxes run over tokens (never heads) and ignore padding;
+    the global key is pooled from :math:`\mathbf{p}` (not from :math:`\mathbf{k}`).
+
+    Args:
+        dim: model size :math:`d = H \cdot d_h`.
+        num_heads: :math:`H`.
+        value_from_query: the official code's parameter sharing: :math:`\mathbf{v}_i = \mathbf{q}_i`
+            (default). With False, a separate :math:`\mathbf{W}_v` is learnt.
+        share_query_key: the Fastformer paper's query-key sharing: :math:`\mathbf{W}_k = \mathbf{W}_q`.
+        query_residual: add :math:`\mathbf{q}_i` to the output (official code; default True).
+
+    Shapes:
+        - **x**: ``[B, L, dim]``; **mask**: bool ``[B, L]`` (True = real) or ``None``.
+        - **output**: ``[B, L, dim]``; padded positions are zero. Cost is O(L · d).
+    """
+
+    def __init__(self, dim: int, num_heads: int = 3, *, value_from_query: bool = True,
+                 share_query_key: bool = False, query_residual: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        self.value_from_query, self.share_query_key, self.query_residual = (
+            value_from_query, share_query_key, query_residual)
+        self.query = nn.Linear(dim, dim)
+        self.key = None if share_query_key else nn.Linear(dim, dim)
+        self.value = None if value_from_query else nn.Linear(dim, dim)
+        # no bias: a per-head constant cancels in the softmax over tokens (it would get no gradient)
+        self.query_score = nn.Linear(dim, num_heads, bias=False)
+        self.key_score = nn.Linear(dim, num_heads, bias=False)
+        self.output = nn.Linear(dim, dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def _pool(self, x: Tensor, scores: Tensor, mask: Tensor | None) -> Tensor:
+        # scores [B, L, H] -> weights over tokens -> pooled per head [B, H, d_h]
+        weights = masked_softmax(scores / math.sqrt(self.head_dim), None if mask is None else mask[..., None], dim=1)
+        B, L, _ = x.shape
+        return torch.einsum("blh,blhd->bhd", weights, x.view(B, L, self.num_heads, self.head_dim))
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        B, L, d = x.shape
+        if mask is not None:
+            mask = mask.bool()
+        q = self.query(x)
+        k = q if self.key is None else self.key(x)
+        global_q = self._pool(q, self.query_score(q), mask).reshape(B, 1, d)
+        p = k * global_q
+        global_k = self._pool(p, self.key_score(p), mask).reshape(B, 1, d)
+        v = q if self.value is None else self.value(x)
+        out = self.output(global_k * v)
+        if self.query_residual:
+            out = out + q
+        if mask is not None:
+            out = out * mask[..., None].to(out.dtype)
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"{self.dim}, num_heads={self.num_heads}, value_from_query={self.value_from_query}, "
+                f"share_query_key={self.share_query_key}, query_residual={self.query_residual}")
+
+
+class FastformerLayer(nn.Module):
+    """One Fastformer block: :class:`FastformerAttention`, optionally followed by the BERT-style
+    output (dropout, residual + LayerNorm) and feed-forward sub-layer.
+
+    FUM uses the bare attention (``layer_norm=False, feed_forward=False``): the Fastformer
+    authors found LayerNorm and position embeddings unhelpful for news recommendation.
+
+    Shapes: ``x [B, L, dim]``, ``mask [B, L]`` → ``[B, L, dim]`` (padded positions zero).
+    """
+
+    def __init__(self, dim: int, num_heads: int = 3, dropout: float = 0.0, *, layer_norm: bool = False,
+                 feed_forward: bool = False, ffn_dim: int | None = None, **attention_kwargs) -> None:
+        super().__init__()
+        self.attention = FastformerAttention(dim, num_heads, **attention_kwargs)
+        self.dropout = nn.Dropout(dropout)
+        self.norm1 = nn.LayerNorm(dim) if layer_norm else None
+        self.ffn = None
+        if feed_forward:
+            self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim or 4 * dim), nn.GELU(), nn.Linear(ffn_dim or 4 * dim, dim))
+            self.norm2 = nn.LayerNorm(dim) if layer_norm else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.attention.reset_parameters()
+        for m in self.modules():
+            if isinstance(m, nn.LayerNorm):
+                m.reset_parameters()
+        if self.ffn is not None:
+            for m in self.ffn:
+                if isinstance(m, nn.Linear):
+                    nn.init.normal_(m.weight, std=0.02)
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        h = self.attention(x, mask)
+        if self.norm1 is not None:
+            h = self.norm1(x + self.dropout(h))
+        if self.ffn is not None:
+            f = self.dropout(self.ffn(h))
+            h = self.norm2(h + f) if self.norm2 is not None else h + f
+        if mask is not None:
+            h = h * mask[..., None].to(h.dtype)
+        return h
+
+
+class Fastformer(nn.Module):
+    """A stack of :class:`FastformerLayer` (optionally one layer's weights shared by all, as in
+    the Fastformer paper's cross-layer sharing).
+
+    Args:
+        dim, num_heads, dropout: as :class:`FastformerLayer`.
+        num_layers: how many layers.
+        share_layers: reuse one layer's parameters for all layers.
+        **layer_kwargs: passed to every :class:`FastformerLayer`.
+
+    Shapes: ``x [B, L, dim]``, ``mask [B, L]`` → ``[B, L, dim]``.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 3, num_layers: int = 1, dropout: float = 0.0, *,
+                 share_layers: bool = False, **layer_kwargs) -> None:
+        super().__init__()
+        self.num_layers = num_layers
+        n = 1 if share_layers else num_layers
+        self.layers = nn.ModuleList(FastformerLayer(dim, num_heads, dropout, **layer_kwargs) for _ in range(n))
+
+    def reset_parameters(self) -> None:
+        for layer in self.layers:
+            layer.reset_parameters()
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        for i in range(self.num_layers):
+            x = self.layers[i % len(self.layers)](x, mask)
+        return x
