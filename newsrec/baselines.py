@@ -31,8 +31,11 @@ def evaluate_scores(behaviors: Behaviors, scores: list[np.ndarray] | np.ndarray)
         flat = np.concatenate(scores) if len(scores) else np.zeros(0)
     index = np.repeat(np.arange(len(behaviors)), behaviors.num_candidates)
     m = ImpressionMetrics()
-    m.update(torch.from_numpy(flat.astype(np.float64)), torch.from_numpy(behaviors.labels.astype(np.int64)),
-             torch.from_numpy(index))
+    m.update(
+        torch.from_numpy(flat.astype(np.float64)),
+        torch.from_numpy(behaviors.labels.astype(np.int64)),
+        torch.from_numpy(index),
+    )
     return {k: float(v) for k, v in m.compute().items()}
 
 

@@ -21,11 +21,14 @@ def _synth(args: argparse.Namespace) -> None:
     from newsrec.data import generate_mind
 
     knobs = json.loads(args.knobs) if args.knobs else {}
-    path = generate_mind(args.out, num_users=args.users, num_news=args.news, seed=args.seed,
-                         show_progress=True, **knobs)
+    path = generate_mind(
+        args.out, num_users=args.users, num_news=args.news, seed=args.seed, show_progress=True, **knobs
+    )
     world = json.loads((Path(path) / "world.json").read_text())
-    print(f"wrote {path}: {world['train_impressions']} train / {world['dev_impressions']} dev impressions, "
-          f"oracle dev AUC {world['dev_oracle_auc']:.4f}")
+    print(
+        f"wrote {path}: {world['train_impressions']} train / {world['dev_impressions']} dev impressions, "
+        f"oracle dev AUC {world['dev_oracle_auc']:.4f}"
+    )
 
 
 def _prepare(args: argparse.Namespace) -> None:
@@ -80,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=int, default=2000)
     p.add_argument("--news", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--knobs", help='JSON of SyntheticConfig fields, e.g. \'{"transition_strength": 0}\'')
+    p.add_argument("--knobs", help="JSON of SyntheticConfig fields, e.g. '{\"transition_strength\": 0}'")
     p.set_defaults(func=_synth)
     p = sub.add_parser("prepare", help="build the cached corpus and behaviors of a MIND root")
     p.add_argument("root")

@@ -22,7 +22,6 @@ from newsrec.nn import (
 )
 
 
-
 @pytest.fixture(autouse=True)
 def float64_and_seed():
     old = torch.get_default_dtype()
@@ -42,10 +41,13 @@ def ref_mhsa(m: MultiHeadSelfAttention, x, mask):
             sl = slice(h * m.head_dim, (h + 1) * m.head_dim)
             for i in real:
                 q = m.query.weight[sl] @ x[b, i] + m.query.bias[sl]
-                logits = torch.stack([(q @ (m.key.weight[sl] @ x[b, j] + m.key.bias[sl])) / math.sqrt(m.head_dim)
-                                      for j in real])
+                logits = torch.stack(
+                    [(q @ (m.key.weight[sl] @ x[b, j] + m.key.bias[sl])) / math.sqrt(m.head_dim) for j in real]
+                )
                 a = torch.softmax(logits, 0)
-                out[b, i, sl] = sum(a[t] * (m.value.weight[sl] @ x[b, j] + m.value.bias[sl]) for t, j in enumerate(real))
+                out[b, i, sl] = sum(
+                    a[t] * (m.value.weight[sl] @ x[b, j] + m.value.bias[sl]) for t, j in enumerate(real)
+                )
     return out
 
 
@@ -77,14 +79,12 @@ def ref_fastformer(m: FastformerAttention, x, mask):
         gk = torch.zeros(d)
         for h in range(H):
             sl = slice(h * dh, (h + 1) * dh)
-            alpha = torch.softmax(torch.stack([(m.query_score.weight[h] @ qi) / math.sqrt(dh)
-                                               for qi in q]), 0)
+            alpha = torch.softmax(torch.stack([(m.query_score.weight[h] @ qi) / math.sqrt(dh) for qi in q]), 0)
             gq[sl] = sum(alpha[t] * q[t][sl] for t in range(len(real)))
         p = [gq * ki for ki in k]
         for h in range(H):
             sl = slice(h * dh, (h + 1) * dh)
-            beta = torch.softmax(torch.stack([(m.key_score.weight[h] @ pi) / math.sqrt(dh)
-                                              for pi in p]), 0)
+            beta = torch.softmax(torch.stack([(m.key_score.weight[h] @ pi) / math.sqrt(dh) for pi in p]), 0)
             gk[sl] = sum(beta[t] * p[t][sl] for t in range(len(real)))
         for t, j in enumerate(real):
             v = q[t] if m.value is None else m.value.weight @ x[b, j] + m.value.bias
@@ -116,8 +116,9 @@ def test_additive_matches_reference_and_weights():
     assert (out[0] == 0).all() and (w[0] == 0).all()
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"value_from_query": False}, {"share_query_key": True},
-                                    {"query_residual": False}])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"value_from_query": False}, {"share_query_key": True}, {"query_residual": False}]
+)
 def test_fastformer_matches_reference(kwargs):
     m = FastformerAttention(6, num_heads=3, **kwargs).double()
     for p in m.parameters():  # larger weights than the 0.02 init, so that errors show
@@ -180,8 +181,9 @@ def test_pooling_is_permutation_invariant_and_padding_free():
     perm = torch.randperm(6)
     torch.testing.assert_close(m(x), m(x[:, perm]))
     mask = torch.ones(2, 6, dtype=torch.bool)
-    torch.testing.assert_close(m(torch.cat([x, torch.randn(2, 3, 6)], 1),
-                                 torch.cat([mask, torch.zeros(2, 3, dtype=torch.bool)], 1)), m(x))
+    torch.testing.assert_close(
+        m(torch.cat([x, torch.randn(2, 3, 6)], 1), torch.cat([mask, torch.zeros(2, 3, dtype=torch.bool)], 1)), m(x)
+    )
 
 
 def test_masked_softmax_fully_masked_gradients():
@@ -232,8 +234,9 @@ def test_news_and_user_encoders_shapes_padding_and_gradients():
     out = text(tokens)
     assert out.shape == (3, 8) and (out[1] == 0).all()
     torch.testing.assert_close(text(torch.cat([tokens, torch.zeros(3, 2, dtype=torch.long)], 1)), out)
-    ent = EntityEncoder(pretrained_embedding(torch.randn(10, 4)), out_dim=8, num_heads=2, head_dim=2,
-                        attention_hidden=3, dropout=0.0).double()
+    ent = EntityEncoder(
+        pretrained_embedding(torch.randn(10, 4)), out_dim=8, num_heads=2, head_dim=2, attention_hidden=3, dropout=0.0
+    ).double()
     e = ent(torch.tensor([[1, 2, 0], [0, 0, 0]]))
     assert e.shape == (2, 8) and torch.isfinite(e).all()
     user = UserEncoder(8, num_heads=2, head_dim=4, attention_hidden=5).double()

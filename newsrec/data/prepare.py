@@ -46,7 +46,9 @@ def load_corpus(
             got = cache.load(name)  # another process may have built it meanwhile
             if got is None:
                 files = split_files(root)
-                corpus = NewsCorpus.from_files([files[s] / "news.tsv" for s in files], config, show_progress=show_progress)
+                corpus = NewsCorpus.from_files(
+                    [files[s] / "news.tsv" for s in files], config, show_progress=show_progress
+                )
                 cache.save(name, *corpus.to_cache())
                 return corpus
     return NewsCorpus.from_cache(*got)
@@ -73,14 +75,17 @@ def load_behaviors(
         with cache.lock(name):
             got = cache.load(name)
             if got is None:
-                b = Behaviors.from_file(path / "behaviors.tsv", corpus.lookup, missing=missing, show_progress=show_progress)
+                b = Behaviors.from_file(
+                    path / "behaviors.tsv", corpus.lookup, missing=missing, show_progress=show_progress
+                )
                 cache.save(name, *b.to_cache())
                 return b
     return Behaviors.from_cache(*got)
 
 
-def prepare(root: str | os.PathLike, config: CorpusConfig | None = None, *, missing: str = "error",
-            show_progress: bool = True) -> dict[str, object]:
+def prepare(
+    root: str | os.PathLike, config: CorpusConfig | None = None, *, missing: str = "error", show_progress: bool = True
+) -> dict[str, object]:
     """Build (or load) the corpus and every split's behaviors; returns them by name."""
     corpus = load_corpus(root, config, show_progress=show_progress)
     out: dict[str, object] = {"corpus": corpus}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -53,8 +52,9 @@ class MultiHeadSelfAttention(nn.Module):
           masked row is all zeros (no NaN, no NaN gradients).
     """
 
-    def __init__(self, dim_in: int, num_heads: int = 20, head_dim: int = 20, dropout: float = 0.0,
-                 bias: bool = True) -> None:
+    def __init__(
+        self, dim_in: int, num_heads: int = 20, head_dim: int = 20, dropout: float = 0.0, bias: bool = True
+    ) -> None:
         super().__init__()
         self.dim_in, self.num_heads, self.head_dim, self.dropout = dim_in, num_heads, head_dim, dropout
         self.out_dim = num_heads * head_dim
@@ -135,5 +135,3 @@ class AdditiveAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.dim}, hidden_dim={self.hidden_dim}"
-
-

@@ -44,14 +44,24 @@ class FastformerAttention(nn.Module):
         - **output**: ``[B, L, dim]``; padded positions are zero. Cost is O(L · d).
     """
 
-    def __init__(self, dim: int, num_heads: int = 3, *, value_from_query: bool = True,
-                 share_query_key: bool = False, query_residual: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 3,
+        *,
+        value_from_query: bool = True,
+        share_query_key: bool = False,
+        query_residual: bool = True,
+    ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
         self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
         self.value_from_query, self.share_query_key, self.query_residual = (
-            value_from_query, share_query_key, query_residual)
+            value_from_query,
+            share_query_key,
+            query_residual,
+        )
         self.query = nn.Linear(dim, dim)
         self.key = None if share_query_key else nn.Linear(dim, dim)
         self.value = None if value_from_query else nn.Linear(dim, dim)
@@ -92,8 +102,10 @@ class FastformerAttention(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        return (f"{self.dim}, num_heads={self.num_heads}, value_from_query={self.value_from_query}, "
-                f"share_query_key={self.share_query_key}, query_residual={self.query_residual}")
+        return (
+            f"{self.dim}, num_heads={self.num_heads}, value_from_query={self.value_from_query}, "
+            f"share_query_key={self.share_query_key}, query_residual={self.query_residual}"
+        )
 
 
 class FastformerLayer(nn.Module):
@@ -106,8 +118,17 @@ class FastformerLayer(nn.Module):
     Shapes: ``x [B, L, dim]``, ``mask [B, L]`` → ``[B, L, dim]`` (padded positions zero).
     """
 
-    def __init__(self, dim: int, num_heads: int = 3, dropout: float = 0.0, *, layer_norm: bool = False,
-                 feed_forward: bool = False, ffn_dim: int | None = None, **attention_kwargs) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 3,
+        dropout: float = 0.0,
+        *,
+        layer_norm: bool = False,
+        feed_forward: bool = False,
+        ffn_dim: int | None = None,
+        **attention_kwargs,
+    ) -> None:
         super().__init__()
         self.attention = FastformerAttention(dim, num_heads, **attention_kwargs)
         self.dropout = nn.Dropout(dropout)
@@ -154,8 +175,16 @@ class Fastformer(nn.Module):
     Shapes: ``x [B, L, dim]``, ``mask [B, L]`` → ``[B, L, dim]``.
     """
 
-    def __init__(self, dim: int, num_heads: int = 3, num_layers: int = 1, dropout: float = 0.0, *,
-                 share_layers: bool = False, **layer_kwargs) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 3,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        *,
+        share_layers: bool = False,
+        **layer_kwargs,
+    ) -> None:
         super().__init__()
         self.num_layers = num_layers
         n = 1 if share_layers else num_layers

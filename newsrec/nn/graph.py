@@ -66,8 +66,11 @@ class GatedGraphEncoder(nn.Module):
         if edge_index.layout == torch.sparse_csr:
             if not self.use_edge_weight:
                 edge_index = torch.sparse_csr_tensor(
-                    edge_index.crow_indices(), edge_index.col_indices(),
-                    torch.ones_like(edge_index.values()), edge_index.shape)
+                    edge_index.crow_indices(),
+                    edge_index.col_indices(),
+                    torch.ones_like(edge_index.values()),
+                    edge_index.shape,
+                )
             return self.conv(x, edge_index)
         return self.conv(x, edge_index, edge_weight if self.use_edge_weight else None)
 

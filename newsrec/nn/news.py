@@ -27,8 +27,14 @@ class TextEncoder(nn.Module):
         - **output**: ``[..., num_heads * head_dim]``; an all-padding text gives zeros.
     """
 
-    def __init__(self, embedding: nn.Embedding, num_heads: int = 20, head_dim: int = 20,
-                 attention_hidden: int = 200, dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        embedding: nn.Embedding,
+        num_heads: int = 20,
+        head_dim: int = 20,
+        attention_hidden: int = 200,
+        dropout: float = 0.2,
+    ) -> None:
         super().__init__()
         self.embedding = embedding
         self.dropout = nn.Dropout(dropout)
@@ -64,8 +70,15 @@ class EntityEncoder(nn.Module):
           constant, so it never depends on other news of a batch.
     """
 
-    def __init__(self, embedding: nn.Embedding, out_dim: int = 400, num_heads: int = 5, head_dim: int = 20,
-                 attention_hidden: int = 200, dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        embedding: nn.Embedding,
+        out_dim: int = 400,
+        num_heads: int = 5,
+        head_dim: int = 20,
+        attention_hidden: int = 200,
+        dropout: float = 0.2,
+    ) -> None:
         super().__init__()
         self.embedding = embedding
         self.dropout = nn.Dropout(dropout)

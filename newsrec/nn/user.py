@@ -28,8 +28,9 @@ class UserEncoder(nn.Module):
         - **output**: ``[B, num_heads * head_dim]``.
     """
 
-    def __init__(self, dim: int, num_heads: int = 20, head_dim: int = 20, attention_hidden: int = 200,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, num_heads: int = 20, head_dim: int = 20, attention_hidden: int = 200, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.attention = MultiHeadSelfAttention(dim, num_heads, head_dim)
