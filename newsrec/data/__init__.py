@@ -3,6 +3,7 @@
 from newsrec.data.behaviors import Behaviors, TrainingSamples, ragged_to_padded
 from newsrec.data.cache import ArrayCache, cache_key
 from newsrec.data.corpus import CorpusConfig, NewsCorpus
+from newsrec.data.datamodule import MINDDataModule
 from newsrec.data.mind import (
     MIND_URLS,
     download_mind,
@@ -20,6 +21,7 @@ __all__ = [
     "Behaviors",
     "CorpusConfig",
     "MIND_URLS",
+    "MINDDataModule",
     "NewsCorpus",
     "SyntheticConfig",
     "TrainingSamples",

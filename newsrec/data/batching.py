@@ -1,0 +1,271 @@
+"""Batches for every model: datasets, samplers and the vectorised batch builder.
+
+A batch is a dict:
+
+- ``news``: the features of the ``U`` distinct news the batch needs (histories, candidates and
+  sampled graph nodes), e.g. ``title [U, L_title]``; ``news_rows [U]`` are their corpus rows.
+  Position 0 is always the padding news (row 0), so padding indices point at it.
+- ``history [B_u, L]`` / ``history_mask [B_u, L]``: each distinct user history as indices
+  into ``news`` (oldest first, padded at the end).
+- ``candidates [B, C]`` / ``candidate_mask [B, C]`` (indices into ``news``), ``labels [B, C]``
+  (1 = clicked; in training the clicked news is column 0), ``user_index [B]`` (which history
+  row each impression uses), ``impression_ids [B]`` and ``rows [B]`` (behaviors rows).
+- GLORY adds ``subgraph``: a :class:`~torch_geometric.data.Batch` of the users' sampled
+  subgraphs whose ``node_index [T]`` gives each node's position in ``news``.
+
+Everything is gathered from numpy arrays in a few vectorised operations per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from newsrec.data.behaviors import Behaviors, TrainingSamples
+from newsrec.data.corpus import NewsCorpus
+
+__all__ = [
+    "BatchBuilder",
+    "TrainDataset",
+    "ImpressionDataset",
+    "EpochBatchSampler",
+    "ImpressionBatchSampler",
+    "NewsDataset",
+    "DataRequirements",
+]
+
+
+@dataclass
+class DataRequirements:
+    """What a model needs in its batches (declared by the model, read by the datamodule).
+
+    Attributes:
+        news_fields: corpus fields gathered for every news in a batch.
+        news_graph: keyword arguments of the news-graph build and :class:`KHopSampler`
+            (``method``, ``self_loops``, ``num_neighbors``, ``num_hops``, ``direction``,
+            ``edges``), or ``None`` for no subgraphs.
+        entity_neighbors: M_e for the entity-graph neighbours of every news' entities (adds
+            ``news["entity_neighbors"] [U, E, M_e]``), or ``None``.
+        entity_graph: keyword arguments of the entity-graph build (``method``, ``self_loops``).
+    """
+
+    news_fields: tuple[str, ...] = ("title",)
+    news_graph: dict | None = None
+    entity_neighbors: int | None = None
+    entity_graph: dict | None = None
+
+
+class BatchBuilder:
+    """Builds batches from corpus rows: call it with histories, candidates and labels."""
+
+    def __init__(
+        self,
+        corpus: NewsCorpus,
+        requirements: DataRequirements,
+        *,
+        khop_sampler=None,
+        entity_table: np.ndarray | None = None,
+    ) -> None:
+        self.fields = {f: np.asarray(corpus.arrays[f]) for f in requirements.news_fields}
+        self.requirements = requirements
+        self.khop_sampler = khop_sampler
+        self.entity_table = entity_table  # [num_entities, M_e] neighbour ids, 0 = none
+
+    def __call__(
+        self,
+        history: np.ndarray,
+        history_mask: np.ndarray,
+        candidates: np.ndarray,
+        candidate_mask: np.ndarray,
+        labels: np.ndarray,
+        user_index: np.ndarray,
+        impression_ids: np.ndarray,
+        rows: np.ndarray,
+    ) -> dict:
+        """All arrays hold corpus rows (0 = padding); returns the batch dict (module docstring)."""
+        parts = [np.zeros(1, np.int64), history[history_mask], candidates[candidate_mask]]
+        subgraph = None
+        if self.khop_sampler is not None:
+            subgraph = self.khop_sampler.sample(history, history_mask)
+            parts.append(subgraph.n_id.numpy())
+        news_rows = np.unique(np.concatenate(parts))  # sorted, starts with 0
+
+        def local(a: np.ndarray) -> np.ndarray:
+            return np.searchsorted(news_rows, a)
+
+        news = {f: torch.from_numpy(arr[news_rows].astype(np.int64)) for f, arr in self.fields.items()}
+        if self.entity_table is not None:
+            ents = self.fields["entities"][news_rows] if "entities" in self.fields else None
+            if ents is None:
+                raise ValueError("entity neighbours need the 'entities' news field")
+            news["entity_neighbors"] = torch.from_numpy(self.entity_table[ents])
+        batch = {
+            "news": news,
+            "news_rows": torch.from_numpy(news_rows.astype(np.int64)),
+            "history": torch.from_numpy(np.where(history_mask, local(history), 0)),
+            "history_mask": torch.from_numpy(history_mask),
+            "candidates": torch.from_numpy(np.where(candidate_mask, local(candidates), 0)),
+            "candidate_mask": torch.from_numpy(candidate_mask),
+            "labels": torch.from_numpy(labels.astype(np.int64)),
+            "user_index": torch.from_numpy(user_index.astype(np.int64)),
+            "impression_ids": torch.from_numpy(impression_ids.astype(np.int64)),
+            "rows": torch.from_numpy(rows.astype(np.int64)),
+        }
+        if subgraph is not None:
+            subgraph.node_index = torch.from_numpy(local(subgraph.n_id.numpy()))
+            batch["subgraph"] = subgraph
+        return batch
+
+
+class EpochBatchSampler(Sampler):
+    """Shuffled batches of sample indices, re-shuffled every epoch from ``(seed, epoch)``, and
+    sharded over DDP ranks (rank r takes batches r, r + W, …; every rank gets the same number of
+    batches: the last incomplete round is dropped when sharding). Yields ``(epoch, indices)``
+    so that workers know the epoch (negatives are re-drawn per epoch)."""
+
+    def __init__(
+        self, num_samples: int, batch_size: int, *, shuffle: bool = True, seed: int = 0, drop_last: bool = False
+    ) -> None:
+        self.num_samples, self.batch_size, self.shuffle, self.seed = num_samples, batch_size, shuffle, seed
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @staticmethod
+    def _world() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def _batches(self) -> list[np.ndarray]:
+        order = (
+            np.random.default_rng([self.seed, self.epoch]).permutation(self.num_samples)
+            if self.shuffle
+            else np.arange(self.num_samples)
+        )
+        n = len(order) // self.batch_size if self.drop_last else -(-len(order) // self.batch_size)
+        batches = [order[i * self.batch_size : (i + 1) * self.batch_size] for i in range(n)]
+        rank, world = self._world()
+        if world > 1:
+            batches = batches[: len(batches) // world * world][rank::world]
+        return batches
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        for b in self._batches():
+            yield self.epoch, b
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+
+class TrainDataset(Dataset):
+    """Training samples (1 clicked + K negatives, re-drawn each epoch); indexed by
+    ``(epoch, sample indices)`` and returning whole batches."""
+
+    def __init__(
+        self, behaviors: Behaviors, samples: TrainingSamples, builder: BatchBuilder, history_length: int
+    ) -> None:
+        self.behaviors, self.samples, self.builder, self.history_length = behaviors, samples, builder, history_length
+        self._epoch: int | None = None
+        self._negatives: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key: tuple[int, np.ndarray]) -> dict:
+        epoch, idx = key
+        if self._epoch != epoch:
+            self._negatives, self._epoch = self.samples.negatives(epoch), epoch
+        idx = np.asarray(idx, dtype=np.int64)
+        rows = self.samples.rows[idx]
+        hist, n = self.behaviors.histories(rows, self.history_length)
+        hmask = np.arange(self.history_length)[None, :] < n[:, None]
+        cands = np.concatenate([self.samples.positives[idx, None], self._negatives[idx]], axis=1)
+        labels = np.zeros_like(cands)
+        labels[:, 0] = 1
+        return self.builder(
+            hist,
+            hmask,
+            cands,
+            np.ones(cands.shape, bool),
+            labels,
+            np.arange(len(idx)),
+            self.behaviors.impression_ids[rows],
+            rows,
+        )
+
+
+class ImpressionBatchSampler(Sampler):
+    """Whole impressions in batches of ``batch_size``, in an order that puts impressions with
+    identical histories side by side (so each batch encodes a history once); sharded over DDP
+    ranks by contiguous blocks of batches, without padding or duplication."""
+
+    def __init__(self, order: np.ndarray, batch_size: int) -> None:
+        self.order, self.batch_size = order, batch_size
+
+    def _batches(self) -> list[np.ndarray]:
+        batches = [self.order[i : i + self.batch_size] for i in range(0, len(self.order), self.batch_size)]
+        rank, world = EpochBatchSampler._world()
+        if world > 1:
+            bounds = np.linspace(0, len(batches), world + 1).round().astype(int)
+            batches = batches[bounds[rank] : bounds[rank + 1]]
+        return batches
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        yield from self._batches()
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+
+def history_order(behaviors: Behaviors) -> np.ndarray:
+    """Impression rows ordered by (user, history length, row): identical histories adjacent."""
+    return np.lexsort((np.arange(len(behaviors)), behaviors.history_lengths, behaviors.users))
+
+
+class ImpressionDataset(Dataset):
+    """Whole impressions (evaluation and prediction); indexed by arrays of rows."""
+
+    def __init__(self, behaviors: Behaviors, builder: BatchBuilder, history_length: int) -> None:
+        self.behaviors, self.builder, self.history_length = behaviors, builder, history_length
+
+    def __len__(self) -> int:
+        return len(self.behaviors)
+
+    def __getitem__(self, rows: np.ndarray) -> dict:
+        rows = np.asarray(rows, dtype=np.int64)
+        b = self.behaviors
+        hist, n = b.histories(rows, self.history_length)
+        hmask = np.arange(self.history_length)[None, :] < n[:, None]
+        # deduplicate identical histories within the batch
+        key = np.concatenate([hist, n[:, None]], axis=1)
+        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        cands, labels, cmask = b.impressions(rows)
+        return self.builder(
+            hist[first], hmask[first], cands, cmask, labels, inverse.reshape(-1), b.impression_ids[rows], rows
+        )
+
+
+class NewsDataset(Dataset):
+    """Chunks of the whole corpus (for encoding every news once per evaluation)."""
+
+    def __init__(self, corpus: NewsCorpus, fields: Sequence[str], entity_table: np.ndarray | None = None) -> None:
+        self.fields = {f: np.asarray(corpus.arrays[f]) for f in fields}
+        self.entity_table = entity_table
+        self.num_news = len(corpus)
+
+    def __len__(self) -> int:
+        return self.num_news
+
+    def __getitem__(self, rows: np.ndarray) -> dict:
+        rows = np.asarray(rows, dtype=np.int64)
+        news = {f: torch.from_numpy(a[rows].astype(np.int64)) for f, a in self.fields.items()}
+        if self.entity_table is not None:
+            news["entity_neighbors"] = torch.from_numpy(self.entity_table[self.fields["entities"][rows]])
+        return {"news": news, "news_rows": torch.from_numpy(rows)}

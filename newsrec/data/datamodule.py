@@ -1,0 +1,280 @@
+"""MINDDataModule: one LightningDataModule for every newsrec model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
+
+from newsrec.data.batching import (
+    BatchBuilder,
+    DataRequirements,
+    EpochBatchSampler,
+    ImpressionBatchSampler,
+    ImpressionDataset,
+    NewsDataset,
+    TrainDataset,
+    history_order,
+)
+from newsrec.data.behaviors import Behaviors, TrainingSamples
+from newsrec.data.cache import ArrayCache, cache_key
+from newsrec.data.corpus import CorpusConfig, NewsCorpus
+from newsrec.data.prepare import load_behaviors, load_corpus, split_files
+from newsrec.data.text import load_entity_vectors, load_word_vectors
+
+__all__ = ["MINDDataModule"]
+
+
+def _identity(x):
+    return x
+
+
+class MINDDataModule(pl.LightningDataModule):
+    """Data for every newsrec model from a MIND-format root (real MIND or a synthetic world).
+
+    Builds (once, cached under ``root/processed/``) or loads the corpus, the behaviors of every
+    split and, when the model asks for them, the global graphs; serves training batches
+    (1 clicked + K negatives re-drawn every epoch), evaluation batches of whole impressions
+    (identical histories encoded once) and chunks of the whole corpus.
+
+    Args:
+        root: the MIND root (``train/``, ``dev/`` [, ``test/``]).
+        batch_size: training samples per batch (32 in GLORY).
+        eval_batch_size: impressions per evaluation batch.
+        num_negatives: K non-clicked candidates per training sample (4).
+        history_length: most recent clicks kept (L_his = 50).
+        num_workers: DataLoader worker processes (sampling and batch building run there).
+        seed: seed of the shuffling and negative sampling.
+        val_split, test_split, predict_split: which split serves each stage.
+        title_length, abstract_length, num_entities, entity_text_length, entity_sources,
+            min_word_count, max_vocab_size: :class:`CorpusConfig` fields.
+        missing: policy for news ids the news files lack (``"error"`` / ``"drop"``).
+        word_vectors: GloVe-format file (relative to ``root``) used to initialise word
+            embeddings, or ``None``.
+        synthetic: if given and ``root`` holds no data yet, a synthetic world is generated
+            there first with these :func:`newsrec.data.generate_mind` arguments.
+        requirements: what the model needs; normally taken from the model at ``setup``.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/synthetic-demo",
+        batch_size: int = 32,
+        eval_batch_size: int = 64,
+        num_negatives: int = 4,
+        history_length: int = 50,
+        num_workers: int = 0,
+        seed: int = 0,
+        val_split: str = "dev",
+        test_split: str = "dev",
+        predict_split: str = "dev",
+        title_length: int = 30,
+        abstract_length: int = 50,
+        num_entities: int = 5,
+        entity_text_length: int = 20,
+        entity_sources: tuple[str, ...] = ("title", "abstract"),
+        min_word_count: int = 1,
+        max_vocab_size: int | None = None,
+        missing: str = "error",
+        word_vectors: str | None = "word_vectors.txt",
+        synthetic: dict | None = None,
+        requirements: DataRequirements | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_negatives, self.history_length = num_negatives, history_length
+        self.num_workers, self.seed = num_workers, seed
+        self.splits = {"validate": val_split, "test": test_split, "predict": predict_split}
+        self.corpus_config = CorpusConfig(
+            title_length,
+            abstract_length,
+            num_entities,
+            entity_text_length,
+            tuple(entity_sources),
+            min_word_count,
+            max_vocab_size,
+        )
+        self.missing, self.word_vectors_file, self.synthetic = missing, word_vectors, synthetic
+        self.requirements = requirements
+        self._explicit_requirements = requirements is not None
+        self._corpus: NewsCorpus | None = None
+        self._behaviors: dict[str, Behaviors] = {}
+        self._builder: BatchBuilder | None = None
+        self._entity_table: np.ndarray | None = None
+
+    # -- preparation ------------------------------------------------------------------------------
+    def _ensure_root(self) -> None:
+        if self.synthetic is not None and not (self.root / "train" / "behaviors.tsv").exists():
+            from newsrec.data.synthetic import generate_mind
+
+            with ArrayCache(self.root.parent).lock(self.root.name + ".synth"):
+                if not (self.root / "train" / "behaviors.tsv").exists():
+                    generate_mind(self.root, **self.synthetic)
+
+    def prepare_data(self) -> None:
+        """Generate the synthetic world if asked, and build every cache (rank 0 only in DDP)."""
+        self._ensure_root()
+        corpus = load_corpus(self.root, self.corpus_config)
+        for split in split_files(self.root):
+            load_behaviors(self.root, split, corpus, missing=self.missing)
+        if self.requirements is not None:
+            self._graphs(corpus)
+
+    @property
+    def corpus(self) -> NewsCorpus:
+        if self._corpus is None:
+            self._ensure_root()
+            self._corpus = load_corpus(self.root, self.corpus_config)
+        return self._corpus
+
+    def behaviors(self, split: str) -> Behaviors:
+        if split not in self._behaviors:
+            self._behaviors[split] = load_behaviors(self.root, split, self.corpus, missing=self.missing)
+        return self._behaviors[split]
+
+    # sizes the models need (linked into the model by the CLI)
+    @property
+    def num_words(self) -> int:
+        return len(self.corpus.vocab)
+
+    @property
+    def num_entity_ids(self) -> int:
+        return len(self.corpus.entity_vocab)
+
+    @property
+    def num_categories(self) -> int:
+        return len(self.corpus.category_vocab)
+
+    @property
+    def num_subcategories(self) -> int:
+        return len(self.corpus.subcategory_vocab)
+
+    def word_vectors(self) -> np.ndarray | None:
+        """The GloVe-initialised word matrix ``[num_words, dim]`` (or ``None`` without a file)."""
+        if self.word_vectors_file is None or not (self.root / self.word_vectors_file).exists():
+            return None
+        matrix, coverage = load_word_vectors(self.corpus.vocab, self.root / self.word_vectors_file)
+        self.word_coverage = coverage
+        return matrix
+
+    def entity_vectors(self) -> np.ndarray | None:
+        """The TransE entity matrix ``[num_entity_ids, dim]`` from the splits' ``.vec`` files."""
+        files = [self.root / s / "entity_embedding.vec" for s in split_files(self.root)]
+        files = [f for f in files if f.exists()]
+        if not files:
+            return None
+        matrix, coverage = load_entity_vectors(self.corpus.entity_vocab.stoi, files)
+        self.entity_coverage = coverage
+        return matrix
+
+    # -- graphs -------------------------------------------------------------------------------------
+    def _graphs(self, corpus: NewsCorpus):
+        """Build (or load) the graphs the requirements name; returns (news graph, entity graph)."""
+        from newsrec.graphs import build_entity_graph, build_news_graph, load_graph, save_graph
+
+        req = self.requirements
+        train = load_behaviors(self.root, "train", corpus, missing=self.missing)
+        base = cache_key(corpus.news_ids, train.impression_ids[:1000].tolist(), len(train))
+        processed = self.root / "processed"
+        news_graph = entity_graph = None
+        if req.news_graph is not None:
+            opts = {k: req.news_graph[k] for k in ("method", "self_loops") if k in req.news_graph}
+            path = processed / f"news-graph-{cache_key(base, opts)}"
+            with ArrayCache(processed).lock(path.name):
+                news_graph = load_graph(path)
+                if news_graph is None:
+                    news_graph = build_news_graph(train.user_sequences(), len(corpus), **opts)
+                    save_graph(news_graph, path, {"options": json.dumps(opts)})
+        if req.entity_neighbors is not None:
+            opts = dict(req.entity_graph or {})
+            path = processed / f"entity-graph-{cache_key(base, opts)}"
+            with ArrayCache(processed).lock(path.name):
+                entity_graph = load_graph(path)
+                if entity_graph is None:
+                    entity_graph = build_entity_graph(
+                        train.user_sequences(), corpus.entities, len(corpus.entity_vocab), **opts
+                    )
+                    save_graph(entity_graph, path, {"options": json.dumps(opts)})
+        return news_graph, entity_graph
+
+    # -- setup ----------------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if not self._explicit_requirements and self.trainer is not None:
+            model = self.trainer.lightning_module
+            if hasattr(model, "data_requirements"):
+                self.requirements = model.data_requirements()
+        if self._builder is None or self._builder.requirements != self.requirements:
+            self.configure(self.requirements or DataRequirements())
+
+    def configure(self, requirements: DataRequirements) -> None:
+        """Build the batch builder for a model's requirements (done by ``setup``; call it
+        directly when using the datamodule without a Trainer)."""
+        from newsrec.graphs import EntityNeighborSampler, KHopSampler
+
+        self.requirements = requirements
+        news_graph, entity_graph = self._graphs(self.corpus)
+        sampler = None
+        if news_graph is not None:
+            opts = {k: v for k, v in requirements.news_graph.items() if k not in ("method", "self_loops")}
+            sampler = KHopSampler(news_graph, **opts)
+        self._entity_table = None
+        if entity_graph is not None:
+            self._entity_table = EntityNeighborSampler(entity_graph, requirements.entity_neighbors).table.numpy()
+        self._builder = BatchBuilder(self.corpus, requirements, khop_sampler=sampler, entity_table=self._entity_table)
+
+    @property
+    def builder(self) -> BatchBuilder:
+        if self._builder is None:
+            self.configure(self.requirements or DataRequirements())
+        return self._builder
+
+    # -- loaders -------------------------------------------------------------------------------------
+    def _loader(self, dataset, sampler) -> DataLoader:
+        return DataLoader(
+            dataset,
+            sampler=sampler,
+            batch_size=None,
+            collate_fn=_identity,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=False,
+        )
+
+    def training_samples(self) -> TrainingSamples:
+        return TrainingSamples(self.behaviors("train"), self.num_negatives, self.seed)
+
+    def train_dataloader(self) -> DataLoader:
+        samples = self.training_samples()
+        ds = TrainDataset(self.behaviors("train"), samples, self.builder, self.history_length)
+        sampler = EpochBatchSampler(len(samples), self.batch_size, shuffle=True, seed=self.seed)
+        return self._loader(ds, sampler)
+
+    def _impressions(self, split: str) -> DataLoader:
+        b = self.behaviors(split)
+        ds = ImpressionDataset(b, self.builder, self.history_length)
+        return self._loader(ds, ImpressionBatchSampler(history_order(b), self.eval_batch_size))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._impressions(self.splits["validate"])
+
+    def test_dataloader(self) -> DataLoader:
+        return self._impressions(self.splits["test"])
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._impressions(self.splits["predict"])
+
+    def news_dataloader(self, batch_size: int = 1024) -> DataLoader:
+        """Chunks of the whole corpus (rows 0..N-1, in order), for encoding every news once."""
+        ds = NewsDataset(self.corpus, self.builder.requirements.news_fields, self._entity_table)
+        sampler = BatchSampler(SequentialSampler(range(len(ds))), batch_size, drop_last=False)
+        return DataLoader(ds, sampler=sampler, batch_size=None, collate_fn=_identity, num_workers=0)
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seed = state.get("seed", self.seed)

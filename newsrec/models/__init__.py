@@ -1,0 +1,7 @@
+"""LightningModules sharing one protocol (``encode_news``, ``encode_users``, ``score``)."""
+
+from newsrec.models.base import NewsRecModel
+from newsrec.models.glory import GLORY
+from newsrec.models.nrms import NRMS
+
+__all__ = ["GLORY", "NRMS", "NewsRecModel"]
