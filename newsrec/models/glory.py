@@ -21,7 +21,8 @@ class GLORY(NewsRecModel):
     :math:`\mathbf{n}_k = \operatorname{Att}([\mathbf{h}_{ln}; \mathbf{h}_{le}; \mathbf{h}_{gn}])`
     with :math:`\mathbf{h}_{ln}` the title encoder, :math:`\mathbf{h}_{le}` the entity encoder and
     :math:`\mathbf{h}_{gn}` the GGNN output at the news' node in the user's k-hop subgraph (nodes
-    initialised with :math:`\mathbf{h}_{ln}`); :math:`\mathbf{u} = \operatorname{Att}(\operatorname{MHSA}(\mathbf{n}_1..\mathbf{n}_H))`.
+    initialised with :math:`\mathbf{h}_{ln}`);
+    :math:`\mathbf{u} = \operatorname{Att}(\operatorname{MHSA}(\mathbf{n}_1..\mathbf{n}_H))`.
 
     Candidate side: :math:`\mathbf{c} = \operatorname{Att}([\mathbf{h}^l_{nc}; \mathbf{h}^l_{ec}; \mathbf{h}^g_{ec}])`,
     :math:`\mathbf{h}^g_{ec}` encoding the top-:math:`M_e` entity-graph neighbours of the
