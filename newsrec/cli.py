@@ -1,10 +1,11 @@
 """The ``newsrec`` command.
 
-``newsrec synth --out DIR`` writes a synthetic MIND world; ``newsrec prepare ROOT`` builds the
-cached corpus and behaviors; ``newsrec baselines ROOT`` prints the popularity baseline and
-(for synthetic worlds) the oracle on the dev split; ``newsrec demo`` does all three on a small
-world. Errors in input files are reported as one line and a non-zero exit code
-(``--verbose`` shows the traceback).
+``newsrec fit | validate | test | predict --config configs/glory_demo.yaml`` train and evaluate
+(Lightning's CLI, see :mod:`newsrec.lightning_cli`). ``newsrec synth --out DIR`` writes a
+synthetic MIND world; ``newsrec prepare ROOT`` builds the cached corpus and behaviors;
+``newsrec baselines ROOT`` prints the popularity baseline and (for synthetic worlds) the oracle
+on the dev split; ``newsrec demo`` does all three on a small world. Errors in input files are
+reported as one line and a non-zero exit code (``--verbose`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -98,8 +99,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    verbose = "--verbose" in argv
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        from newsrec.lightning_cli import run_lightning_cli
+
+        try:
+            args = [a for a in argv if a != "--verbose"]
+            run_lightning_cli(None if args == sys.argv[1:] else args)
+        except (ValueError, FileNotFoundError, OSError) as e:
+            if verbose:
+                raise
+            print(f"newsrec: error: {e}", file=sys.stderr)
+            return 1
+        return 0
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -55,6 +55,9 @@ class NewsRecModel(pl.LightningModule):
 
     #: True when ``encode_history_news`` equals ``encode_news`` (computed once per batch).
     history_is_candidate: bool = True
+    #: vocabulary sizes every model accepts (the CLI links them from the datamodule; a model
+    #: ignores those it does not use)
+    data_size_arguments = ("num_words", "num_entity_ids", "num_categories", "num_subcategories")
 
     def __init__(
         self,

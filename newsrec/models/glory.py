@@ -29,7 +29,8 @@ class GLORY(NewsRecModel):
     candidate's entities. Score :math:`s = \mathbf{u}^\top\mathbf{c}`.
 
     Args:
-        num_words, num_entity_ids: vocabulary sizes (from the datamodule).
+        num_words, num_entity_ids: vocabulary sizes (from the datamodule; ``num_categories`` and
+            ``num_subcategories`` are accepted and unused).
         word_dim, entity_dim: embedding sizes (300 GloVe, 100 TransE).
         num_heads, head_dim: news/user self-attention (20 × 20 = 400 = the model size).
         entity_heads, entity_head_dim: entity self-attention (5 × 20).
@@ -57,6 +58,8 @@ class GLORY(NewsRecModel):
         self,
         num_words: int = 2,
         num_entity_ids: int = 2,
+        num_categories: int = 2,
+        num_subcategories: int = 2,
         word_dim: int = 300,
         entity_dim: int = 100,
         num_heads: int = 20,

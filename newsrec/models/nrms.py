@@ -15,7 +15,9 @@ class NRMS(NewsRecModel):
     """Title multi-head self-attention news encoder + NRMS user encoder, dot-product scores.
 
     Args:
-        num_words: vocabulary size (``MINDDataModule.num_words``).
+        num_words: vocabulary size (``MINDDataModule.num_words``); ``num_entity_ids``,
+            ``num_categories`` and ``num_subcategories`` are accepted and unused (the CLI links
+            every size from the datamodule).
         word_dim: word embedding size (300 for GloVe; must match the pretrained vectors).
         num_heads, head_dim: self-attention size of news and user encoders (20 × 20 = 400).
         attention_hidden: additive attention hidden size (200).
@@ -28,6 +30,9 @@ class NRMS(NewsRecModel):
     def __init__(
         self,
         num_words: int = 2,
+        num_entity_ids: int = 2,
+        num_categories: int = 2,
+        num_subcategories: int = 2,
         word_dim: int = 300,
         num_heads: int = 20,
         head_dim: int = 20,

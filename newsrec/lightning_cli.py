@@ -1,0 +1,85 @@
+"""``newsrec fit | validate | test | predict``: Lightning's CLI over newsrec's models and data.
+
+Configs are YAML (see ``configs/``); any value can be overridden on the command line
+(``--model.init_args.lr 1e-4``, ``--trainer.max_epochs 3``). Note that a config may name any
+importable class to instantiate (``class_path``): a config file is code, so only run configs you
+trust.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
+from pytorch_lightning.cli import LightningCLI
+
+from newsrec.data.datamodule import MINDDataModule
+from newsrec.metrics import write_prediction_file
+from newsrec.models.base import NewsRecModel
+
+__all__ = ["NewsRecCLI", "PredictionFileWriter", "run_lightning_cli"]
+
+
+class PredictionFileWriter(BasePredictionWriter):
+    """Writes the MIND leaderboard file (``prediction.txt`` inside a zip by default) after
+    ``predict``: one line per impression, in impression-id order, ranks of candidates in file
+    order. Written atomically."""
+
+    def __init__(self, path: str = "prediction.zip") -> None:
+        super().__init__(write_interval="epoch")
+        self.path = path
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        outs = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
+        ids = np.concatenate([o["impression_ids"] for o in outs]) if outs else np.zeros(0, np.int64)
+        scores = [s for o in outs for s in o["scores"]]
+        order = np.argsort(ids, kind="stable")
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        write_prediction_file(self.path, ids[order], [scores[i] for i in order])
+        print(f"wrote {self.path} ({len(ids)} impressions)")
+
+
+class NewsRecCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        for name in NewsRecModel.data_size_arguments:
+            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+        parser.add_argument(
+            "--prediction_file",
+            default="prediction.zip",
+            help="where `predict` writes the leaderboard file (.zip or .txt)",
+        )
+
+    def before_predict(self) -> None:
+        path = self.config[self.subcommand].get("prediction_file", "prediction.zip")
+        self.trainer.callbacks.append(PredictionFileWriter(path))
+
+    def after_fit(self) -> None:
+        ckpt = "best" if self.trainer.checkpoint_callback and self.trainer.checkpoint_callback.best_model_path else None
+        if self.trainer.limit_val_batches == 0:
+            return
+        results = self.trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False)
+        if results and self.trainer.is_global_zero:
+            from newsrec.cli import format_table
+
+            row = {k.split("/", 1)[1]: v for k, v in results[0].items() if k.startswith("val/")}
+            print(f"\nvalidation metrics ({'best checkpoint' if ckpt else 'final model'}):")
+            print(format_table({type(self.model).__name__: row}))
+
+
+def run_lightning_cli(args: list[str] | None = None) -> None:
+    """Run Lightning's CLI (``args`` = the command line after ``newsrec``; ``None`` = sys.argv)."""
+    NewsRecCLI(
+        NewsRecModel,
+        MINDDataModule,
+        subclass_mode_model=True,
+        args=args,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={
+            "use_distributed_sampler": False,  # newsrec shards its own batches without padding
+            "callbacks": [
+                ModelCheckpoint(monitor="val/auc", mode="max", save_last=True, filename="best-{epoch}-{step}")
+            ],
+        },
+        parser_kwargs={"default_env": False},
+    )

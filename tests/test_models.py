@@ -1,0 +1,183 @@
+"""Model invariants: batch independence, permutation, padding, cached evaluation, checkpoints."""
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from newsrec.data import MINDDataModule
+from newsrec.models import GLORY, NRMS
+
+SMALL = dict(word_dim=50, num_heads=2, head_dim=8, attention_hidden=8, dropout=0.1)
+
+
+def make(name, dm, **kw):
+    if name == "nrms":
+        return NRMS(num_words=dm.num_words, **SMALL, **kw)
+    if name == "glory":
+        return GLORY(
+            num_words=dm.num_words,
+            num_entity_ids=dm.num_entity_ids,
+            entity_heads=2,
+            entity_head_dim=4,
+            num_graph_neighbors=3,
+            **SMALL,
+            **kw,
+        )
+    if name == "glory_sampled":
+        return GLORY(
+            num_words=dm.num_words,
+            num_entity_ids=dm.num_entity_ids,
+            entity_heads=2,
+            entity_head_dim=4,
+            num_graph_neighbors=3,
+            graph_edges="sampled",
+            ggnn_edge_weights=True,
+            **SMALL,
+            **kw,
+        )
+    raise ValueError(name)
+
+
+MODELS = ["nrms", "glory", "glory_sampled"]
+
+
+@pytest.fixture(scope="module")
+def dm(tiny_world):
+    return MINDDataModule(str(tiny_world), batch_size=8, eval_batch_size=16, history_length=20)
+
+
+def eval_batch(dm, model, rows):
+    dm.configure(model.data_requirements())
+    ds = dm.val_dataloader().dataset
+    return ds[np.asarray(rows)]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_scores_never_depend_on_other_rows(dm, name):
+    torch.manual_seed(0)
+    model = make(name, dm).eval()
+    rows = np.arange(12)
+    with torch.no_grad():
+        whole = model(eval_batch(dm, model, rows))
+        mask = eval_batch(dm, model, rows)["candidate_mask"]
+        for i in (0, 5, 11):
+            alone = model(eval_batch(dm, model, rows[i : i + 1]))
+            n = int(mask[i].sum())
+            torch.testing.assert_close(alone[0, :n], whole[i, :n], atol=1e-5, rtol=1e-5)
+        # the same row among other rows
+        other = model(eval_batch(dm, model, np.array([20, 21, 5, 30])))
+        n = int(mask[5].sum())
+        torch.testing.assert_close(other[2, :n], whole[5, :n], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_permuting_candidates_permutes_scores(dm, name):
+    torch.manual_seed(0)
+    model = make(name, dm).eval()
+    batch = eval_batch(dm, model, np.arange(6))
+    with torch.no_grad():
+        s = model(batch)
+        perm = torch.randperm(batch["candidates"].shape[1])
+        batch2 = dict(batch, candidates=batch["candidates"][:, perm], candidate_mask=batch["candidate_mask"][:, perm])
+        torch.testing.assert_close(model(batch2), s[:, perm], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_history_padding_never_changes_scores(tiny_world, name):
+    torch.manual_seed(0)
+    short = MINDDataModule(str(tiny_world), history_length=50)
+    model = make(name, short).eval()
+    longer = MINDDataModule(str(tiny_world), history_length=80)  # more padding, same clicks (all < 50)
+    rows = np.arange(10)
+    b = short.behaviors("dev")
+    assert b.history_lengths[rows].max() <= 50
+    with torch.no_grad():
+        a = model(eval_batch(short, model, rows))
+        c = model(eval_batch(longer, model, rows))
+    torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["nrms", "glory"])
+def test_cached_evaluation_equals_plain_forward(dm, name, tmp_path):
+    torch.manual_seed(0)
+    model = make(name, dm)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, dm)
+    cached = trainer.validate(model, dm, verbose=False)[0]
+    from newsrec.metrics import ImpressionMetrics
+
+    m = ImpressionMetrics()
+    model.eval()
+    with torch.no_grad():
+        for batch in dm.val_dataloader():
+            s = model(batch)
+            m.update(s.double(), batch["labels"], mask=batch["candidate_mask"])
+    plain = m.compute()
+    for k in ("auc", "mrr", "ndcg@5", "ndcg@10"):
+        assert cached[f"val/{k}"] == pytest.approx(float(plain[k]), abs=1e-5)
+    assert cached["val/impressions"] == len(dm.behaviors("dev"))
+
+
+def test_training_lowers_loss_and_checkpoint_loads_weights_only(dm, tmp_path):
+    torch.manual_seed(0)
+    model = make("glory", dm, lr=3e-3, lr_schedule="constant")
+    trainer = pl.Trainer(
+        max_epochs=3,
+        logger=False,
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[pl.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)],
+    )
+    losses = []
+
+    class Record(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            losses.append(float(outputs["loss"]))
+
+    trainer.callbacks.append(Record())
+    trainer.fit(model, dm)
+    assert all(np.isfinite(losses))
+    k = len(losses) // 3
+    assert np.mean(losses[-k:]) < np.mean(losses[:k])
+    ckpt = tmp_path / "last.ckpt"
+    raw = torch.load(ckpt, weights_only=True)  # plain data only: no pickled classes
+    assert raw["hyper_parameters"]["num_graph_neighbors"] == 3
+    loaded = GLORY.load_from_checkpoint(ckpt, weights_only=True)
+    for (n1, p1), (_, p2) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        torch.testing.assert_close(p1.cpu(), p2.cpu(), msg=n1)
+
+
+def test_empty_histories_give_finite_scores(dm):
+    b = dm.behaviors("dev")
+    model = make("glory", dm).eval()
+    batch = eval_batch(dm, model, np.arange(4))
+    batch["history_mask"][:] = False  # every history empty
+    batch["subgraph"].history_position[:] = -1
+    with torch.no_grad():
+        s = model(batch)
+    assert torch.isfinite(s).all()
+    assert len(b) > 0
+
+
+def test_prediction_gives_scores_in_file_order(dm, tmp_path):
+    model = make("nrms", dm)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    out = trainer.predict(model, dm)
+    ids = np.concatenate([o["impression_ids"] for o in out])
+    scores = [s for o in out for s in o["scores"]]
+    b = dm.behaviors("dev")
+    assert sorted(ids.tolist()) == sorted(b.impression_ids.tolist())
+    by_id = dict(zip(ids.tolist(), scores))
+    for r in range(len(b)):
+        assert len(by_id[int(b.impression_ids[r])]) == b.num_candidates[r]
