@@ -103,14 +103,14 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    verbose = "--verbose" in argv
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verbose = "--verbose" in argv  # accepted anywhere on the line
+    argv = [a for a in argv if a != "--verbose"]
     if argv and argv[0] in LIGHTNING_COMMANDS:
         from newsrec.lightning_cli import run_lightning_cli
 
         try:
-            args = [a for a in argv if a != "--verbose"]
-            run_lightning_cli(None if args == sys.argv[1:] else args)
+            run_lightning_cli(None if argv == sys.argv[1:] else argv)
         except (ValueError, FileNotFoundError, OSError) as e:
             if verbose:
                 raise
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (ValueError, FileNotFoundError, OSError) as e:
-        if args.verbose:
+        if verbose:
             raise
         print(f"newsrec: error: {e}", file=sys.stderr)
         return 1

@@ -6,7 +6,7 @@ import pytorch_lightning as pl
 import torch
 
 from newsrec.data import MINDDataModule
-from newsrec.models import GLORY, NRMS
+from newsrec.models import FUM, GLORY, NRMS
 
 SMALL = dict(word_dim=50, num_heads=2, head_dim=8, attention_hidden=8, dropout=0.1)
 
@@ -36,10 +36,30 @@ def make(name, dm, **kw):
             **SMALL,
             **kw,
         )
+    if name.startswith("fum"):
+        variant = {
+            "fum": {},
+            "fum_concat": {"fusion": "concat", "fine_user_dim": 4},
+            "fum_mhsa": {"fine_encoder": "mhsa", "genres": ("title", "abstract", "entity_text")},
+        }[name]
+        return FUM(
+            num_words=dm.num_words,
+            num_entity_ids=dm.num_entity_ids,
+            num_categories=dm.num_categories,
+            num_subcategories=dm.num_subcategories,
+            category_dim=8,
+            entity_heads=2,
+            entity_head_dim=4,
+            fine_dim=6,
+            fine_heads=3,
+            **SMALL,
+            **variant,
+            **kw,
+        )
     raise ValueError(name)
 
 
-MODELS = ["nrms", "glory", "glory_sampled"]
+MODELS = ["nrms", "glory", "glory_sampled", "fum", "fum_concat", "fum_mhsa"]
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +118,7 @@ def test_history_padding_never_changes_scores(tiny_world, name):
     torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["nrms", "glory"])
+@pytest.mark.parametrize("name", ["nrms", "glory", "fum"])
 def test_cached_evaluation_equals_plain_forward(dm, name, tmp_path):
     torch.manual_seed(0)
     model = make(name, dm)
@@ -181,3 +201,34 @@ def test_prediction_gives_scores_in_file_order(dm, tmp_path):
     by_id = dict(zip(ids.tolist(), scores))
     for r in range(len(b)):
         assert len(by_id[int(b.impression_ids[r])]) == b.num_candidates[r]
+
+
+def test_fum_users_are_cacheable_and_options_validated(dm):
+    torch.manual_seed(0)
+    model = make("fum", dm).eval()
+    batch = eval_batch(dm, model, np.arange(5))
+    with torch.no_grad():
+        news = model.encode_news(batch["news"])
+        users = model.encode_users(batch, news)[batch["user_index"]]
+        expect = torch.einsum("bd,bcd->bc", users, news[batch["candidates"]])
+        torch.testing.assert_close(model(batch), expect)
+    with pytest.raises(ValueError, match="genres"):
+        FUM(genres=("title", "body"))
+    with pytest.raises(ValueError, match="use_fine"):
+        FUM(use_fine=False, use_coarse=False)
+    for variant in ({"use_fine": False}, {"use_coarse": False}, {"genres": ("title",)}):
+        m = FUM(
+            num_words=dm.num_words,
+            num_entity_ids=dm.num_entity_ids,
+            num_categories=dm.num_categories,
+            num_subcategories=dm.num_subcategories,
+            category_dim=8,
+            entity_heads=2,
+            entity_head_dim=4,
+            fine_dim=6,
+            fine_heads=3,
+            **SMALL,
+            **variant,
+        ).eval()
+        with torch.no_grad():
+            assert torch.isfinite(m(eval_batch(dm, m, np.arange(3)))).all()

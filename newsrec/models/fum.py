@@ -1,0 +1,287 @@
+"""FUM (Qi et al., SIGIR 2022): fine-grained and fast user modelling with Fastformer."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from newsrec.data.batching import DataRequirements
+from newsrec.models.base import NewsRecModel, gather_rows
+from newsrec.nn import AdditiveAttention, Fastformer, MultiHeadSelfAttention, TextEncoder, UserEncoder
+
+__all__ = ["FUM", "FUM_GENRES"]
+
+#: text genres the fine-grained user model can read, per clicked news
+FUM_GENRES = ("title", "abstract", "category", "subcategory", "entity_text")
+
+
+class FUMNewsEncoder(nn.Module):
+    """FUM's news encoder: title and abstract text encoders (MHSA + pooling, separate weights,
+    shared word embedding), category and subcategory embeddings (→ Dense → dropout), an entity
+    encoder (MHSA + pooling), all concatenated → Dense(``dim``) → ReLU.
+
+    Shapes: ``news`` dict of ``title [U, Lt]``, ``abstract [U, La]``, ``category [U]``,
+    ``subcategory [U]``, ``entities [U, E]`` → ``[U, dim]``.
+    """
+
+    def __init__(
+        self,
+        word_embedding: nn.Embedding,
+        entity_embedding: nn.Embedding,
+        num_categories: int,
+        num_subcategories: int,
+        num_heads: int,
+        head_dim: int,
+        attention_hidden: int,
+        dropout: float,
+        category_dim: int,
+        entity_heads: int,
+        entity_head_dim: int,
+        dim: int,
+        views: tuple[str, ...],
+    ) -> None:
+        super().__init__()
+        self.views = views
+        size = 0
+        if "title" in views:
+            self.title = TextEncoder(word_embedding, num_heads, head_dim, attention_hidden, dropout)
+            size += self.title.out_dim
+        if "abstract" in views:
+            self.abstract = TextEncoder(word_embedding, num_heads, head_dim, attention_hidden, dropout)
+            size += self.abstract.out_dim
+        if "category" in views:
+            self.category = nn.Sequential(
+                nn.Embedding(num_categories, category_dim, padding_idx=0),
+                nn.Linear(category_dim, category_dim),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+            )
+            size += category_dim
+        if "subcategory" in views:
+            self.subcategory = nn.Sequential(
+                nn.Embedding(num_subcategories, category_dim, padding_idx=0),
+                nn.Linear(category_dim, category_dim),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+            )
+            size += category_dim
+        if "entities" in views:
+            self.entity_embedding = entity_embedding
+            self.entity_dropout = nn.Dropout(dropout)
+            self.entity_attention = MultiHeadSelfAttention(
+                entity_embedding.embedding_dim, entity_heads, entity_head_dim
+            )
+            self.entity_pooling = AdditiveAttention(entity_heads * entity_head_dim, attention_hidden)
+            size += entity_heads * entity_head_dim
+        self.output = nn.Sequential(nn.Linear(size, dim), nn.ReLU())
+
+    def forward(self, news: dict[str, Tensor]) -> Tensor:
+        parts = []
+        if "title" in self.views:
+            parts.append(self.title(news["title"]))
+        if "abstract" in self.views:
+            parts.append(self.abstract(news["abstract"]))
+        if "category" in self.views:
+            parts.append(self.category(news["category"]))
+        if "subcategory" in self.views:
+            parts.append(self.subcategory(news["subcategory"]))
+        if "entities" in self.views:
+            ents = news["entities"]
+            mask = ents != 0
+            x = self.entity_attention(self.entity_dropout(self.entity_embedding(ents)), mask)
+            parts.append(self.entity_pooling(x, mask))
+        return self.output(torch.cat(parts, dim=-1))
+
+
+class FUM(NewsRecModel):
+    r"""FUM: a coarse user model over clicked news vectors, fused with a fine-grained user model
+    that reads the concatenated word sequences of all clicked news with Fastformer.
+
+    Fine-grained model (eqs. 1–5): for the ``H`` clicked news, the tokens of every genre are
+    concatenated into one sequence :math:`T` of ``H × (tokens per news)`` embeddings, projected
+    to ``fine_dim`` and encoded by Fastformer; :math:`f_i` pools the outputs of news :math:`i`'s
+    tokens, :math:`u^f = \operatorname{Att}(f_1..f_H)`. Coarse model:
+    :math:`u^c = \operatorname{Att}(\operatorname{MHSA}(c_1..c_H))` over news-encoder vectors.
+    Fusion: ``"sum"`` (the paper, :math:`u = W_f u^f + u^c`) or ``"concat"`` (the official code,
+    :math:`u = [W_c u^c; W_f u^f]` with sizes ``dim - fine_user_dim`` and ``fine_user_dim``).
+    Score :math:`r = u^\top n`. Padding (short titles, short histories) is masked everywhere, and
+    a user vector never depends on the candidates (cacheable).
+
+    Args:
+        num_words, num_entity_ids, num_categories, num_subcategories: sizes (from the datamodule).
+        word_dim, entity_dim: embedding sizes (GloVe 300, TransE 100).
+        num_heads, head_dim: news and coarse-user self-attention (20 × 20 = 400 = ``dim``).
+        attention_hidden: additive attention hidden size (200).
+        category_dim: category/subcategory embedding size (128).
+        entity_heads, entity_head_dim: entity self-attention (5 × 40).
+        news_views: what the news encoder reads (default: title, abstract, category,
+            subcategory, entities).
+        genres: what the fine-grained model reads per clicked news, from
+            :data:`FUM_GENRES` (default, as the official code: title, category, subcategory).
+        fine_encoder: ``"fastformer"`` (default) or ``"mhsa"`` (standard self-attention, for the
+            paper's Figure 4 comparison).
+        fine_dim, fine_heads, fine_layers: fine-grained encoder size (120 = 3 × 40, 1 layer).
+        use_fine, use_coarse: the paper's Figure 3 ablations.
+        fusion: ``"sum"`` or ``"concat"``; ``fine_user_dim``: the fine part's size for concat (30).
+        dropout: 0.2.
+    """
+
+    def __init__(
+        self,
+        num_words: int = 2,
+        num_entity_ids: int = 2,
+        num_categories: int = 2,
+        num_subcategories: int = 2,
+        word_dim: int = 300,
+        entity_dim: int = 100,
+        num_heads: int = 20,
+        head_dim: int = 20,
+        attention_hidden: int = 200,
+        category_dim: int = 128,
+        entity_heads: int = 5,
+        entity_head_dim: int = 40,
+        news_views: tuple[str, ...] = ("title", "abstract", "category", "subcategory", "entities"),
+        genres: tuple[str, ...] = ("title", "category", "subcategory"),
+        fine_encoder: str = "fastformer",
+        fine_dim: int = 120,
+        fine_heads: int = 3,
+        fine_layers: int = 1,
+        use_fine: bool = True,
+        use_coarse: bool = True,
+        fusion: str = "sum",
+        fine_user_dim: int = 30,
+        dropout: float = 0.2,
+        pretrained_words: bool = True,
+        pretrained_entitys: bool = True,
+        lr: float = 1e-4,
+        warmup_fraction: float = 0.0,
+        lr_schedule: str = "constant",
+        weight_decay: float = 0.0,
+        news_batch_size: int = 1024,
+    ) -> None:
+        super().__init__(
+            lr=lr,
+            warmup_fraction=warmup_fraction,
+            lr_schedule=lr_schedule,
+            weight_decay=weight_decay,
+            news_batch_size=news_batch_size,
+        )
+        self.save_hyperparameters()
+        genres, news_views = tuple(genres), tuple(news_views)
+        bad = [g for g in genres if g not in FUM_GENRES]
+        if bad:
+            raise ValueError(f"unknown genres {bad}; choose from {FUM_GENRES}")
+        if not (use_fine or use_coarse):
+            raise ValueError("at least one of use_fine and use_coarse must be True")
+        if fusion not in ("sum", "concat"):
+            raise ValueError(f"fusion must be 'sum' or 'concat', got {fusion!r}")
+        if fine_encoder not in ("fastformer", "mhsa"):
+            raise ValueError(f"fine_encoder must be 'fastformer' or 'mhsa', got {fine_encoder!r}")
+        if use_fine and not genres:
+            raise ValueError("the fine-grained model needs at least one genre")
+        self.pretrained_words, self.pretrained_entitys = pretrained_words, pretrained_entitys
+        self.genres, self.use_fine, self.use_coarse, self.fusion = genres, use_fine, use_coarse, fusion
+        dim = num_heads * head_dim
+        self.dim = dim
+        self.word_embedding = nn.Embedding(num_words, word_dim, padding_idx=0)
+        self.entity_embedding = nn.Embedding(num_entity_ids, entity_dim, padding_idx=0)
+        self.news_encoder = FUMNewsEncoder(
+            self.word_embedding,
+            self.entity_embedding,
+            num_categories,
+            num_subcategories,
+            num_heads,
+            head_dim,
+            attention_hidden,
+            dropout,
+            category_dim,
+            entity_heads,
+            entity_head_dim,
+            dim,
+            news_views,
+        )
+        coarse_out = dim if (fusion == "sum" or not use_fine) else dim - fine_user_dim
+        fine_out = dim if (fusion == "sum" or not use_coarse) else fine_user_dim
+        if use_coarse:
+            self.coarse_user = UserEncoder(dim, num_heads, head_dim, attention_hidden, dropout)
+            self.coarse_proj = nn.Linear(dim, coarse_out) if coarse_out != dim or fusion == "concat" else None
+        if use_fine:
+            # the fine-grained model has its own embedding tables (as the official code)
+            self.fine_word_embedding = nn.Embedding(num_words, word_dim, padding_idx=0)
+            self.fine_category_embedding = nn.Embedding(num_categories, word_dim, padding_idx=0)
+            self.fine_subcategory_embedding = nn.Embedding(num_subcategories, word_dim, padding_idx=0)
+            self.fine_dropout = nn.Dropout(dropout)
+            self.fine_input = nn.Linear(word_dim, fine_dim)
+            if fine_encoder == "fastformer":
+                self.fine_encoder = Fastformer(fine_dim, fine_heads, fine_layers)
+            else:
+                self.fine_encoder = _StackedSelfAttention(fine_dim, fine_heads, fine_layers)
+            self.fine_news_pooling = AdditiveAttention(fine_dim, attention_hidden)
+            self.fine_user_pooling = AdditiveAttention(fine_dim, attention_hidden)
+            self.fine_proj = nn.Linear(fine_dim, fine_out)
+
+    def data_requirements(self) -> DataRequirements:
+        fields = {"title", "abstract", "category", "subcategory", "entities"}
+        fields |= set(self.genres)
+        return DataRequirements(news_fields=tuple(sorted(fields)))
+
+    # -- pretrained: the fine-grained word table starts from GloVe too ----------------------------
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage == "fit" and self.use_fine and self.pretrained_words:
+            with torch.no_grad():
+                self.fine_word_embedding.weight.copy_(self.word_embedding.weight)
+
+    # -- protocol ------------------------------------------------------------------------------------
+    def encode_news(self, news: dict[str, Tensor], history_news: Tensor | None = None) -> Tensor:
+        return self.news_encoder(news)
+
+    def fine_tokens(self, news: dict[str, Tensor], history: Tensor) -> tuple[Tensor, Tensor]:
+        """Embedded tokens of every genre of the clicked news, ``[B, H, T, word_dim]``, and their
+        mask ``[B, H, T]`` (``T`` = tokens per news over all genres; 0 ids are padding)."""
+        parts, masks = [], []
+        for g in self.genres:
+            ids = gather_rows(news[g].reshape(len(news[g]), -1), history)  # [B, H, l_g]
+            table = {"category": self.fine_category_embedding, "subcategory": self.fine_subcategory_embedding}.get(
+                g, self.fine_word_embedding
+            )
+            parts.append(table(ids))
+            masks.append(ids != 0)
+        x = torch.cat(parts, dim=2)  # [B, H, T, D]
+        mask = torch.cat(masks, dim=2)  # [B, H, T]
+        return x, mask
+
+    def encode_users(self, batch: dict, history_news: Tensor) -> Tensor:
+        hist, hmask = batch["history"], batch["history_mask"]
+        out = []
+        if self.use_coarse:
+            u = self.coarse_user(gather_rows(history_news, hist), hmask)
+            out.append(self.coarse_proj(u) if self.coarse_proj is not None else u)
+        if self.use_fine:
+            x, mask = self.fine_tokens(batch["news"], hist)
+            mask = mask & hmask.unsqueeze(-1)
+            B, H, T, D = x.shape
+            h = self.fine_input(self.fine_dropout(x)).reshape(B, H * T, -1)
+            h = self.fine_encoder(h, mask.reshape(B, H * T))
+            h = self.fine_dropout(h).reshape(B, H, T, -1)
+            per_news = self.fine_news_pooling(h, mask)  # [B, H, fine_dim]
+            u = self.fine_user_pooling(per_news, mask.any(-1))
+            out.append(self.fine_proj(u))
+        if len(out) == 1:
+            return out[0]
+        return out[0] + out[1] if self.fusion == "sum" else torch.cat(out, dim=-1)
+
+
+class _StackedSelfAttention(nn.Module):
+    """Standard multi-head self-attention layers (quadratic), for the Figure 4 comparison."""
+
+    def __init__(self, dim: int, num_heads: int, num_layers: int) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"fine_dim ({dim}) must be divisible by fine_heads ({num_heads})")
+        self.layers = nn.ModuleList(MultiHeadSelfAttention(dim, num_heads, dim // num_heads) for _ in range(num_layers))
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x

@@ -1,0 +1,67 @@
+import zipfile
+
+import pytest
+import yaml
+
+from newsrec.cli import main
+
+
+def test_synth_prepare_baselines(tmp_path, capsys):
+    root = tmp_path / "w"
+    assert (
+        main(["synth", "--out", str(root), "--users", "60", "--news", "80", "--knobs", '{"transition_strength": 0}'])
+        == 0
+    )
+    assert main(["prepare", str(root)]) == 0
+    assert main(["baselines", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "popularity" in out and "oracle" in out
+
+
+def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys):
+    root = tmp_path / "bad"
+    (root / "train").mkdir(parents=True)
+    (root / "train" / "news.tsv").write_text("N1\tonly\n")
+    (root / "train" / "behaviors.tsv").write_text("")
+    assert main(["prepare", str(root)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "news.tsv, line 1" in err[0]
+    from newsrec.errors import DataFormatError
+
+    with pytest.raises(DataFormatError):
+        main(["prepare", str(root), "--verbose"])
+
+
+@pytest.mark.parametrize("model", ["NRMS", "GLORY", "FUM"])
+def test_fit_and_predict_through_the_cli(tiny_world, tmp_path, model, capsys):
+    init = {"word_dim": 50, "num_heads": 2, "head_dim": 8, "attention_hidden": 8}
+    if model == "GLORY":
+        init |= {"entity_heads": 2, "entity_head_dim": 4, "num_graph_neighbors": 3}
+    if model == "FUM":
+        init |= {"category_dim": 8, "entity_heads": 2, "entity_head_dim": 4, "fine_dim": 6}
+    config = {
+        "seed_everything": 0,
+        "model": {"class_path": f"newsrec.models.{model}", "init_args": init},
+        "data": {"root": str(tiny_world), "batch_size": 8, "eval_batch_size": 32},
+        "trainer": {
+            "max_epochs": 1,
+            "limit_train_batches": 3,
+            "accelerator": "cpu",
+            "logger": False,
+            "enable_progress_bar": False,
+            "default_root_dir": str(tmp_path / "run"),
+        },
+    }
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    assert main(["fit", "--config", str(cfg)]) == 0
+    assert "validation metrics" in capsys.readouterr().out
+    ckpts = sorted((tmp_path / "run").rglob("last.ckpt"))
+    assert ckpts
+    pred = tmp_path / "prediction.zip"
+    assert main(["predict", "--config", str(cfg), "--ckpt_path", str(ckpts[0]), "--prediction_file", str(pred)]) == 0
+    with zipfile.ZipFile(pred) as zf:
+        lines = zf.read("prediction.txt").decode().splitlines()
+    ids = [int(line.split()[0]) for line in lines]
+    assert ids == sorted(ids) and len(ids) > 0
+    assert all(line.split()[1].startswith("[") for line in lines)
