@@ -236,3 +236,12 @@ def test_sampled_edges_are_top_list_edges_of_the_same_nodes():
     ea = {(int(a.n_id[s]), int(a.n_id[d]), int(a.batch[d])) for s, d in a.edge_index.t().tolist()}
     eb = {(int(b.n_id[s]), int(b.n_id[d]), int(b.batch[d])) for s, d in b.edge_index.t().tolist()}
     assert eb == {e for e in ea if e[0] in top_lists[e[1]]}
+
+
+def test_entity_graph_chunked_aggregation_is_exact():
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(1, 30, rng.integers(0, 10)).tolist() for _ in range(200)]
+    ents = rng.integers(0, 50, (30, 4))
+    a = build_entity_graph(seqs, ents, 50)
+    b = build_entity_graph(seqs, ents, 50, chunk_pairs=16)
+    assert torch.equal(a.edge_index, b.edge_index) and torch.equal(a.edge_weight, b.edge_weight)

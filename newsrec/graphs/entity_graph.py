@@ -24,7 +24,13 @@ def _cross(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def build_entity_graph(
-    sequences, news_entities, num_entities: int, method: str = "inter_news", *, self_loops: bool = True
+    sequences,
+    news_entities,
+    num_entities: int,
+    method: str = "inter_news",
+    *,
+    self_loops: bool = True,
+    chunk_pairs: int = 1 << 24,
 ) -> Data:
     """Build the global entity graph (undirected, weighted) from users' click sequences.
 
@@ -37,6 +43,7 @@ def build_entity_graph(
             entity of the next clicked news) or ``"intra_news"`` (entities that occur together in
             one clicked news).
         self_loops: keep ``e — e`` edges (an entity shared by consecutive news); GLORY keeps them.
+        chunk_pairs: entity pairs aggregated at a time (bounds peak memory on large graphs).
 
     Returns:
         ``Data(edge_index [2, E], edge_weight [E], num_nodes=num_entities)``; the weight of
@@ -52,7 +59,19 @@ def build_entity_graph(
     if method == "inter_news":
         news = build_news_graph(sequences, len(ents), "dir_seq", self_loops=True)
         src_news, dst_news = news.edge_index.numpy()
-        src, dst, w = _cross(ents[src_news], ents[dst_news], news.edge_weight.double().numpy())
+        weights = news.edge_weight.double().numpy()
+        # E² entity pairs per news edge: aggregate chunk by chunk to bound memory
+        width = max(ents.shape[1], 1) ** 2
+        step = max(1, chunk_pairs // width)
+        parts = []
+        for start in range(0, len(src_news), step):
+            sl = slice(start, start + step)
+            s_, d_, w_ = _cross(ents[src_news[sl]], ents[dst_news[sl]], weights[sl])
+            ei, ww = aggregate_edges(s_, d_, num_entities, w_, undirected=True, self_loops=self_loops, symmetric=False)
+            parts.append((ei, ww))
+        src = np.concatenate([p[0][0] for p in parts]) if parts else np.zeros(0, np.int64)
+        dst = np.concatenate([p[0][1] for p in parts]) if parts else np.zeros(0, np.int64)
+        w = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0)
     else:
         values, _ = as_ragged(sequences)
         clicked, counts = np.unique(values, return_counts=True)

@@ -42,12 +42,14 @@ def aggregate_edges(
     *,
     undirected: bool = False,
     self_loops: bool = True,
+    symmetric: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sum the weights of repeated ``src → dst`` pairs.
 
     With ``undirected=True`` the weight of the pair {u, v} is the sum over both directions and
-    is stored on both ``u → v`` and ``v → u`` (a self-loop once). Returns ``(edge_index [2, E],
-    edge_weight [E])`` sorted by (source, target).
+    is stored on both ``u → v`` and ``v → u`` (a self-loop once); with ``symmetric=False`` only
+    as ``min → max`` (to merge partial results). Returns ``(edge_index [2, E], edge_weight [E])``
+    sorted by (source, target).
     """
     src, dst = np.asarray(src, np.int64), np.asarray(dst, np.int64)
     w = np.ones(len(src), np.float64) if weight is None else np.asarray(weight, np.float64)
@@ -61,7 +63,7 @@ def aggregate_edges(
     uniq, inverse = np.unique(key, return_inverse=True)
     weights = np.bincount(inverse.reshape(-1), weights=w, minlength=len(uniq))
     s, d = uniq // num_nodes, uniq % num_nodes
-    if undirected:
+    if undirected and symmetric:
         off = s != d
         s, d, weights = (
             np.concatenate([s, d[off]]),

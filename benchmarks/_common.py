@@ -1,0 +1,72 @@
+"""Helpers shared by the benchmark scripts: machine description, isolated phases, tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+import torch
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, Python {platform.python_version()}"
+    )
+
+
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process (GiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+@contextmanager
+def timer(out: dict, key: str):
+    t = time.perf_counter()
+    yield
+    out[key] = time.perf_counter() - t
+
+
+def run_phase(script: str, phase: str, *args: str) -> dict:
+    """Run ``script --phase phase args`` in a fresh process (so peak memory is the phase's own);
+    the phase prints one JSON line last."""
+    cmd = [sys.executable, script, "--phase", phase, *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def emit(result: dict) -> None:
+    result["peak_rss_gib"] = round(peak_rss_gib(), 3)
+    print(json.dumps(result))
+
+
+def table(rows: list[dict], cols: list[str]) -> str:
+    widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in cols]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(cols, widths)), " | ".join("-" * w for w in widths)]
+    for r in rows:
+        lines.append(" | ".join(_fmt(r.get(c)).ljust(w) for c, w in zip(cols, widths)))
+    return "\n".join("| " + line + " |" for line in lines)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+    return "" if v is None else str(v)

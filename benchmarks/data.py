@@ -1,0 +1,190 @@
+"""Data-layer benchmark: synthetic world generation, parse + corpus + behaviors (MIND-small
+size), streaming a MIND-large-sized behaviors file, and impression metrics.
+
+    python benchmarks/data.py [--quick] [--workdir /tmp/newsrec-bench]
+
+Each phase runs in its own process, so the peak memory reported is the phase's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import emit, machine, run_phase, table  # noqa: E402
+
+
+def phase_generate(root: Path, users: int, news: int) -> None:
+    from newsrec.data import generate_mind
+
+    t = time.perf_counter()
+    generate_mind(root, num_users=users, num_news=news, seed=0)
+    emit({"seconds": time.perf_counter() - t})
+
+
+def phase_prepare(root: Path) -> None:
+    from newsrec.data import Behaviors, NewsCorpus
+
+    t = time.perf_counter()
+    corpus = NewsCorpus.from_files([root / "train" / "news.tsv", root / "dev" / "news.tsv"])
+    t_corpus = time.perf_counter() - t
+    train = Behaviors.from_file(root / "train" / "behaviors.tsv", corpus.lookup)
+    dev = Behaviors.from_file(root / "dev" / "behaviors.tsv", corpus.lookup)
+    emit(
+        {
+            "seconds": time.perf_counter() - t,
+            "corpus_seconds": t_corpus,
+            "news": len(corpus) - 1,
+            "impressions": len(train) + len(dev),
+            "clicks": int(len(train.history) + len(dev.history)),
+        }
+    )
+
+
+def make_large_behaviors(src: Path, dst: Path, copies: int) -> int:
+    """A MIND-large-sized behaviors file: ``copies`` copies of a MIND-small-sized one with fresh
+    impression ids (the text is what the reader's cost depends on)."""
+    lines = src.read_text().splitlines()
+    body = ["\t".join(line.split("\t")[1:]) for line in lines]
+    n = 0
+    with open(dst, "w") as f:
+        for c in range(copies):
+            f.write("\n".join(f"{n + i + 1}\t{b}" for i, b in enumerate(body)) + "\n")
+            n += len(body)
+    return n
+
+
+def phase_stream(root: Path, big: Path) -> None:
+    from newsrec.data import NewsCorpus
+    from newsrec.data.behaviors import Behaviors
+
+    corpus = NewsCorpus.from_files([root / "train" / "news.tsv", root / "dev" / "news.tsv"])
+    t = time.perf_counter()
+    b = Behaviors.from_file(big, corpus.lookup)
+    emit(
+        {
+            "seconds": time.perf_counter() - t,
+            "impressions": len(b),
+            "history_clicks": int(len(b.history)),
+            "gigabytes": big.stat().st_size / 1e9,
+        }
+    )
+
+
+def phase_metrics(num: int) -> None:
+    import numpy as np
+    import torch
+    from torchmetrics.retrieval import RetrievalAUROC, RetrievalMRR
+
+    from newsrec.metrics import ImpressionMetrics
+
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(5, 70, num)  # ~37 candidates on average
+    idx = torch.from_numpy(np.repeat(np.arange(num), sizes))
+    preds = torch.from_numpy(rng.standard_normal(len(idx)))
+    target = torch.from_numpy((rng.random(len(idx)) < 0.1).astype(np.int64))
+    t = time.perf_counter()
+    m = ImpressionMetrics()
+    m.update(preds, target, idx)
+    ours = m.compute()
+    t_ours = time.perf_counter() - t
+    t = time.perf_counter()
+    ref_auc = RetrievalAUROC(empty_target_action="skip")
+    ref_auc.update(preds, target, indexes=idx)
+    ref_auc.compute()
+    ref_mrr = RetrievalMRR(empty_target_action="skip")
+    ref_mrr.update(preds, target, indexes=idx)
+    ref_mrr.compute()
+    t_ref = time.perf_counter() - t
+    emit(
+        {
+            "seconds": t_ours,
+            "torchmetrics_seconds": t_ref,
+            "impressions": num,
+            "candidates": int(len(idx)),
+            "auc": float(ours["auc"]),
+        }
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--phase")
+    ap.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+    ap.add_argument("--workdir", default="/tmp/newsrec-bench")
+    ap.add_argument("--users", type=int)
+    ap.add_argument("--news", type=int)
+    ap.add_argument("--copies", type=int)
+    ap.add_argument("--impressions", type=int)
+    a = ap.parse_args()
+    work = Path(a.workdir)
+    root = work / "mind-small-size"
+    if a.phase == "generate":
+        return phase_generate(root, a.users, a.news)
+    if a.phase == "prepare":
+        return phase_prepare(root)
+    if a.phase == "stream":
+        return phase_stream(root, work / "behaviors-large.tsv")
+    if a.phase == "metrics":
+        return phase_metrics(a.impressions)
+    users = news = 2000 if a.quick else 50000
+    copies = 2 if a.quick else 20
+    impressions = 5000 if a.quick else 100000
+    os.environ.setdefault("NEWSREC_PROGRESS", "0")
+    if root.exists():
+        shutil.rmtree(root)
+    work.mkdir(parents=True, exist_ok=True)
+    me = str(Path(__file__).resolve())
+    rows = []
+    r = run_phase(me, "generate", "--workdir", str(work), "--users", str(users), "--news", str(news))
+    rows.append(
+        {
+            "step": f"generate_mind ({users} users, {news} news)",
+            "seconds": r["seconds"],
+            "peak RSS GiB": r["peak_rss_gib"],
+        }
+    )
+    r = run_phase(me, "prepare", "--workdir", str(work))
+    rows.append(
+        {
+            "step": f"parse + corpus + behaviors ({r['impressions']} impressions, {r['clicks']} history clicks)",
+            "seconds": r["seconds"],
+            "peak RSS GiB": r["peak_rss_gib"],
+        }
+    )
+    n = make_large_behaviors(root / "train" / "behaviors.tsv", work / "behaviors-large.tsv", copies)
+    r = run_phase(me, "stream", "--workdir", str(work))
+    rows.append(
+        {
+            "step": f"stream behaviors ({r['gigabytes']:.2f} GB, {n} impressions, {r['history_clicks']} clicks)",
+            "seconds": r["seconds"],
+            "peak RSS GiB": r["peak_rss_gib"],
+        }
+    )
+    (work / "behaviors-large.tsv").unlink()
+    r = run_phase(me, "metrics", "--impressions", str(impressions))
+    rows.append(
+        {
+            "step": f"ImpressionMetrics ({impressions} impressions, {r['candidates']} candidates)",
+            "seconds": r["seconds"],
+            "peak RSS GiB": r["peak_rss_gib"],
+        }
+    )
+    rows.append(
+        {
+            "step": "torchmetrics RetrievalAUROC + RetrievalMRR, same input",
+            "seconds": r["torchmetrics_seconds"],
+            "ratio": f"{r['torchmetrics_seconds'] / r['seconds']:.1f}x slower",
+        }
+    )
+    print(f"machine: {machine()}")
+    print(table(rows, ["step", "seconds", "peak RSS GiB", "ratio"]))
+
+
+if __name__ == "__main__":
+    main()
