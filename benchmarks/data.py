@@ -53,7 +53,7 @@ def make_large_behaviors(src: Path, dst: Path, copies: int) -> int:
     body = ["\t".join(line.split("\t")[1:]) for line in lines]
     n = 0
     with open(dst, "w") as f:
-        for c in range(copies):
+        for _ in range(copies):
             f.write("\n".join(f"{n + i + 1}\t{b}" for i, b in enumerate(body)) + "\n")
             n += len(body)
     return n

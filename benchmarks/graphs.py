@@ -115,7 +115,8 @@ def main() -> None:
     print(f"machine: {machine()}")
     rows = [
         {
-            "step": f"build_news_graph ({r['clicks']} clicks, {large[0]} users, {large[1]} news) -> {r['news_edges']} edges",
+            "step": f"build_news_graph ({r['clicks']} clicks, {large[0]} users, {large[1]} news)"
+            f" -> {r['news_edges']} edges",
             "seconds": r["news_graph_s"],
         },
         {"step": "neighbour tables (in-CSR by weight, top-8)", "seconds": r["tables_s"]},
