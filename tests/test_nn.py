@@ -268,3 +268,20 @@ def test_cuda_matches_cpu():
     x = torch.randn(2, 5, 6)
     mask = random_mask(2, 5)
     torch.testing.assert_close(m.cuda()(x.cuda(), mask.cuda()).cpu(), m.cpu()(x, mask))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gated_graph_encoder_pruned_outputs_equal_full(weighted):
+    torch.manual_seed(1)
+    enc = GatedGraphEncoder(4, 6, num_layers=3, use_edge_weight=weighted).double()
+    n = 30
+    ei = torch.randint(0, n, (2, 90))
+    w = torch.rand(90) + 0.5
+    x = torch.randn(n, 4, requires_grad=True)
+    targets = torch.tensor([0, 3, 7])
+    full = enc(x, ei, w)
+    pruned = enc(x, ei, w, output_nodes=targets)
+    torch.testing.assert_close(pruned[targets], full[targets])
+    g_full = torch.autograd.grad(full[targets].sum(), x)[0]
+    g_pruned = torch.autograd.grad(pruned[targets].sum(), x)[0]
+    torch.testing.assert_close(g_pruned, g_full)

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from newsrec.data.batching import DataRequirements
 from newsrec.models.base import NewsRecModel, gather_rows
-from newsrec.nn import EntityEncoder, GatedGraphEncoder, MultiViewCombiner, TextEncoder, UserEncoder, to_adjacency
+from newsrec.nn import EntityEncoder, GatedGraphEncoder, MultiViewCombiner, TextEncoder, UserEncoder
 
 __all__ = ["GLORY"]
 
@@ -167,7 +167,7 @@ class GLORY(NewsRecModel):
         if num_nodes == 0:
             return local.new_zeros(*shape, self.dim)
         x = local.index_select(0, subgraph.node_index)
-        adj = to_adjacency(subgraph.edge_index, subgraph.edge_weight.to(x.dtype), num_nodes)
-        out = self.graph_encoder(x, adj)
         pos = subgraph.history_position
+        # only the history nodes' outputs are used: the GGNN updates just what they depend on
+        out = self.graph_encoder(x, subgraph.edge_index, subgraph.edge_weight.to(x.dtype), output_nodes=pos[pos >= 0])
         return gather_rows(out, pos.clamp_min(0)) * (pos >= 0).unsqueeze(-1).to(out.dtype)

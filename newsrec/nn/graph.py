@@ -58,11 +58,25 @@ class GatedGraphEncoder(nn.Module):
         if self.input_proj is not None:
             self.input_proj.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None, *, output_nodes: Tensor | None = None
+    ) -> Tensor:
+        """Run the GGNN.
+
+        Args:
+            output_nodes: optional bool ``[N]`` (or index) of the nodes whose outputs are needed.
+                Then layer ``l`` updates only the nodes within ``L - l`` hops (against the edge
+                direction) of them — exactly what those outputs depend on — and the other rows
+                of the result are not final. Needs ``edge_index`` (not a CSR adjacency).
+        """
         if x.shape[-1] != self.in_dim:
             raise ValueError(f"expected node features of size {self.in_dim}, got {x.shape[-1]}")
         if self.input_proj is not None:
             x = self.input_proj(x)
+        if output_nodes is not None:
+            if edge_index.layout == torch.sparse_csr:
+                raise ValueError("output_nodes needs edge_index, not a sparse adjacency")
+            return self._pruned(x, edge_index, edge_weight if self.use_edge_weight else None, output_nodes)
         if edge_index.layout == torch.sparse_csr:
             if not self.use_edge_weight:
                 edge_index = torch.sparse_csr_tensor(
@@ -73,6 +87,36 @@ class GatedGraphEncoder(nn.Module):
                 )
             return self.conv(x, edge_index)
         return self.conv(x, edge_index, edge_weight if self.use_edge_weight else None)
+
+    def _pruned(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None, output_nodes: Tensor) -> Tensor:
+        n, L = x.shape[0], self.num_layers
+        if x.shape[-1] < self.hidden_dim:
+            x = torch.cat([x, x.new_zeros(n, self.hidden_dim - x.shape[-1])], dim=-1)
+        src, dst = edge_index
+        # distance of every node to the output nodes, following edges backwards (BFS, L steps)
+        far = L + 1
+        dist = torch.full((n,), far, dtype=torch.long, device=x.device)
+        out_mask = torch.zeros(n, dtype=torch.bool, device=x.device)
+        out_mask[output_nodes] = True
+        dist[out_mask] = 0
+        for k in range(1, L):
+            reach = dist[dst] == k - 1
+            dist[src[reach]] = torch.minimum(dist[src[reach]], torch.full_like(src[reach], k))
+        h = x
+        for layer in range(L):
+            need = torch.nonzero(dist <= L - 1 - layer).flatten()
+            if need.numel() == 0:
+                break
+            position = torch.full((n,), -1, dtype=torch.long, device=x.device)
+            position[need] = torch.arange(need.numel(), device=x.device)
+            e = position[dst] >= 0
+            m = h @ self.conv.weight[layer]
+            msg = m.index_select(0, src[e])
+            if edge_weight is not None:
+                msg = msg * edge_weight[e].unsqueeze(-1).to(msg.dtype)
+            agg = msg.new_zeros(need.numel(), m.shape[-1]).index_add_(0, position[dst[e]], msg)
+            h = h.index_copy(0, need, self.conv.rnn(agg, h.index_select(0, need)))
+        return h
 
     def extra_repr(self) -> str:
         return f"{self.in_dim}, {self.hidden_dim}, num_layers={self.num_layers}, use_edge_weight={self.use_edge_weight}"
