@@ -1,4 +1,5 @@
 import zipfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -65,3 +66,15 @@ def test_fit_and_predict_through_the_cli(tiny_world, tmp_path, model, capsys):
     ids = [int(line.split()[0]) for line in lines]
     assert ids == sorted(ids) and len(ids) > 0
     assert all(line.split()[1].startswith("[") for line in lines)
+
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_config_parses(path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--config", str(path), "--print_config"])
+    assert e.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"].startswith("newsrec.models.")
