@@ -49,8 +49,9 @@ class MINDDataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes (sampling and batch building run there).
         seed: seed of the shuffling and negative sampling.
         val_split, test_split, predict_split: which split serves each stage.
-        title_length, abstract_length, num_entities, entity_text_length, entity_sources,
-            min_word_count, max_vocab_size: :class:`CorpusConfig` fields.
+        title_length: tokens per title (and likewise ``abstract_length``, ``num_entities``,
+            ``entity_text_length``, ``entity_sources``, ``min_word_count``, ``max_vocab_size``:
+            the :class:`CorpusConfig` fields).
         missing: policy for news ids the news files lack (``"error"`` / ``"drop"``).
         word_vectors: GloVe-format file (relative to ``root``) used to initialise word
             embeddings, or ``None``.

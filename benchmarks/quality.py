@@ -1,0 +1,157 @@
+"""Model quality on synthetic MIND worlds: popularity, NRMS, GLORY (and ablations), FUM and the
+oracle, over several seeds, with one planted signal switched on or off.
+
+    python benchmarks/quality.py [--users 1500] [--news 1200] [--seeds 0 1 2] [--epochs 3]
+        [--models popularity nrms glory fum] [--knob transition_strength=3 --knob ...]
+
+Prints dev-split AUC / MRR / nDCG@10 means (± std over seeds). Small model sizes (CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine, table  # noqa: E402
+
+SMALL = dict(word_dim=50, num_heads=4, head_dim=16, attention_hidden=32, dropout=0.2)
+
+MODEL_SPECS = {
+    "nrms": ("NRMS", {}),
+    "glory": ("GLORY", {"entity_heads": 4, "entity_head_dim": 16, "graph_edges": "sampled"}),
+    "glory_out": (
+        "GLORY",
+        {"entity_heads": 4, "entity_head_dim": 16, "graph_edges": "sampled", "graph_direction": "out"},
+    ),
+    "glory_no_news_graph": ("GLORY", {"entity_heads": 4, "entity_head_dim": 16, "use_news_graph": False}),
+    "glory_no_entity_graph": (
+        "GLORY",
+        {"entity_heads": 4, "entity_head_dim": 16, "graph_edges": "sampled", "use_entity_graph": False},
+    ),
+    "glory_no_graphs": (
+        "GLORY",
+        {"entity_heads": 4, "entity_head_dim": 16, "use_news_graph": False, "use_entity_graph": False},
+    ),
+    "fum": ("FUM", {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "fine_dim": 48}),
+    "fum_no_fine": ("FUM", {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "use_fine": False}),
+    "fum_no_coarse": (
+        "FUM",
+        {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "fine_dim": 48, "use_coarse": False},
+    ),
+    "fum_mhsa": (
+        "FUM",
+        {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "fine_dim": 48, "fine_encoder": "mhsa"},
+    ),
+}
+
+
+def train_and_evaluate(root: Path, model: str, seed: int, epochs: int, lr: float, batch_size: int) -> dict:
+    import pytorch_lightning as pl
+    import torch
+
+    import newsrec.models as models
+    from newsrec.baselines import evaluate_scores, popularity_scores, read_oracle
+    from newsrec.data import MINDDataModule
+
+    dm = MINDDataModule(str(root), batch_size=batch_size, eval_batch_size=256, seed=seed)
+    if model == "popularity":
+        return evaluate_scores(dm.behaviors("dev"), popularity_scores(dm.behaviors("train"), len(dm.corpus)))
+    if model == "oracle":
+        return evaluate_scores(dm.behaviors("dev"), read_oracle(root / "dev" / "oracle.tsv"))
+    cls_name, extra = MODEL_SPECS[model]
+    pl.seed_everything(seed, verbose=False)
+    cls = getattr(models, cls_name)
+    m = cls(
+        num_words=dm.num_words,
+        num_entity_ids=dm.num_entity_ids,
+        num_categories=dm.num_categories,
+        num_subcategories=dm.num_subcategories,
+        lr=lr,
+        **SMALL,
+        **extra,
+    )
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        accelerator="cpu",
+    )
+    t = time.perf_counter()
+    trainer.fit(m, dm)
+    out = trainer.validate(m, dm, verbose=False)[0]
+    res = {k.split("/", 1)[1]: v for k, v in out.items() if k.startswith("val/")}
+    res["train_seconds"] = time.perf_counter() - t
+    del torch
+    return res
+
+
+def run(
+    users: int,
+    news: int,
+    seeds: list[int],
+    epochs: int,
+    models: list[str],
+    knobs: dict,
+    lr: float,
+    batch_size: int,
+    workdir: Path,
+) -> dict[str, list[dict]]:
+    from newsrec.data import generate_mind
+
+    results: dict[str, list[dict]] = {m: [] for m in models}
+    for seed in seeds:
+        root = workdir / f"world-{users}-{news}-{seed}-{abs(hash(json.dumps(knobs, sort_keys=True))) % 10**8}"
+        if not (root / "dev" / "behaviors.tsv").exists():
+            generate_mind(root, num_users=users, num_news=news, seed=seed, **knobs)
+        for m in models:
+            results[m].append(train_and_evaluate(root, m, seed, epochs, lr, batch_size))
+    return results
+
+
+def summarise(results: dict[str, list[dict]]) -> list[dict]:
+    rows = []
+    for model, runs in results.items():
+        row = {"model": model}
+        for k in ("auc", "mrr", "ndcg@10"):
+            vals = np.array([r[k] for r in runs]) * 100
+            row[k] = f"{vals.mean():.2f} ± {vals.std():.2f}"
+        if "train_seconds" in runs[0]:
+            row["train s"] = f"{np.mean([r['train_seconds'] for r in runs]):.0f}"
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--users", type=int, default=1500)
+    ap.add_argument("--news", type=int, default=1200)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch_size", type=int, default=32)
+    ap.add_argument("--models", nargs="+", default=["popularity", "nrms", "glory", "fum", "oracle"])
+    ap.add_argument("--knob", action="append", default=[], help="SyntheticConfig field=value")
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "newsrec-quality"))
+    a = ap.parse_args()
+    os.environ.setdefault("NEWSREC_PROGRESS", "0")
+    knobs = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in a.knob)}
+    results = run(a.users, a.news, a.seeds, a.epochs, a.models, knobs, a.lr, a.batch_size, Path(a.workdir))
+    print(f"machine: {machine()}")
+    print(f"world: {a.users} users, {a.news} news, knobs {knobs or 'default'}; seeds {a.seeds}; {a.epochs} epochs")
+    print(table(summarise(results), ["model", "auc", "mrr", "ndcg@10", "train s"]))
+
+
+if __name__ == "__main__":
+    main()

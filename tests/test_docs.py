@@ -1,0 +1,31 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_docs_build_strict(tmp_path):
+    """The documentation site builds with warnings as errors (mkdocs is in the test extra)."""
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocstrings")
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    res = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (tmp_path / "site" / "api" / "index.html").read_text().count("GatedGraphEncoder") > 0
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- test-command -->", 1)[1].split("```bash", 1)[1].split("```", 1)[0].strip()
+    assert "pytest" in block and "[test]" in block
+    assert "README.md" in (ROOT / ".ci" / "run").read_text()
