@@ -119,7 +119,6 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/newsrec-bench")
     ap.add_argument("--users", type=int)
     ap.add_argument("--news", type=int)
-    ap.add_argument("--copies", type=int)
     ap.add_argument("--impressions", type=int)
     a = ap.parse_args()
     work = Path(a.workdir)
@@ -133,7 +132,7 @@ def main() -> None:
     if a.phase == "metrics":
         return phase_metrics(a.impressions)
     users = news = 2000 if a.quick else 50000
-    copies = 2 if a.quick else 20
+    target_bytes = 20e6 if a.quick else 2.5e9  # MIND-large's behaviors.tsv is about 2.5 GB
     impressions = 5000 if a.quick else 100000
     os.environ.setdefault("NEWSREC_PROGRESS", "0")
     if root.exists():
@@ -157,7 +156,9 @@ def main() -> None:
             "peak RSS GiB": r["peak_rss_gib"],
         }
     )
-    n = make_large_behaviors(root / "train" / "behaviors.tsv", work / "behaviors-large.tsv", copies)
+    src = root / "train" / "behaviors.tsv"
+    copies = max(1, int(round(target_bytes / src.stat().st_size)))
+    n = make_large_behaviors(src, work / "behaviors-large.tsv", copies)
     r = run_phase(me, "stream", "--workdir", str(work))
     rows.append(
         {
