@@ -149,8 +149,10 @@ class ImpressionMetrics(Metric):
         values, valid = impression_scores(preds, target, mask)
         for name in METRIC_NAMES:
             setattr(self, f"sum_{name}", getattr(self, f"sum_{name}") + values[name][valid].sum())
-        self.count += valid.sum()
-        self.skipped += (~valid).sum()
+        # out-of-place updates: states must never be modified in place (a CPU tensor may live in
+        # memory shared with other processes, e.g. after ddp_spawn pickling)
+        self.count = self.count + valid.sum()
+        self.skipped = self.skipped + (~valid).sum()
 
     def update_padded(self, preds: Tensor, target: Tensor, mask: Tensor) -> None:
         """Padded ``[B, L]`` scores, labels and mask (True = real candidate)."""

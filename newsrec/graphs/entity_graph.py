@@ -23,6 +23,11 @@ def _cross(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.
     return src[keep], dst[keep], ww[keep]
 
 
+def _sum_by_key(keys: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    return uniq, np.bincount(inverse.reshape(-1), weights=weights, minlength=len(uniq))
+
+
 def build_entity_graph(
     sequences,
     news_entities,
@@ -63,15 +68,30 @@ def build_entity_graph(
         # E² entity pairs per news edge: aggregate chunk by chunk to bound memory
         width = max(ents.shape[1], 1) ** 2
         step = max(1, chunk_pairs // width)
-        parts = []
+        # partial results are merged whenever they outgrow a few chunks, so memory stays
+        # bounded by the number of distinct entity pairs
+        keys = np.zeros(0, np.int64)
+        sums = np.zeros(0, np.float64)
+        pending: list[tuple[np.ndarray, np.ndarray]] = []
+        pending_size = 0
         for start in range(0, len(src_news), step):
             sl = slice(start, start + step)
             s_, d_, w_ = _cross(ents[src_news[sl]], ents[dst_news[sl]], weights[sl])
-            ei, ww = aggregate_edges(s_, d_, num_entities, w_, undirected=True, self_loops=self_loops, symmetric=False)
-            parts.append((ei, ww))
-        src = np.concatenate([p[0][0] for p in parts]) if parts else np.zeros(0, np.int64)
-        dst = np.concatenate([p[0][1] for p in parts]) if parts else np.zeros(0, np.int64)
-        w = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0)
+            if not self_loops:
+                keep = s_ != d_
+                s_, d_, w_ = s_[keep], d_[keep], w_[keep]
+            k = np.minimum(s_, d_) * num_entities + np.maximum(s_, d_)
+            pending.append(_sum_by_key(k, w_))
+            pending_size += len(pending[-1][0])
+            if pending_size > 4 * chunk_pairs:
+                keys, sums = _sum_by_key(
+                    np.concatenate([keys] + [p[0] for p in pending]), np.concatenate([sums] + [p[1] for p in pending])
+                )
+                pending, pending_size = [], 0
+        keys, sums = _sum_by_key(
+            np.concatenate([keys] + [p[0] for p in pending]), np.concatenate([sums] + [p[1] for p in pending])
+        )
+        src, dst, w = keys // num_entities, keys % num_entities, sums
     else:
         values, _ = as_ragged(sequences)
         clicked, counts = np.unique(values, return_counts=True)
