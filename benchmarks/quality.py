@@ -55,7 +55,6 @@ MODEL_SPECS = {
 
 def train_and_evaluate(root: Path, model: str, seed: int, epochs: int, lr: float, batch_size: int) -> dict:
     import pytorch_lightning as pl
-    import torch
 
     import newsrec.models as models
     from newsrec.baselines import evaluate_scores, popularity_scores, read_oracle
@@ -78,22 +77,20 @@ def train_and_evaluate(root: Path, model: str, seed: int, epochs: int, lr: float
         **SMALL,
         **extra,
     )
-    trainer = pl.Trainer(
-        max_epochs=epochs,
+    quiet = dict(
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
         accelerator="cpu",
     )
+    trainer = pl.Trainer(max_epochs=epochs, num_sanity_val_steps=0, limit_val_batches=0, **quiet)
     t = time.perf_counter()
     trainer.fit(m, dm)
-    out = trainer.validate(m, dm, verbose=False)[0]
+    seconds = time.perf_counter() - t
+    out = pl.Trainer(**quiet).validate(m, dm, verbose=False)[0]
     res = {k.split("/", 1)[1]: v for k, v in out.items() if k.startswith("val/")}
-    res["train_seconds"] = time.perf_counter() - t
-    del torch
+    res["train_seconds"] = seconds
     return res
 
 

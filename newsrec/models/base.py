@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import pytorch_lightning as pl
@@ -55,6 +56,9 @@ class NewsRecModel(pl.LightningModule):
 
     #: True when ``encode_history_news`` equals ``encode_news`` (computed once per batch).
     history_is_candidate: bool = True
+    #: re-seed torch's generator at every epoch start from (PL_GLOBAL_SEED, epoch), so that runs
+    #: resumed from an epoch-end checkpoint are exact (set False to keep one stream)
+    reseed_every_epoch: bool = True
     #: vocabulary sizes every model accepts (the CLI links them from the datamodule; a model
     #: ignores those it does not use)
     data_size_arguments = ("num_words", "num_entity_ids", "num_categories", "num_subcategories")
@@ -179,6 +183,15 @@ class NewsRecModel(pl.LightningModule):
             self.eval()
             self._cache = self.encode_all_news(dm.news_dataloader(self.news_batch_size))
             self.train(was_training)
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        """At an epoch's first batch, re-seed torch's generator from ``(seed, epoch)`` when
+        ``reseed_every_epoch``: the epoch's dropout then depends only on the seed and the epoch
+        number (not on what ran before it, e.g. creating the data iterator), so a run resumed
+        from an epoch-end checkpoint reproduces the uninterrupted run exactly."""
+        if self.reseed_every_epoch and batch_idx == 0:
+            seed = int(os.environ.get("PL_GLOBAL_SEED", "0"))
+            torch.manual_seed((seed * 1_000_003 + self.current_epoch) % (2**63))
 
     def on_validation_epoch_start(self) -> None:
         self._build_cache()
