@@ -78,3 +78,19 @@ def test_every_config_parses(path, capsys):
     assert e.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["class_path"].startswith("newsrec.models.")
+
+
+def test_fit_on_bad_data_is_one_line(tmp_path, capsys):
+    root = tmp_path / "bad"
+    (root / "train").mkdir(parents=True)
+    (root / "train" / "news.tsv").write_text("N1\ta\tb\tT\tA\tu\t[]\t[]\n")
+    (root / "train" / "behaviors.tsv").write_text("1\tU1\t11/15/2019 8:55:22 AM\t\tN1-7\n")
+    (root / "dev").mkdir()
+    for f in ("news.tsv", "behaviors.tsv"):
+        (root / "dev" / f).write_text((root / "train" / f).read_text())
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"model": {"class_path": "newsrec.models.NRMS"}, "data": {"root": str(root)},
+                                   "trainer": {"logger": False}}))
+    assert main(["fit", "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("newsrec: error:") and "behaviors.tsv, line 1" in err[-1] and "0 or 1" in err[-1]
