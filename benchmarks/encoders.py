@@ -85,8 +85,9 @@ def main() -> None:
     ]
     G = 4 if a.quick else 4 * 30  # FUM: 50 clicks x 4 genres x 30 tokens
     seq = torch.randn(B, H * G, 120)
-    cases.append((f"Fastformer 3x40 on {B} users x {H * G} tokens (FUM, 50 x 4 genres x 30)",
-                  Fastformer(120, 3), [seq]))
+    cases.append(
+        (f"Fastformer 3x40 on {B} users x {H * G} tokens (FUM, 50 x 4 genres x 30)", Fastformer(120, 3), [seq])
+    )
     n_nodes, n_edges = (2000, 20000) if a.quick else (20000, 160000)
     ei = torch.randint(0, n_nodes, (2, n_edges))
     ggnn = GatedGraphEncoder(D, D, 3)

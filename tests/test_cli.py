@@ -89,8 +89,11 @@ def test_fit_on_bad_data_is_one_line(tmp_path, capsys):
     for f in ("news.tsv", "behaviors.tsv"):
         (root / "dev" / f).write_text((root / "train" / f).read_text())
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"model": {"class_path": "newsrec.models.NRMS"}, "data": {"root": str(root)},
-                                   "trainer": {"logger": False}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {"model": {"class_path": "newsrec.models.NRMS"}, "data": {"root": str(root)}, "trainer": {"logger": False}}
+        )
+    )
     assert main(["fit", "--config", str(cfg)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("newsrec: error:") and "behaviors.tsv, line 1" in err[-1] and "0 or 1" in err[-1]

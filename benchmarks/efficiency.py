@@ -1,0 +1,192 @@
+"""Training and inference speed of NRMS, GLORY and FUM at the papers' sizes, side by side with
+FUM's Table 2 (seconds per 1k samples / impressions), plus the share of step time spent on data
+and the achieved FLOP/s against a plain matmul measured in the same run.
+
+    python benchmarks/efficiency.py [--quick] [--steps 8] [--impressions 512] [--threads 2]
+        [--device cpu|cuda] [--bf16] [--users 50000 --news 50000]
+
+The world is synthetic (MIND-small-sized by default, generated once under --workdir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine, table  # noqa: E402
+
+PAPER = {"NRMS": (11.39, 2.16), "FUM": (13.21, 2.75)}  # FUM's Table 2, seconds per 1k samples
+
+
+def matmul_flops(device: str, n: int = 2048) -> float:
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    for _ in range(2):
+        a @ b
+    reps = 5
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n**3 * reps / (time.perf_counter() - t)
+
+
+def build(name: str, dm):
+    from newsrec.models import FUM, GLORY, NRMS
+
+    sizes = dict(
+        num_words=dm.num_words,
+        num_entity_ids=dm.num_entity_ids,
+        num_categories=dm.num_categories,
+        num_subcategories=dm.num_subcategories,
+        word_dim=300,
+    )
+    if name == "NRMS":
+        return NRMS(**sizes)
+    if name == "GLORY":
+        return GLORY(**sizes)
+    if name == "GLORY (sampled edges)":
+        return GLORY(**sizes, graph_edges="sampled")
+    if name == "FUM":
+        return FUM(**sizes)
+    raise ValueError(name)
+
+
+def to(batch, device):
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, dict):
+            out[k] = {kk: vv.to(device) for kk, vv in v.items()}
+        else:
+            out[k] = v.to(device)
+    return out
+
+
+def measure(name: str, dm, steps: int, impressions: int, device: str, bf16: bool) -> dict:
+    model = build(name, dm).to(device)
+    dm.configure(model.data_requirements())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    it = iter(dm.train_dataloader())
+    autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16)
+
+    def step(batch):
+        with autocast:
+            loss = model.training_step(batch, 0)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+
+    model.log = lambda *a, **k: None  # no Trainer attached
+    model.train()
+    step(to(next(it), device))  # warm-up
+    with FlopCounterMode(display=False) as counter:
+        step(to(next(it), device))
+    flops_per_step = counter.get_total_flops()
+    data_t = compute_t = 0.0
+    samples = 0
+    for _ in range(steps):
+        t = time.perf_counter()
+        batch = to(next(it), device)
+        data_t += time.perf_counter() - t
+        t = time.perf_counter()
+        step(batch)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        compute_t += time.perf_counter() - t
+        samples += len(batch["candidates"])
+    # inference: encode every news once, then whole impressions
+    model.eval()
+    t = time.perf_counter()
+    with torch.inference_mode(), autocast:
+        loader = dm.news_dataloader(1024)
+        cand, hist = [], []
+        for chunk in loader:
+            news = {k: v.to(device) for k, v in chunk["news"].items()}
+            h = model.encode_history_news(news)
+            cand.append(h if model.history_is_candidate else model.encode_news(news, h))
+            hist.append(h)
+        model._cache = (torch.cat(cand), torch.cat(hist))
+        encode_t = time.perf_counter() - t
+        done = 0
+        for batch in dm.val_dataloader():
+            model(to(batch, device))
+            done += len(batch["candidates"])
+            if done >= impressions:
+                break
+    if device == "cuda":
+        torch.cuda.synchronize()
+    infer_t = time.perf_counter() - t
+    model._cache = None
+    return {
+        "model": name,
+        "train_s_per_1k": 1000 * (data_t + compute_t) / samples,
+        "data_share": data_t / (data_t + compute_t),
+        "infer_s_per_1k": 1000 * infer_t / done,
+        "encode_all_news_s": encode_t,
+        "flops_per_s": flops_per_step * steps / compute_t,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--users", type=int, default=50000)
+    ap.add_argument("--news", type=int, default=50000)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--impressions", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--models", nargs="+", default=["NRMS", "GLORY", "GLORY (sampled edges)", "FUM"])
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "newsrec-efficiency"))
+    a = ap.parse_args()
+    os.environ.setdefault("NEWSREC_PROGRESS", "0")
+    torch.set_num_threads(a.threads)
+    if a.quick:
+        a.users, a.news, a.steps, a.impressions = 1000, 1000, 2, 64
+    from newsrec.data import MINDDataModule, generate_mind
+
+    root = Path(a.workdir) / f"world-{a.users}-{a.news}"
+    if not (root / "dev" / "behaviors.tsv").exists():
+        generate_mind(root, num_users=a.users, num_news=a.news, seed=0, word_dim=300)
+    dm = MINDDataModule(str(root), batch_size=32, eval_batch_size=32)
+    peak = matmul_flops(a.device)
+    rows = []
+    for name in a.models:
+        r = measure(name, dm, a.steps, a.impressions, a.device, a.bf16)
+        paper = PAPER.get(name, (None, None))
+        rows.append(
+            {
+                "model": name,
+                "train s / 1k samples": r["train_s_per_1k"],
+                "paper train": paper[0],
+                "infer s / 1k impressions": r["infer_s_per_1k"],
+                "paper infer": paper[1],
+                "data share of a step": f"{100 * r['data_share']:.1f}%",
+                "encode all news s": r["encode_all_news_s"],
+                "model FLOP/s vs matmul": f"{100 * r['flops_per_s'] / peak:.0f}%",
+            }
+        )
+    print(f"machine: {machine()}; device {a.device}{' bf16' if a.bf16 else ''}; matmul {peak / 1e9:.1f} GFLOP/s")
+    print(
+        f"world: {a.users} users, {a.news} news; batch 32, 1 + 4 candidates; {a.steps} steps, "
+        f"{a.impressions} impressions"
+    )
+    print(table(rows, list(rows[0])))
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
