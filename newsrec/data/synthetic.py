@@ -6,9 +6,11 @@ which each model family has something real to find:
 
 * **topics** with their own words and entities; each topic belongs to a category and is its own
   subcategory. Users have a sparse mixture of topic interests (the content signal NRMS learns).
-* **story chains**: every news ``i`` has a successor ``succ[i]`` of another topic. Users follow
-  the chain from their last click (in histories and in impressions), so the global click graph
-  shows the transition, but the successor's content does not reveal it (the GLORY signal).
+* **story chains**: every news ``i`` has a successor ``succ[i]`` of another topic. Histories
+  follow the chain from the last click (``chain_follow``), so the global click graph shows the
+  transitions; in impressions, the successor of any clicked news (of the last
+  ``follow_window`` clicks; 0 = all) is clicked more often, but its content does not reveal it
+  (the GLORY signal).
 * **entity links**: a chain successor mentions its predecessor's lead entity, so entities of
   consecutive clicks co-occur (the global entity graph signal).
 * **aspect words**: every news title carries one of a few aspect words, and each user prefers
@@ -19,7 +21,7 @@ which each model family has something real to find:
 Every click in an impression is drawn with probability ``sigmoid(logit)`` where::
 
     logit = topic_strength      * log(θ_u[topic(n)] + 0.01)
-          + transition_strength * [n == succ[last click]]
+          + transition_strength * [n == succ[c] for a click c of the history]
           + word_strength       * [aspect(n) == aspect(u)]
           + popularity_strength * log popularity(n)
           + bias
@@ -88,6 +90,7 @@ class SyntheticConfig:
     word_strength: float = 1.5
     popularity_strength: float = 0.3
     chain_follow: float = 0.35
+    follow_window: int = 0
     successor_in_impression: float = 0.5
     interest_concentration: float = 0.3
     fresh_news_fraction: float = 0.1
@@ -193,10 +196,31 @@ class _World:
         self.pop_cdf = np.cumsum(self.popularity) / self.popularity.sum()
         self.bias = 0.0
 
-    def logits(self, users: np.ndarray, news: np.ndarray, last: np.ndarray, with_bias: bool = True) -> np.ndarray:
+    def follows(self, users: np.ndarray, news: np.ndarray, clicks: np.ndarray, nclicks: np.ndarray) -> np.ndarray:
+        """bool ``[A, C]``: is ``news[a, c]`` the chain successor of one of user ``a``'s clicks
+        (the last ``follow_window`` clicks, or all of them when it is 0)?"""
+        N = self.cfg.num_news
+        rows = clicks[users]
+        n = nclicks[users][:, None]
+        pos = np.arange(rows.shape[1])[None, :]
+        valid = pos < n
+        if self.cfg.follow_window > 0:
+            valid &= pos >= n - self.cfg.follow_window
+        owner = np.arange(len(users))[:, None]
+        keys = np.unique(np.where(valid, owner * N + self.succ[rows], -1))
+        keys = keys[keys >= 0]
+        if not len(keys):
+            return np.zeros(news.shape, dtype=bool)
+        q = owner * N + news
+        return keys[np.minimum(np.searchsorted(keys, q), len(keys) - 1)] == q
+
+    def logits(
+        self, users: np.ndarray, news: np.ndarray, follow: np.ndarray | None, with_bias: bool = True
+    ) -> np.ndarray:
         cfg = self.cfg
         topic_part = np.log(self.theta[users[:, None], self.topic[news]] + 0.01)
-        follow = (last[:, None] >= 0) & (news == self.succ[np.maximum(last, 0)][:, None])
+        if follow is None:
+            follow = np.zeros(news.shape, dtype=bool)
         aspect = self.aspect[news] == self.user_aspect[users][:, None]
         out = (
             cfg.topic_strength * topic_part
@@ -344,7 +368,7 @@ def generate_mind(
         if not len(act):
             break
         pool = w.sample_news((len(act), pool_size), allow_fresh=False)
-        lg = w.logits(act, pool, np.full(len(act), -1))
+        lg = w.logits(act, pool, None)
         g = lg + rng.gumbel(size=lg.shape)
         choice = pool[np.arange(len(act)), g.argmax(1)]
         follow = (last[act] >= 0) & (rng.random(len(act)) < follow_p)
@@ -359,7 +383,7 @@ def generate_mind(
     # -- calibrate the bias so that about target_ctr of candidates are clicked ----------------
     probe_u = rng.integers(0, U, size=min(U, 2000))
     probe_n = w.sample_news((len(probe_u), cmax), allow_fresh=True)
-    base = w.logits(probe_u, probe_n, last[probe_u], with_bias=False)
+    base = w.logits(probe_u, probe_n, w.follows(probe_u, probe_n, clicks, nclicks), with_bias=False)
     lo, hi = -30.0, 30.0
     for _ in range(50):
         mid = (lo + hi) / 2
@@ -387,9 +411,13 @@ def generate_mind(
             w.sample_news((len(act), cmax), allow_fresh=True),
             w.sample_news((len(act), cmax), allow_fresh=False),
         )
-        # the chain successor of the last click is shown in about half of the impressions
-        succ = w.succ[np.maximum(last[act], 0)]
-        show = (last[act] >= 0) & (rng.random(len(act)) < cfg.successor_in_impression) & (is_dev | ~w.fresh[succ])
+        # the chain successor of one of the user's clicks (within the follow window) is shown in
+        # about half of the impressions
+        n_act = nclicks[act]
+        window = np.minimum(n_act, cfg.follow_window) if cfg.follow_window > 0 else n_act
+        pick = n_act - 1 - (rng.random(len(act)) * np.maximum(window, 1)).astype(np.int64)
+        succ = w.succ[clicks[act, np.maximum(pick, 0)]]
+        show = (n_act > 0) & (rng.random(len(act)) < cfg.successor_in_impression) & (is_dev | ~w.fresh[succ])
         slot = rng.integers(0, ncand)
         cand[show, slot[show]] = succ[show]
         mask = np.arange(cmax)[None, :] < ncand[:, None]
@@ -413,7 +441,7 @@ def generate_mind(
             cand[rows] = sub
             srt = np.sort(np.where(mask, cand, -1 - np.arange(cmax)[None, :]), axis=1)
             dup_rows = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
-        prob = _sigmoid(w.logits(act, cand, last[act]))
+        prob = _sigmoid(w.logits(act, cand, w.follows(act, cand, clicks, nclicks)))
         lab = (rng.random(prob.shape) < prob) & mask
         none = ~lab.any(axis=1)
         if none.any():  # every impression has a click: draw one in proportion to the probabilities
