@@ -1,0 +1,51 @@
+"""Model quality on a small synthetic world: every model learns the planted signals.
+
+The full comparisons (several seeds, signals switched on and off, ablations) are in
+``benchmarks/quality.py`` and ``benchmarks/RESULTS.md``; this test keeps CI honest cheaply.
+"""
+
+import pytest
+import pytorch_lightning as pl
+
+from newsrec.baselines import evaluate_scores, popularity_scores, read_oracle
+from newsrec.data import MINDDataModule, generate_mind
+from newsrec.models import FUM, GLORY, NRMS
+
+SIZE = dict(word_dim=50, num_heads=4, head_dim=16, attention_hidden=32, lr=1e-3)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = generate_mind(tmp_path_factory.mktemp("quality") / "w", num_users=800, num_news=600, seed=1)
+    dm = MINDDataModule(str(root), batch_size=32, eval_batch_size=256)
+    dev = dm.behaviors("dev")
+    baselines = {
+        "popularity": evaluate_scores(dev, popularity_scores(dm.behaviors("train"), len(dm.corpus)))["auc"],
+        "oracle": evaluate_scores(dev, read_oracle(root / "dev" / "oracle.tsv"))["auc"],
+    }
+    return dm, baselines
+
+
+def fit_auc(model, dm, epochs=4) -> float:
+    pl.seed_everything(0, verbose=False)
+    quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    pl.Trainer(max_epochs=epochs, limit_val_batches=0, num_sanity_val_steps=0, **quiet).fit(model, dm)
+    return pl.Trainer(**quiet).validate(model, dm, verbose=False)[0]["val/auc"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["NRMS", "GLORY", "FUM"])
+def test_models_beat_popularity_and_stay_below_the_oracle(world, name):
+    dm, base = world
+    if name == "NRMS":
+        model = NRMS(num_words=dm.num_words, **SIZE)
+    elif name == "GLORY":
+        model = GLORY(num_words=dm.num_words, num_entity_ids=dm.num_entity_ids, entity_heads=4, entity_head_dim=16,
+                      graph_edges="sampled", **SIZE)
+    else:
+        model = FUM(num_words=dm.num_words, num_entity_ids=dm.num_entity_ids, num_categories=dm.num_categories,
+                    num_subcategories=dm.num_subcategories, category_dim=16, entity_heads=4, entity_head_dim=16,
+                    fine_dim=48, **SIZE)
+    auc = fit_auc(model, dm)
+    assert auc > base["popularity"] + 0.03, (auc, base)
+    assert auc < base["oracle"] + 0.01, (auc, base)
