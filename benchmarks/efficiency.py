@@ -59,6 +59,8 @@ def build(name: str, dm):
         return GLORY(**sizes)
     if name == "GLORY (sampled edges)":
         return GLORY(**sizes, graph_edges="sampled")
+    if name == "GLORY (approximate)":
+        return GLORY(**sizes, graph_edges="sampled", neighbor_cache_every=50)
     if name == "FUM":
         return FUM(**sizes)
     raise ValueError(name)
@@ -89,6 +91,10 @@ def measure(name: str, dm, steps: int, impressions: int, device: str, bf16: bool
         opt.zero_grad()
 
     model.log = lambda *a, **k: None  # no Trainer attached
+    if getattr(model, "neighbor_cache_every", 0):
+        model.eval()
+        with torch.no_grad():
+            _, model._neighbor_cache = model.encode_all_news(dm.news_dataloader(1024))
     model.train()
     step(to(next(it), device))  # warm-up
     with FlopCounterMode(display=False) as counter:
@@ -149,7 +155,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--bf16", action="store_true")
-    ap.add_argument("--models", nargs="+", default=["NRMS", "GLORY", "GLORY (sampled edges)", "FUM"])
+    ap.add_argument(
+        "--models", nargs="+", default=["NRMS", "GLORY", "GLORY (sampled edges)", "GLORY (approximate)", "FUM"]
+    )
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "newsrec-efficiency"))
     a = ap.parse_args()
     os.environ.setdefault("NEWSREC_PROGRESS", "0")

@@ -31,6 +31,10 @@ MODEL_SPECS = {
         "GLORY",
         {"entity_heads": 4, "entity_head_dim": 16, "graph_edges": "sampled", "graph_direction": "out"},
     ),
+    "glory_approx": (
+        "GLORY",
+        {"entity_heads": 4, "entity_head_dim": 16, "graph_edges": "sampled", "neighbor_cache_every": 20},
+    ),
     "glory_no_news_graph": ("GLORY", {"entity_heads": 4, "entity_head_dim": 16, "use_news_graph": False}),
     "glory_no_entity_graph": (
         "GLORY",

@@ -232,3 +232,26 @@ def test_fum_users_are_cacheable_and_options_validated(dm):
         ).eval()
         with torch.no_grad():
             assert torch.isfinite(m(eval_batch(dm, m, np.arange(3)))).all()
+
+
+def test_glory_approximate_mode_uses_exact_vectors_for_history_and_candidates(dm):
+    torch.manual_seed(0)
+    model = make("glory", dm, neighbor_cache_every=5).eval()
+    dm.configure(model.data_requirements())
+    batch = next(iter(dm.train_dataloader()))
+    with torch.no_grad():
+        exact = model.encode_history_news(batch["news"])
+        _, model._neighbor_cache = model.encode_all_news(dm.news_dataloader(64))
+        model.train()
+        model.title_encoder.dropout.p = model.entity_encoder.dropout.p = 0.0
+        approx = model.encode_batch_news(batch)
+    # with an up-to-date cache, approximate = exact everywhere
+    torch.testing.assert_close(approx, exact, atol=1e-5, rtol=1e-5)
+    model._neighbor_cache = torch.zeros_like(model._neighbor_cache)  # a stale cache
+    with torch.no_grad():
+        approx = model.encode_batch_news(batch)
+    needed = torch.zeros(len(exact), dtype=torch.bool)
+    needed[batch["history"][batch["history_mask"]]] = True
+    needed[batch["candidates"][batch["candidate_mask"]]] = True
+    torch.testing.assert_close(approx[needed], exact[needed], atol=1e-5, rtol=1e-5)
+    assert (approx[~needed] == 0).all() and (~needed).any()

@@ -40,12 +40,26 @@ def test_models_beat_popularity_and_stay_below_the_oracle(world, name):
     if name == "NRMS":
         model = NRMS(num_words=dm.num_words, **SIZE)
     elif name == "GLORY":
-        model = GLORY(num_words=dm.num_words, num_entity_ids=dm.num_entity_ids, entity_heads=4, entity_head_dim=16,
-                      graph_edges="sampled", **SIZE)
+        model = GLORY(
+            num_words=dm.num_words,
+            num_entity_ids=dm.num_entity_ids,
+            entity_heads=4,
+            entity_head_dim=16,
+            graph_edges="sampled",
+            **SIZE,
+        )
     else:
-        model = FUM(num_words=dm.num_words, num_entity_ids=dm.num_entity_ids, num_categories=dm.num_categories,
-                    num_subcategories=dm.num_subcategories, category_dim=16, entity_heads=4, entity_head_dim=16,
-                    fine_dim=48, **SIZE)
+        model = FUM(
+            num_words=dm.num_words,
+            num_entity_ids=dm.num_entity_ids,
+            num_categories=dm.num_categories,
+            num_subcategories=dm.num_subcategories,
+            category_dim=16,
+            entity_heads=4,
+            entity_head_dim=16,
+            fine_dim=48,
+            **SIZE,
+        )
     auc = fit_auc(model, dm)
     assert auc > base["popularity"] + 0.03, (auc, base)
     assert auc < base["oracle"] + 0.01, (auc, base)

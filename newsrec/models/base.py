@@ -94,6 +94,11 @@ class NewsRecModel(pl.LightningModule):
     def encode_users(self, batch: dict, history_news: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def encode_batch_news(self, batch: dict) -> Tensor:
+        """History-side vectors of every news of a batch (``[U, d_h]``); by default
+        ``encode_history_news(batch["news"])``. A model may serve some rows from a cache."""
+        return self.encode_history_news(batch["news"])
+
     def score(self, users: Tensor, candidates: Tensor) -> Tensor:
         """Dot products: ``users [B, d]``, ``candidates [B, C, d]`` → ``[B, C]``."""
         return torch.einsum("bd,bcd->bc", users, candidates)
@@ -135,7 +140,7 @@ class NewsRecModel(pl.LightningModule):
             candidate_news = cand_all.index_select(0, rows)
         else:
             news = batch["news"]
-            history_news = self.encode_history_news(news)
+            history_news = self.encode_batch_news(batch)
             if self.history_is_candidate:
                 candidate_news = history_news
             else:  # encode only the news that are candidates

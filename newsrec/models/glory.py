@@ -48,6 +48,11 @@ class GLORY(NewsRecModel):
         entity_graph_method: ``"inter_news"`` (GLORY) or ``"intra_news"``.
         entity_graph_self_loops: keep ``e — e`` edges (GLORY: yes).
         num_entity_neighbors: M_e = 10.
+        neighbor_cache_every: 0 (default) is the exact mode: every distinct news of a training
+            batch is encoded with gradients. ``N > 0`` is the approximate mode: sampled neighbour
+            nodes that are neither history nor candidate news take their vectors from a cache of
+            every news, refreshed every ``N`` training steps, with no gradient through them
+            (much cheaper when subgraphs are large).
         pretrained_words, pretrained_entitys: initialise embeddings from GloVe / TransE.
         lr: 2e-4 (paper); other :class:`NewsRecModel` arguments as there.
     """
@@ -81,6 +86,7 @@ class GLORY(NewsRecModel):
         entity_graph_method: str = "inter_news",
         entity_graph_self_loops: bool = True,
         num_entity_neighbors: int = 10,
+        neighbor_cache_every: int = 0,
         pretrained_words: bool = True,
         pretrained_entitys: bool = True,
         freeze_words: bool = False,
@@ -118,6 +124,9 @@ class GLORY(NewsRecModel):
         self.history_aggregator = MultiViewCombiner(dim, attention_hidden)
         self.candidate_aggregator = MultiViewCombiner(dim, attention_hidden)
         self.user_encoder = UserEncoder(dim, num_heads, head_dim, attention_hidden)
+        self.neighbor_cache_every = neighbor_cache_every
+        self._neighbor_cache: Tensor | None = None
+        self._neighbor_cache_step = -1
 
     def data_requirements(self) -> DataRequirements:
         h = self.hparams
@@ -137,6 +146,31 @@ class GLORY(NewsRecModel):
             entity_neighbors=h.num_entity_neighbors if self.use_entity_graph else None,
             entity_graph={"method": h.entity_graph_method, "self_loops": h.entity_graph_self_loops},
         )
+
+    # -- approximate mode: cached neighbour vectors -------------------------------------------------
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        super().on_train_batch_start(batch, batch_idx)
+        every = self.neighbor_cache_every
+        if every > 0 and (self._neighbor_cache is None or self.global_step - self._neighbor_cache_step >= every):
+            dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+            if dm is not None and hasattr(dm, "news_dataloader"):
+                was = self.training
+                self.eval()
+                _, self._neighbor_cache = self.encode_all_news(dm.news_dataloader(self.news_batch_size))
+                self.train(was)
+                self._neighbor_cache_step = self.global_step
+
+    def encode_batch_news(self, batch: dict) -> Tensor:
+        if not (self.training and self.neighbor_cache_every > 0 and self._neighbor_cache is not None):
+            return super().encode_batch_news(batch)
+        news, rows = batch["news"], batch["news_rows"]
+        exact = torch.zeros(len(rows), dtype=torch.bool, device=rows.device)
+        exact[batch["history"][batch["history_mask"]]] = True
+        exact[batch["candidates"][batch["candidate_mask"]]] = True
+        idx = torch.nonzero(exact).flatten()
+        fresh = self.encode_history_news({k: v.index_select(0, idx) for k, v in news.items()})
+        cached = self._neighbor_cache.index_select(0, rows).to(fresh.dtype)
+        return cached.index_copy(0, idx, fresh)
 
     # -- protocol -----------------------------------------------------------------------------------
     def encode_history_news(self, news: dict[str, Tensor]) -> Tensor:
