@@ -198,3 +198,23 @@ def test_synthetic_world_builds_corpus_and_behaviors(tiny_world):
     assert (corpus.entities[1:] > 0).any(axis=1).all()  # every synthetic news has entities
     # time-ordered split
     assert train.times.max() < dev.times.min()
+
+
+def test_datamodule_word_vectors_are_parsed_once(tiny_world, tmp_path, monkeypatch):
+    import shutil
+
+    import newsrec.data.datamodule as datamodule_module
+    from newsrec.data import MINDDataModule
+
+    root = tmp_path / "w"
+    shutil.copytree(tiny_world, root, ignore=shutil.ignore_patterns("processed"))
+    first = MINDDataModule(str(root)).word_vectors()
+    assert first.shape[1] == 50 and list((root / "processed").glob("word-vectors-*"))
+
+    def fail(*args, **kwargs):
+        raise AssertionError("GloVe parsed again")
+
+    monkeypatch.setattr(datamodule_module, "load_word_vectors", fail)
+    dm = MINDDataModule(str(root))
+    np.testing.assert_array_equal(dm.word_vectors(), first)
+    assert dm.word_coverage.ratio > 0.9

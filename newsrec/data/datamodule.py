@@ -20,10 +20,10 @@ from newsrec.data.batching import (
     history_order,
 )
 from newsrec.data.behaviors import Behaviors, TrainingSamples
-from newsrec.data.cache import ArrayCache, cache_key
+from newsrec.data.cache import ArrayCache, cache_key, file_fingerprint
 from newsrec.data.corpus import CorpusConfig, NewsCorpus
 from newsrec.data.prepare import load_behaviors, load_corpus, split_files
-from newsrec.data.text import load_entity_vectors, load_word_vectors
+from newsrec.data.text import PretrainedCoverage, load_entity_vectors, load_word_vectors
 
 __all__ = ["MINDDataModule"]
 
@@ -158,7 +158,17 @@ class MINDDataModule(pl.LightningDataModule):
         """The GloVe-initialised word matrix ``[num_words, dim]`` (or ``None`` without a file)."""
         if self.word_vectors_file is None or not (self.root / self.word_vectors_file).exists():
             return None
-        matrix, coverage = load_word_vectors(self.corpus.vocab, self.root / self.word_vectors_file)
+        path = self.root / self.word_vectors_file
+        cache = ArrayCache(self.root / "processed")
+        name = "word-vectors-" + cache_key(file_fingerprint(path), self.corpus.vocab.itos)
+        got = cache.load(name)  # parsing GloVe 840B takes a minute: do it once per vocabulary
+        if got is not None:
+            arrays, meta = got
+            self.word_coverage = PretrainedCoverage(meta["found"], meta["total"])
+            return np.asarray(arrays["matrix"])
+        with cache.lock(name):
+            matrix, coverage = load_word_vectors(self.corpus.vocab, path, show_progress=True)
+            cache.save(name, {"matrix": matrix}, {"found": coverage.found, "total": coverage.total})
         self.word_coverage = coverage
         return matrix
 
