@@ -34,6 +34,15 @@ class PredictionFileWriter(BasePredictionWriter):
         outs = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
         ids = np.concatenate([o["impression_ids"] for o in outs]) if outs else np.zeros(0, np.int64)
         scores = [s for o in outs for s in o["scores"]]
+        if trainer.world_size > 1:  # every rank predicted a shard of the impressions
+            import torch.distributed as dist
+
+            shards = [None] * trainer.world_size
+            dist.all_gather_object(shards, (ids, scores))
+            if not trainer.is_global_zero:
+                return
+            ids = np.concatenate([sh[0] for sh in shards])
+            scores = [x for sh in shards for x in sh[1]]
         order = np.argsort(ids, kind="stable")
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         write_prediction_file(self.path, ids[order], [scores[i] for i in order])
