@@ -75,3 +75,28 @@ def test_samplers_shard_without_overlap_or_padding(world, monkeypatch):
     evals = shards(lambda: ImpressionBatchSampler(order, 7))
     got = np.concatenate([np.concatenate(s) for s in evals if s])
     assert sorted(got.tolist()) == list(range(50))  # every impression exactly once
+
+
+@pytest.mark.slow
+def test_ddp_prediction_file_has_every_impression_once(tiny_world, tmp_path):
+    import zipfile
+
+    from newsrec.lightning_cli import PredictionFileWriter
+
+    dm = MINDDataModule(str(tiny_world), eval_batch_size=7)
+    model = small_model(dm)
+    out = tmp_path / "prediction.zip"
+    trainer = pl.Trainer(
+        devices=2,
+        strategy="ddp_spawn",
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+        use_distributed_sampler=False,
+        callbacks=[PredictionFileWriter(str(out))],
+    )
+    trainer.predict(model, dm, return_predictions=False)
+    with zipfile.ZipFile(out) as zf:
+        ids = [int(line.split()[0]) for line in zf.read("prediction.txt").decode().splitlines()]
+    assert ids == sorted(dm.behaviors("dev").impression_ids.tolist())
