@@ -14,6 +14,7 @@ import numpy as np
 from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
+from newsrec.checkpoint_io import AtomicCheckpointIO
 from newsrec.data.datamodule import MINDDataModule
 from newsrec.metrics import write_prediction_file
 from newsrec.models.base import NewsRecModel
@@ -86,6 +87,7 @@ def run_lightning_cli(args: list[str] | None = None) -> None:
         save_config_kwargs={"overwrite": True},
         trainer_defaults={
             "use_distributed_sampler": False,  # newsrec shards its own batches without padding
+            "plugins": [AtomicCheckpointIO()],
             "callbacks": [
                 ModelCheckpoint(monitor="val/auc", mode="max", save_last=True, filename="best-{epoch}-{step}")
             ],

@@ -211,3 +211,25 @@ def test_killed_run_resumes_to_the_same_model(tiny_world, tmp_path):
     b = torch.load(tmp_path / "resumed" / "final.pt", weights_only=True)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_atomic_checkpoints_never_leave_a_truncated_file(tmp_path, monkeypatch):
+    from newsrec.checkpoint_io import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    target = tmp_path / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, target)
+    good = target.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    import lightning_fabric.plugins.io.torch_io as torch_io
+
+    monkeypatch.setattr(torch_io, "_atomic_save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, target)
+    assert target.read_bytes() == good  # the old checkpoint is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left
+    loaded = torch.load(target, weights_only=True)
+    assert torch.equal(loaded["state_dict"]["w"], torch.ones(3))

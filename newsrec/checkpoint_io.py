@@ -1,0 +1,31 @@
+"""Checkpoints that appear under their final name only once completely written."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from newsrec.utils import atomic_path
+
+__all__ = ["AtomicCheckpointIO"]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Like Lightning's ``TorchCheckpointIO`` but local checkpoints are written to a temporary
+    file beside the target, flushed and renamed: a crash (SIGKILL, a full disk) never leaves a
+    truncated ``last.ckpt``. Remote paths (``s3://`` …) fall back to Lightning's writer.
+
+    Use it with ``Trainer(plugins=[AtomicCheckpointIO()])``; the ``newsrec`` CLI does.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if "://" in str(path) and not str(path).startswith("file://"):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(str(path).removeprefix("file://"))
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
