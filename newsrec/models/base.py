@@ -110,10 +110,12 @@ class NewsRecModel(pl.LightningModule):
         if stage != "fit" or self.trainer is None or getattr(self.trainer, "datamodule", None) is None:
             return
         dm = self.trainer.datamodule
-        for attr, getter in (("word_embedding", "word_vectors"), ("entity_embedding", "entity_vectors")):
+        for attr, getter, flag in (
+            ("word_embedding", "word_vectors", "pretrained_words"),
+            ("entity_embedding", "entity_vectors", "pretrained_entities"),
+        ):
             emb = getattr(self, attr, None)
-            flag = getattr(self, f"pretrained_{attr.split('_')[0]}s", False)
-            if emb is None or not flag or not hasattr(dm, getter):
+            if emb is None or not getattr(self, flag, False) or not hasattr(dm, getter):
                 continue
             vectors = getattr(dm, getter)()
             if vectors is None:
@@ -122,7 +124,7 @@ class NewsRecModel(pl.LightningModule):
                 raise ValueError(
                     f"pretrained {getter} have shape {tuple(vectors.shape)} but the model's {attr} is "
                     f"{tuple(emb.weight.shape)}: set the model's dimension to {vectors.shape[1]} "
-                    f"(or disable pretrained_{attr.split('_')[0]}s)"
+                    f"(or disable {flag})"
                 )
             with torch.no_grad():
                 emb.weight.copy_(torch.as_tensor(vectors))

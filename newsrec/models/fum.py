@@ -152,7 +152,7 @@ class FUM(NewsRecModel):
         fine_user_dim: int = 30,
         dropout: float = 0.2,
         pretrained_words: bool = True,
-        pretrained_entitys: bool = True,
+        pretrained_entities: bool = True,
         lr: float = 1e-4,
         warmup_fraction: float = 0.0,
         lr_schedule: str = "constant",
@@ -179,7 +179,7 @@ class FUM(NewsRecModel):
             raise ValueError(f"fine_encoder must be 'fastformer' or 'mhsa', got {fine_encoder!r}")
         if use_fine and not genres:
             raise ValueError("the fine-grained model needs at least one genre")
-        self.pretrained_words, self.pretrained_entitys = pretrained_words, pretrained_entitys
+        self.pretrained_words, self.pretrained_entities = pretrained_words, pretrained_entities
         self.genres, self.use_fine, self.use_coarse, self.fusion = genres, use_fine, use_coarse, fusion
         dim = num_heads * head_dim
         self.dim = dim

@@ -53,7 +53,7 @@ class GLORY(NewsRecModel):
             nodes that are neither history nor candidate news take their vectors from a cache of
             every news, refreshed every ``N`` training steps, with no gradient through them
             (much cheaper when subgraphs are large).
-        pretrained_words, pretrained_entitys: initialise embeddings from GloVe / TransE.
+        pretrained_words, pretrained_entities: initialise embeddings from GloVe / TransE.
         lr: 2e-4 (paper); other :class:`NewsRecModel` arguments as there.
     """
 
@@ -88,7 +88,7 @@ class GLORY(NewsRecModel):
         num_entity_neighbors: int = 10,
         neighbor_cache_every: int = 0,
         pretrained_words: bool = True,
-        pretrained_entitys: bool = True,
+        pretrained_entities: bool = True,
         freeze_words: bool = False,
         lr: float = 2e-4,
         warmup_fraction: float = 0.1,
@@ -104,7 +104,7 @@ class GLORY(NewsRecModel):
             news_batch_size=news_batch_size,
         )
         self.save_hyperparameters()
-        self.pretrained_words, self.pretrained_entitys = pretrained_words, pretrained_entitys
+        self.pretrained_words, self.pretrained_entities = pretrained_words, pretrained_entities
         self.use_news_graph, self.use_entity_graph = use_news_graph, use_entity_graph
         dim = num_heads * head_dim
         self.dim = dim
