@@ -255,3 +255,25 @@ def test_glory_approximate_mode_uses_exact_vectors_for_history_and_candidates(dm
     needed[batch["candidates"][batch["candidate_mask"]]] = True
     torch.testing.assert_close(approx[needed], exact[needed], atol=1e-5, rtol=1e-5)
     assert (approx[~needed] == 0).all() and (~needed).any()
+
+
+def test_fit_initialises_embeddings_from_pretrained_vectors(dm, tmp_path):
+    model = make("glory", dm)
+    words, entities = dm.word_vectors(), dm.entity_vectors()
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=0,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, dm)
+    torch.testing.assert_close(model.word_embedding.weight.detach(), torch.from_numpy(words))
+    torch.testing.assert_close(model.entity_embedding.weight.detach(), torch.from_numpy(entities))
+    bad = NRMS(num_words=dm.num_words, word_dim=64, num_heads=2, head_dim=8, attention_hidden=8)
+    with pytest.raises(ValueError, match="word_dim|dimension"):
+        pl.Trainer(
+            max_epochs=1, limit_train_batches=0, logger=False, enable_progress_bar=False, default_root_dir=tmp_path
+        ).fit(bad, dm)
