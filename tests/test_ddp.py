@@ -5,18 +5,27 @@ import pytorch_lightning as pl
 import torch
 
 from newsrec.data import MINDDataModule
-from newsrec.models import NRMS
+from newsrec.models import FUM, GLORY, NRMS
 
 
-def small_model(dm):
-    return NRMS(num_words=dm.num_words, word_dim=50, num_heads=2, head_dim=8, attention_hidden=8)
+def small_model(dm, name="NRMS"):
+    size = dict(word_dim=50, num_heads=2, head_dim=8, attention_hidden=8)
+    if name == "GLORY":
+        return GLORY(num_words=dm.num_words, num_entity_ids=dm.num_entity_ids, entity_heads=2, entity_head_dim=4,
+                     num_graph_neighbors=3, **size)
+    if name == "FUM":
+        return FUM(num_words=dm.num_words, num_entity_ids=dm.num_entity_ids, num_categories=dm.num_categories,
+                   num_subcategories=dm.num_subcategories, category_dim=8, entity_heads=2, entity_head_dim=4,
+                   fine_dim=6, **size)
+    return NRMS(num_words=dm.num_words, **size)
 
 
 @pytest.mark.slow
-def test_ddp_evaluation_equals_single_process(tiny_world, tmp_path):
+@pytest.mark.parametrize("name", ["NRMS", "GLORY", "FUM"])
+def test_ddp_evaluation_equals_single_process(tiny_world, tmp_path, name):
     dm = MINDDataModule(str(tiny_world), batch_size=8, eval_batch_size=7)  # uneven shards on purpose
     torch.manual_seed(0)
-    model = small_model(dm)
+    model = small_model(dm, name)
     common = dict(
         logger=False,
         enable_progress_bar=False,
