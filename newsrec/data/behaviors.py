@@ -194,7 +194,9 @@ class Behaviors:
             )
 
         def cat(key: str, dtype) -> np.ndarray:
-            return np.concatenate(parts[key]).astype(dtype) if parts[key] else np.zeros(0, dtype)
+            # release each block list as soon as it is joined: peak memory is one array's copy
+            blocks = parts.pop(key)
+            return np.concatenate(blocks).astype(dtype, copy=False) if blocks else np.zeros(0, dtype)
 
         hlen, clen = cat("hlen", np.int64), cat("clen", np.int64)
         return cls(
