@@ -40,14 +40,14 @@ class PredictionFileWriter(BasePredictionWriter):
 
             shards = [None] * trainer.world_size
             dist.all_gather_object(shards, (ids, scores))
-            if not trainer.is_global_zero:
-                return
             ids = np.concatenate([sh[0] for sh in shards])
             scores = [x for sh in shards for x in sh[1]]
-        order = np.argsort(ids, kind="stable")
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        write_prediction_file(self.path, ids[order], [scores[i] for i in order])
-        print(f"wrote {self.path} ({len(ids)} impressions)")
+        if trainer.is_global_zero:
+            order = np.argsort(ids, kind="stable")
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            write_prediction_file(self.path, ids[order], [scores[i] for i in order])
+            print(f"wrote {self.path} ({len(ids)} impressions)")
+        trainer.strategy.barrier("prediction file written")  # ranks leave together
 
 
 class NewsRecCLI(LightningCLI):

@@ -3,35 +3,13 @@
 import pytest
 import pytorch_lightning as pl
 import torch
+from _models import make
 
 from newsrec.data import MINDDataModule
-from newsrec.models import FUM, GLORY, NRMS
 
 
-def small_model(dm, name="NRMS"):
-    size = dict(word_dim=50, num_heads=2, head_dim=8, attention_hidden=8)
-    if name == "GLORY":
-        return GLORY(
-            num_words=dm.num_words,
-            num_entity_ids=dm.num_entity_ids,
-            entity_heads=2,
-            entity_head_dim=4,
-            num_graph_neighbors=3,
-            **size,
-        )
-    if name == "FUM":
-        return FUM(
-            num_words=dm.num_words,
-            num_entity_ids=dm.num_entity_ids,
-            num_categories=dm.num_categories,
-            num_subcategories=dm.num_subcategories,
-            category_dim=8,
-            entity_heads=2,
-            entity_head_dim=4,
-            fine_dim=6,
-            **size,
-        )
-    return NRMS(num_words=dm.num_words, **size)
+def small_model(dm, name="nrms"):
+    return make(name, dm)
 
 
 @pytest.mark.slow

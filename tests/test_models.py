@@ -4,60 +4,10 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from _models import SMALL, make
 
 from newsrec.data import MINDDataModule
 from newsrec.models import FUM, GLORY, NRMS
-
-SMALL = dict(word_dim=50, num_heads=2, head_dim=8, attention_hidden=8, dropout=0.1)
-
-
-def make(name, dm, **kw):
-    if name == "nrms":
-        return NRMS(num_words=dm.num_words, **SMALL, **kw)
-    if name == "glory":
-        return GLORY(
-            num_words=dm.num_words,
-            num_entity_ids=dm.num_entity_ids,
-            entity_heads=2,
-            entity_head_dim=4,
-            num_graph_neighbors=3,
-            **SMALL,
-            **kw,
-        )
-    if name == "glory_sampled":
-        return GLORY(
-            num_words=dm.num_words,
-            num_entity_ids=dm.num_entity_ids,
-            entity_heads=2,
-            entity_head_dim=4,
-            num_graph_neighbors=3,
-            graph_edges="sampled",
-            ggnn_edge_weights=True,
-            **SMALL,
-            **kw,
-        )
-    if name.startswith("fum"):
-        variant = {
-            "fum": {},
-            "fum_concat": {"fusion": "concat", "fine_user_dim": 4},
-            "fum_mhsa": {"fine_encoder": "mhsa", "genres": ("title", "abstract", "entity_text")},
-        }[name]
-        return FUM(
-            num_words=dm.num_words,
-            num_entity_ids=dm.num_entity_ids,
-            num_categories=dm.num_categories,
-            num_subcategories=dm.num_subcategories,
-            category_dim=8,
-            entity_heads=2,
-            entity_head_dim=4,
-            fine_dim=6,
-            fine_heads=3,
-            **SMALL,
-            **variant,
-            **kw,
-        )
-    raise ValueError(name)
-
 
 MODELS = ["nrms", "glory", "glory_sampled", "fum", "fum_concat", "fum_mhsa"]
 

@@ -1,0 +1,57 @@
+"""Tiny versions of every model for the tests (one factory, shared by the test modules)."""
+
+from newsrec.models import FUM, GLORY, NRMS
+
+SMALL = dict(word_dim=50, num_heads=2, head_dim=8, attention_hidden=8, dropout=0.1)
+
+VARIANTS = {
+    "nrms": (NRMS, {}),
+    "glory": (GLORY, {"entity_heads": 2, "entity_head_dim": 4, "num_graph_neighbors": 3}),
+    "glory_sampled": (
+        GLORY,
+        {
+            "entity_heads": 2,
+            "entity_head_dim": 4,
+            "num_graph_neighbors": 3,
+            "graph_edges": "sampled",
+            "ggnn_edge_weights": True,
+        },
+    ),
+    "fum": (FUM, {"category_dim": 8, "entity_heads": 2, "entity_head_dim": 4, "fine_dim": 6, "fine_heads": 3}),
+    "fum_concat": (
+        FUM,
+        {
+            "category_dim": 8,
+            "entity_heads": 2,
+            "entity_head_dim": 4,
+            "fine_dim": 6,
+            "fine_heads": 3,
+            "fusion": "concat",
+            "fine_user_dim": 4,
+        },
+    ),
+    "fum_mhsa": (
+        FUM,
+        {
+            "category_dim": 8,
+            "entity_heads": 2,
+            "entity_head_dim": 4,
+            "fine_dim": 6,
+            "fine_heads": 3,
+            "fine_encoder": "mhsa",
+            "genres": ("title", "abstract", "entity_text"),
+        },
+    ),
+}
+
+
+def make(name: str, dm, **kw):
+    """A small model of variant ``name`` sized for the datamodule ``dm``."""
+    cls, extra = VARIANTS[name.lower()]
+    sizes = dict(
+        num_words=dm.num_words,
+        num_entity_ids=dm.num_entity_ids,
+        num_categories=dm.num_categories,
+        num_subcategories=dm.num_subcategories,
+    )
+    return cls(**sizes, **{**SMALL, **extra, **kw})
