@@ -109,19 +109,17 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in LIGHTNING_COMMANDS:
         from newsrec.lightning_cli import run_lightning_cli
 
-        try:
+        def run() -> None:
             run_lightning_cli(None if argv == sys.argv[1:] else argv)
-        except (ValueError, FileNotFoundError, OSError) as e:
-            if verbose:
-                raise
-            print(f"newsrec: error: {e}", file=sys.stderr)
-            return 1
-        return 0
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    else:
+        args = build_parser().parse_args(argv)
+
+        def run() -> None:
+            args.func(args)
+
     try:
-        args.func(args)
-    except (ValueError, FileNotFoundError, OSError) as e:
+        run()
+    except (ValueError, FileNotFoundError, OSError) as e:  # bad input: one line, exit code 1
         if verbose:
             raise
         print(f"newsrec: error: {e}", file=sys.stderr)
