@@ -3,14 +3,20 @@ FUM's Table 2 (seconds per 1k samples / impressions), plus the share of step tim
 and the achieved FLOP/s against a plain matmul measured in the same run.
 
     python benchmarks/efficiency.py [--quick] [--steps 8] [--impressions 512] [--threads 2]
-        [--device cpu|cuda] [--bf16] [--users 50000 --news 50000]
+        [--device cpu|cuda] [--bf16] [--workers 0] [--users 50000 --news 50000]
+        [--knob popularity_sigma=2.0 ...] [--models NRMS GLORY FUM ...]
 
-The world is synthetic (MIND-small-sized by default, generated once under --workdir).
+The world is synthetic (MIND-small-sized by default, generated once under --workdir; ``--knob``
+sets any other field of ``SyntheticConfig``). ``--impressions 0`` evaluates every dev
+impression, so the encode-every-news pass is amortised as in a real evaluation. For GLORY the
+table also gives the mean number of news in a user's sampled subgraph and of distinct news
+encoded per training batch (what the exact mode's cost scales with).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -27,12 +33,15 @@ from _common import machine, table  # noqa: E402
 PAPER = {"NRMS": (11.39, 2.16), "FUM": (13.21, 2.75)}  # FUM's Table 2, seconds per 1k samples
 
 
-def matmul_flops(device: str, n: int = 2048) -> float:
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    for _ in range(2):
+def matmul_flops(device: str, bf16: bool = False) -> float:
+    """FLOP/s of a square matmul in the dtype the models run in (the machine's practical peak)."""
+    n = 8192 if device == "cuda" else 2048
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
         a @ b
-    reps = 5
+    reps = 10
     if device == "cuda":
         torch.cuda.synchronize()
     t = time.perf_counter()
@@ -77,6 +86,8 @@ def to(batch, device):
 
 
 def measure(name: str, dm, steps: int, impressions: int, device: str, bf16: bool) -> dict:
+    """Train ``steps`` steps (after a warm-up) and evaluate ``impressions`` dev impressions
+    (0 = all); times in seconds."""
     model = build(name, dm).to(device)
     dm.configure(model.data_requirements())
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -102,9 +113,11 @@ def measure(name: str, dm, steps: int, impressions: int, device: str, bf16: bool
     flops_per_step = counter.get_total_flops()
     data_t = compute_t = 0.0
     samples = 0
+    subgraph_nodes, distinct_news = [], []
     for _ in range(steps):
         t = time.perf_counter()
-        batch = to(next(it), device)
+        raw = next(it)
+        batch = to(raw, device)
         data_t += time.perf_counter() - t
         t = time.perf_counter()
         step(batch)
@@ -112,6 +125,9 @@ def measure(name: str, dm, steps: int, impressions: int, device: str, bf16: bool
             torch.cuda.synchronize()
         compute_t += time.perf_counter() - t
         samples += len(batch["candidates"])
+        if "subgraph" in raw:
+            subgraph_nodes.append(raw["subgraph"].num_nodes / len(raw["candidates"]))
+            distinct_news.append(len(raw["news_rows"]))
     # inference: encode every news once, then whole impressions
     model.eval()
     t = time.perf_counter()
@@ -129,7 +145,7 @@ def measure(name: str, dm, steps: int, impressions: int, device: str, bf16: bool
         for batch in dm.val_dataloader():
             model(to(batch, device))
             done += len(batch["candidates"])
-            if done >= impressions:
+            if impressions and done >= impressions:
                 break
     if device == "cuda":
         torch.cuda.synchronize()
@@ -140,8 +156,11 @@ def measure(name: str, dm, steps: int, impressions: int, device: str, bf16: bool
         "train_s_per_1k": 1000 * (data_t + compute_t) / samples,
         "data_share": data_t / (data_t + compute_t),
         "infer_s_per_1k": 1000 * infer_t / done,
+        "score_s_per_1k": 1000 * (infer_t - encode_t) / done,
         "encode_all_news_s": encode_t,
         "flops_per_s": flops_per_step * steps / compute_t,
+        "subgraph_nodes": float(np.mean(subgraph_nodes)) if subgraph_nodes else None,
+        "distinct_news": float(np.mean(distinct_news)) if distinct_news else None,
     }
 
 
@@ -154,7 +173,9 @@ def main() -> None:
     ap.add_argument("--impressions", type=int, default=512)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (training and inference)")
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    ap.add_argument("--knob", action="append", default=[], help="SyntheticConfig field=value")
     ap.add_argument(
         "--models", nargs="+", default=["NRMS", "GLORY", "GLORY (sampled edges)", "GLORY (approximate)", "FUM"]
     )
@@ -166,11 +187,13 @@ def main() -> None:
         a.users, a.news, a.steps, a.impressions = 1000, 1000, 2, 64
     from newsrec.data import MINDDataModule, generate_mind
 
-    root = Path(a.workdir) / f"world-{a.users}-{a.news}"
+    knobs = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in a.knob)}
+    tag = "-".join(f"{k}={v}" for k, v in sorted(knobs.items()))
+    root = Path(a.workdir) / f"world-{a.users}-{a.news}{'-' + tag if tag else ''}"
     if not (root / "dev" / "behaviors.tsv").exists():
-        generate_mind(root, num_users=a.users, num_news=a.news, seed=0, word_dim=300)
-    dm = MINDDataModule(str(root), batch_size=32, eval_batch_size=32)
-    peak = matmul_flops(a.device)
+        generate_mind(root, num_users=a.users, num_news=a.news, seed=0, **{"word_dim": 300, **knobs})
+    dm = MINDDataModule(str(root), batch_size=32, eval_batch_size=32, num_workers=a.workers)
+    peak = matmul_flops(a.device, a.bf16)
     rows = []
     for name in a.models:
         r = measure(name, dm, a.steps, a.impressions, a.device, a.bf16)
@@ -182,15 +205,18 @@ def main() -> None:
                 "paper train": paper[0],
                 "infer s / 1k impressions": r["infer_s_per_1k"],
                 "paper infer": paper[1],
+                "of which scoring": r["score_s_per_1k"],
                 "data share of a step": f"{100 * r['data_share']:.1f}%",
                 "encode all news s": r["encode_all_news_s"],
                 "model FLOP/s vs matmul": f"{100 * r['flops_per_s'] / peak:.0f}%",
+                "news per user subgraph": r["subgraph_nodes"],
+                "distinct news per batch": r["distinct_news"],
             }
         )
     print(f"machine: {machine()}; device {a.device}{' bf16' if a.bf16 else ''}; matmul {peak / 1e9:.1f} GFLOP/s")
     print(
-        f"world: {a.users} users, {a.news} news; batch 32, 1 + 4 candidates; {a.steps} steps, "
-        f"{a.impressions} impressions"
+        f"world: {a.users} users, {a.news} news, knobs {knobs or 'default'}; batch 32, 1 + 4 candidates; "
+        f"{a.steps} steps, {a.impressions or 'all'} impressions; {a.workers} DataLoader workers"
     )
     print(table(rows, list(rows[0])))
 

@@ -3,8 +3,11 @@ oracle, over several seeds, with one planted signal switched on or off.
 
     python benchmarks/quality.py [--users 1500] [--news 1200] [--seeds 0 1 2] [--epochs 3]
         [--models popularity nrms glory fum] [--knob transition_strength=3 --knob ...]
+        [--size small|medium] [--accelerator cpu|gpu] [--json results.json]
 
-Prints dev-split AUC / MRR / nDCG@10 means (± std over seeds). Small model sizes (CPU).
+Prints dev-split AUC / MRR / nDCG@10 means (± std over seeds). Small model sizes (CPU);
+``--json`` also writes every run's metrics, so runs made in parallel processes can be merged
+(``python benchmarks/quality.py --merge a.json b.json ...``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, table  # noqa: E402
 
 SMALL = dict(word_dim=50, num_heads=4, head_dim=16, attention_hidden=32, dropout=0.2)
+SIZES = {"small": SMALL, "medium": dict(SMALL, num_heads=8, attention_hidden=64)}
 
 MODEL_SPECS = {
     "nrms": ("NRMS", {}),
@@ -30,6 +35,20 @@ MODEL_SPECS = {
     "glory_out": (
         "GLORY",
         {"entity_heads": 4, "entity_head_dim": 16, "graph_edges": "sampled", "graph_direction": "out"},
+    ),
+    "glory_weighted": (
+        "GLORY",
+        {"entity_heads": 4, "entity_head_dim": 16, "graph_edges": "sampled", "ggnn_edge_weights": True},
+    ),
+    "glory_out_weighted": (
+        "GLORY",
+        {
+            "entity_heads": 4,
+            "entity_head_dim": 16,
+            "graph_edges": "sampled",
+            "graph_direction": "out",
+            "ggnn_edge_weights": True,
+        },
     ),
     "glory_approx": (
         "GLORY",
@@ -57,7 +76,16 @@ MODEL_SPECS = {
 }
 
 
-def train_and_evaluate(root: Path, model: str, seed: int, epochs: int, lr: float, batch_size: int) -> dict:
+def train_and_evaluate(
+    root: Path,
+    model: str,
+    seed: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    size: str = "small",
+    accelerator: str = "cpu",
+) -> dict:
     import pytorch_lightning as pl
 
     import newsrec.models as models
@@ -78,7 +106,7 @@ def train_and_evaluate(root: Path, model: str, seed: int, epochs: int, lr: float
         num_categories=dm.num_categories,
         num_subcategories=dm.num_subcategories,
         lr=lr,
-        **SMALL,
+        **SIZES[size],
         **extra,
     )
     quiet = dict(
@@ -86,7 +114,8 @@ def train_and_evaluate(root: Path, model: str, seed: int, epochs: int, lr: float
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        accelerator="cpu",
+        accelerator=accelerator,
+        devices=1,
     )
     trainer = pl.Trainer(max_epochs=epochs, num_sanity_val_steps=0, limit_val_batches=0, **quiet)
     t = time.perf_counter()
@@ -108,16 +137,19 @@ def run(
     lr: float,
     batch_size: int,
     workdir: Path,
+    size: str = "small",
+    accelerator: str = "cpu",
 ) -> dict[str, list[dict]]:
     from newsrec.data import generate_mind
 
     results: dict[str, list[dict]] = {m: [] for m in models}
     for seed in seeds:
-        root = workdir / f"world-{users}-{news}-{seed}-{abs(hash(json.dumps(knobs, sort_keys=True))) % 10**8}"
+        tag = zlib.crc32(json.dumps(knobs, sort_keys=True).encode())  # stable across processes
+        root = workdir / f"world-{users}-{news}-{seed}-{tag:08x}"
         if not (root / "dev" / "behaviors.tsv").exists():
             generate_mind(root, num_users=users, num_news=news, seed=seed, **knobs)
         for m in models:
-            results[m].append(train_and_evaluate(root, m, seed, epochs, lr, batch_size))
+            results[m].append(train_and_evaluate(root, m, seed, epochs, lr, batch_size, size, accelerator))
     return results
 
 
@@ -145,13 +177,42 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["popularity", "nrms", "glory", "fum", "oracle"])
     ap.add_argument("--knob", action="append", default=[], help="SyntheticConfig field=value")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "newsrec-quality"))
+    ap.add_argument("--size", choices=sorted(SIZES), default="small", help="model sizes (small: 64-d news)")
+    ap.add_argument("--accelerator", default="cpu", help="Lightning accelerator (cpu, gpu)")
+    ap.add_argument("--json", help="also write the runs' metrics to this file")
+    ap.add_argument("--merge", nargs="+", help="print the tables of --json files (grouped by world) and exit")
     a = ap.parse_args()
+    if a.merge:
+        return merge(a.merge)
     os.environ.setdefault("NEWSREC_PROGRESS", "0")
     knobs = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in a.knob)}
-    results = run(a.users, a.news, a.seeds, a.epochs, a.models, knobs, a.lr, a.batch_size, Path(a.workdir))
+    results = run(
+        a.users, a.news, a.seeds, a.epochs, a.models, knobs, a.lr, a.batch_size, Path(a.workdir), a.size, a.accelerator
+    )
+    world = f"{a.users} users, {a.news} news, knobs {knobs or 'default'}; {a.epochs} epochs, {a.size} models"
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"world": world, "machine": machine(), "results": results}, f)
     print(f"machine: {machine()}")
-    print(f"world: {a.users} users, {a.news} news, knobs {knobs or 'default'}; seeds {a.seeds}; {a.epochs} epochs")
+    print(f"world: {world}; seeds {a.seeds}")
     print(table(summarise(results), ["model", "auc", "mrr", "ndcg@10", "train s"]))
+
+
+def merge(paths: list[str]) -> None:
+    """Print one table per world from ``--json`` files (runs of one model are pooled)."""
+    worlds: dict[str, dict[str, list[dict]]] = {}
+    machines = set()
+    for p in paths:
+        with open(p) as f:
+            d = json.load(f)
+        machines.add(d["machine"])
+        for model, runs in d["results"].items():
+            worlds.setdefault(d["world"], {}).setdefault(model, []).extend(runs)
+    print("machine: " + "; ".join(sorted(machines)))
+    for world, results in worlds.items():
+        n = max(len(r) for r in results.values())
+        print(f"\nworld: {world}; {n} seed(s)")
+        print(table(summarise(results), ["model", "auc", "mrr", "ndcg@10", "train s"]))
 
 
 if __name__ == "__main__":

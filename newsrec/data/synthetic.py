@@ -10,18 +10,20 @@ which each model family has something real to find:
   follow the chain from the last click (``chain_follow``), so the global click graph shows the
   transitions; in impressions, the successor of any clicked news (of the last
   ``follow_window`` clicks; 0 = all) is clicked more often, but its content does not reveal it
-  (the GLORY signal).
+  (the GLORY signal). With ``transition_scope="neighbors"`` a clicked news' chain predecessor
+  is favoured too (a reader of one part of a story likes the others).
 * **entity links**: a chain successor mentions its predecessor's lead entity, so entities of
   consecutive clicks co-occur (the global entity graph signal).
 * **aspect words**: every news title carries one of a few aspect words, and each user prefers
   one aspect: a word-level interest that only shows across the clicked news' words (FUM's
   fine-grained signal).
-* **popularity**: a news-level prior.
+* **popularity**: a news-level prior, log-normal with ``popularity_sigma`` (larger = clicks
+  concentrate on fewer news, as on MIND; also makes users' graph neighbourhoods overlap).
 
 Every click in an impression is drawn with probability ``sigmoid(logit)`` where::
 
     logit = topic_strength      * log(θ_u[topic(n)] + 0.01)
-          + transition_strength * [n == succ[c] for a click c of the history]
+          + transition_strength * [n == succ[c] (or n == pred[c]) for a click c of the history]
           + word_strength       * [aspect(n) == aspect(u)]
           + popularity_strength * log popularity(n)
           + bias
@@ -89,8 +91,10 @@ class SyntheticConfig:
     entity_strength: float = 1.0
     word_strength: float = 1.5
     popularity_strength: float = 0.3
+    popularity_sigma: float = 1.0
     chain_follow: float = 0.35
     follow_window: int = 0
+    transition_scope: str = "successor"
     successor_in_impression: float = 0.5
     interest_concentration: float = 0.3
     fresh_news_fraction: float = 0.1
@@ -116,9 +120,12 @@ class SyntheticConfig:
             "entity_strength",
             "word_strength",
             "popularity_strength",
+            "popularity_sigma",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be non-negative")
+        if self.transition_scope not in ("successor", "neighbors"):
+            raise ValueError("transition_scope must be 'successor' or 'neighbors'")
         if self.candidates_per_impression[0] < 2:
             raise ValueError("impressions need at least 2 candidates")
 
@@ -162,7 +169,7 @@ class _World:
         # news
         topic_weight = 1.0 / np.arange(1, T + 1) ** 0.5
         self.topic = rng.choice(T, size=N, p=topic_weight / topic_weight.sum())
-        self.popularity = rng.lognormal(0.0, 1.0, size=N)
+        self.popularity = rng.lognormal(0.0, cfg.popularity_sigma, size=N)
         self.aspect = rng.integers(0, cfg.num_aspects, size=N)
         self.fresh = np.zeros(N, dtype=bool)
         n_fresh = int(round(cfg.fresh_news_fraction * N))
@@ -186,6 +193,7 @@ class _World:
         inherit = rng.random(N) < min(cfg.entity_strength, 1.0)
         pred = np.full(N, -1)
         pred[self.succ] = np.arange(N)  # one predecessor per news (the last writer wins)
+        self.pred = pred
         has_pred = (pred >= 0) & inherit
         self.inherited = np.where(has_pred, ent[np.maximum(pred, 0), 0], -1)
         self.entities = ent
@@ -207,7 +215,11 @@ class _World:
         if self.cfg.follow_window > 0:
             valid &= pos >= n - self.cfg.follow_window
         owner = np.arange(len(users))[:, None]
-        keys = np.unique(np.where(valid, owner * N + self.succ[rows], -1))
+        keys = np.where(valid, owner * N + self.succ[rows], -1)
+        if self.cfg.transition_scope == "neighbors":
+            pred = self.pred[rows]
+            keys = np.concatenate([keys, np.where(valid & (pred >= 0), owner * N + pred, -1)], axis=1)
+        keys = np.unique(keys)
         keys = keys[keys >= 0]
         if not len(keys):
             return np.zeros(news.shape, dtype=bool)
@@ -417,6 +429,9 @@ def generate_mind(
         window = np.minimum(n_act, cfg.follow_window) if cfg.follow_window > 0 else n_act
         pick = n_act - 1 - (rng.random(len(act)) * np.maximum(window, 1)).astype(np.int64)
         succ = w.succ[clicks[act, np.maximum(pick, 0)]]
+        if cfg.transition_scope == "neighbors":  # or its predecessor, when it has one
+            pred = w.pred[clicks[act, np.maximum(pick, 0)]]
+            succ = np.where((pred >= 0) & (rng.random(len(act)) < 0.5), pred, succ)
         show = (n_act > 0) & (rng.random(len(act)) < cfg.successor_in_impression) & (is_dev | ~w.fresh[succ])
         slot = rng.integers(0, ncand)
         cand[show, slot[show]] = succ[show]

@@ -83,7 +83,11 @@ class KHopSampler:
         graph: the global news graph (``edge_index``, ``edge_weight``, ``num_nodes``).
         num_neighbors: M_n (8 in GLORY).
         num_hops: K_n (2 in GLORY).
-        direction: ``"in"`` (GLORY) or ``"out"`` neighbours (see :class:`NeighborTable`).
+        direction: which neighbours a node gathers: ``"in"`` (GLORY: the news clicked just
+            before it) or ``"out"`` (the news clicked just after it); see :class:`NeighborTable`.
+            The subgraph's edges always point from neighbour to node, so that message passing
+            brings each node the news it sampled: with ``"in"`` they are the click edges
+            ``u → v``, with ``"out"`` the click edges reversed.
         edges: ``"induced"`` (the paper: every graph edge between two reached nodes) or
             ``"sampled"`` (only edges on a reached node's top-M list: the same edges except those
             from a last-hop node to a neighbour outside its top-M; cheaper on dense graphs).
@@ -245,7 +249,11 @@ class KHopSampler:
         src = lookup[user[tgt] * self.num_nodes + t.indices[entry]]
         found = src >= 0
         # grouped by target (hence by user), each target's sources by decreasing weight
-        return src[found], tgt[found], t.weights[entry[found]]
+        src, tgt, w = src[found].astype(np.int64), tgt[found], t.weights[entry[found]]
+        if self.table.direction == "out":  # messages flow from the news clicked after a node
+            order = np.argsort(src, kind="stable")
+            src, tgt, w = tgt[order], src[order], w[order]
+        return src, tgt, w
 
     def _sampled_edges(self, n_id: np.ndarray, user: np.ndarray, lookup: np.ndarray):
         """Edges between reached nodes that lie on a top-M neighbour list (one dense gather)."""
@@ -255,10 +263,7 @@ class KHopSampler:
         me, col = np.nonzero(other >= 0)
         w = self.top_weights[n_id[me], col]
         other = other[me, col].astype(np.int64)
-        if self.table.direction == "in":  # neighbour -> node
-            return other, me, w
-        order = np.argsort(other, kind="stable")  # node -> neighbour, grouped by target
-        return me[order], other[order], w[order]
+        return other, me, w  # neighbour -> node, grouped by target (either direction)
 
     def __call__(self, seeds: Tensor) -> Data:
         """One user's subgraph: ``Data(n_id, edge_index, edge_weight, num_nodes, history_position)``

@@ -40,7 +40,8 @@ class GLORY(NewsRecModel):
         use_entity_graph: the global entity graph view (ablation: False).
         graph_method: ``"dir_seq"`` | ``"undir_seq"`` | ``"co_occurrence"``.
         graph_self_loops: keep self-loops in the news graph (GLORY: yes).
-        graph_direction: ``"in"`` neighbours (the news clicked before; official code) or ``"out"``.
+        graph_direction: ``"in"``: each news gathers the news clicked just before it (official
+            code); ``"out"``: the news clicked just after it (messages flow against the clicks).
         graph_edges: ``"induced"`` (paper) or ``"sampled"`` subgraph edges.
         num_graph_neighbors, num_graph_hops: M_n = 8, K_n = 2.
         ggnn_layers: 3.
