@@ -3,7 +3,7 @@ FUM's Table 2 (seconds per 1k samples / impressions), plus the share of step tim
 and the achieved FLOP/s against a plain matmul measured in the same run.
 
     python benchmarks/efficiency.py [--quick] [--steps 8] [--impressions 512] [--threads 2]
-        [--device cpu|cuda] [--bf16] [--workers 0] [--users 50000 --news 50000]
+        [--device cpu|cuda] [--bf16] [--workers 0] [--eval_batch_size 32] [--users 50000 --news 50000]
         [--knob popularity_sigma=2.0 ...] [--models NRMS GLORY FUM ...]
 
 The world is synthetic (MIND-small-sized by default, generated once under --workdir; ``--knob``
@@ -164,6 +164,15 @@ def measure(name: str, dm, steps: int, impressions: int, device: str, bf16: bool
     }
 
 
+def parse_knob(text: str) -> tuple[str, object]:
+    """``field=value`` with a JSON value (``3``, ``[5, 40]``) or, failing that, a plain string."""
+    key, _, value = text.partition("=")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -175,6 +184,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (training and inference)")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    ap.add_argument("--eval_batch_size", type=int, default=32, help="impressions per evaluation batch")
     ap.add_argument("--knob", action="append", default=[], help="SyntheticConfig field=value")
     ap.add_argument(
         "--models", nargs="+", default=["NRMS", "GLORY", "GLORY (sampled edges)", "GLORY (approximate)", "FUM"]
@@ -187,12 +197,12 @@ def main() -> None:
         a.users, a.news, a.steps, a.impressions = 1000, 1000, 2, 64
     from newsrec.data import MINDDataModule, generate_mind
 
-    knobs = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in a.knob)}
+    knobs = dict(parse_knob(kv) for kv in a.knob)
     tag = "-".join(f"{k}={v}" for k, v in sorted(knobs.items()))
     root = Path(a.workdir) / f"world-{a.users}-{a.news}{'-' + tag if tag else ''}"
     if not (root / "dev" / "behaviors.tsv").exists():
         generate_mind(root, num_users=a.users, num_news=a.news, seed=0, **{"word_dim": 300, **knobs})
-    dm = MINDDataModule(str(root), batch_size=32, eval_batch_size=32, num_workers=a.workers)
+    dm = MINDDataModule(str(root), batch_size=32, eval_batch_size=a.eval_batch_size, num_workers=a.workers)
     peak = matmul_flops(a.device, a.bf16)
     rows = []
     for name in a.models:
@@ -215,7 +225,8 @@ def main() -> None:
         )
     print(f"machine: {machine()}; device {a.device}{' bf16' if a.bf16 else ''}; matmul {peak / 1e9:.1f} GFLOP/s")
     print(
-        f"world: {a.users} users, {a.news} news, knobs {knobs or 'default'}; batch 32, 1 + 4 candidates; "
+        f"world: {a.users} users, {a.news} news, knobs {knobs or 'default'}; batch 32, 1 + 4 candidates "
+        f"(evaluation: {a.eval_batch_size} impressions); "
         f"{a.steps} steps, {a.impressions or 'all'} impressions; {a.workers} DataLoader workers"
     )
     print(table(rows, list(rows[0])))

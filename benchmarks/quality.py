@@ -69,6 +69,30 @@ MODEL_SPECS = {
         "FUM",
         {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "fine_dim": 48, "use_coarse": False},
     ),
+    "fum_no_title_tokens": (
+        "FUM",
+        {
+            "category_dim": 16,
+            "entity_heads": 4,
+            "entity_head_dim": 16,
+            "fine_dim": 48,
+            "genres": ["category", "subcategory"],
+        },
+    ),
+    "fum_no_category_tokens": (
+        "FUM",
+        {
+            "category_dim": 16,
+            "entity_heads": 4,
+            "entity_head_dim": 16,
+            "fine_dim": 48,
+            "genres": ["title", "subcategory"],
+        },
+    ),
+    "fum_no_subcategory_tokens": (
+        "FUM",
+        {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "fine_dim": 48, "genres": ["title", "category"]},
+    ),
     "fum_mhsa": (
         "FUM",
         {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "fine_dim": 48, "fine_encoder": "mhsa"},
@@ -146,7 +170,7 @@ def run(
     for seed in seeds:
         tag = zlib.crc32(json.dumps(knobs, sort_keys=True).encode())  # stable across processes
         root = workdir / f"world-{users}-{news}-{seed}-{tag:08x}"
-        if not (root / "dev" / "behaviors.tsv").exists():
+        if not (root / "world.json").exists():  # written last
             generate_mind(root, num_users=users, num_news=news, seed=seed, **knobs)
         for m in models:
             results[m].append(train_and_evaluate(root, m, seed, epochs, lr, batch_size, size, accelerator))
@@ -164,6 +188,15 @@ def summarise(results: dict[str, list[dict]]) -> list[dict]:
             row["train s"] = f"{np.mean([r['train_seconds'] for r in runs]):.0f}"
         rows.append(row)
     return rows
+
+
+def parse_knob(text: str) -> tuple[str, object]:
+    """``field=value`` with a JSON value (``3``, ``[5, 40]``) or, failing that, a plain string."""
+    key, _, value = text.partition("=")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def main() -> None:
@@ -185,7 +218,7 @@ def main() -> None:
     if a.merge:
         return merge(a.merge)
     os.environ.setdefault("NEWSREC_PROGRESS", "0")
-    knobs = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in a.knob)}
+    knobs = dict(parse_knob(kv) for kv in a.knob)
     results = run(
         a.users, a.news, a.seeds, a.epochs, a.models, knobs, a.lr, a.batch_size, Path(a.workdir), a.size, a.accelerator
     )

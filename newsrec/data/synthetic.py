@@ -17,6 +17,16 @@ which each model family has something real to find:
 * **aspect words**: every news title carries one of a few aspect words, and each user prefers
   one aspect: a word-level interest that only shows across the clicked news' words (FUM's
   fine-grained signal).
+* **vague news** (``vague_news_fraction``): news whose title and abstract hold only common
+  words, with no entities and a generic category, clicked in histories but never shown as
+  impression candidates (think of old click-bait): their topic shows only through who clicked
+  them, i.e. through their neighbours in the global click graph — what GLORY's graph adds to a
+  content-only user model. With ``chain_follow=0`` users' consecutive clicks share topics.
+* **reader segments** (``num_segments``, ``segment_strength``): users belong to segments
+  that share a topic mix, and every news appeals to one segment (``+segment_strength`` to the
+  logit of its readers). The appeal does not show in the text; it shows in who clicks a news,
+  so a news' neighbours in the global click graph are news that its segment reads — which
+  tells a model with a short history the rest of the user's topic mix.
 * **popularity**: a news-level prior, log-normal with ``popularity_sigma`` (larger = clicks
   concentrate on fewer news, as on MIND; also makes users' graph neighbourhoods overlap).
 
@@ -26,6 +36,7 @@ Every click in an impression is drawn with probability ``sigmoid(logit)`` where:
           + transition_strength * [n == succ[c] (or n == pred[c]) for a click c of the history]
           + word_strength       * [aspect(n) == aspect(u)]
           + popularity_strength * log popularity(n)
+          + segment_strength    * [segment(n) == segment(u)]      (with num_segments > 0)
           + bias
 
 The probabilities are written beside ``behaviors.tsv`` as ``oracle.tsv``
@@ -95,6 +106,9 @@ class SyntheticConfig:
     chain_follow: float = 0.35
     follow_window: int = 0
     transition_scope: str = "successor"
+    vague_news_fraction: float = 0.0
+    num_segments: int = 0
+    segment_strength: float = 2.0
     successor_in_impression: float = 0.5
     interest_concentration: float = 0.3
     fresh_news_fraction: float = 0.1
@@ -124,6 +138,8 @@ class SyntheticConfig:
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be non-negative")
+        if not 0 <= self.vague_news_fraction <= 1:
+            raise ValueError("vague_news_fraction must be in [0, 1]")
         if self.transition_scope not in ("successor", "neighbors"):
             raise ValueError("transition_scope must be 'successor' or 'neighbors'")
         if self.candidates_per_impression[0] < 2:
@@ -197,10 +213,21 @@ class _World:
         has_pred = (pred >= 0) & inherit
         self.inherited = np.where(has_pred, ent[np.maximum(pred, 0), 0], -1)
         self.entities = ent
+        # vague news: text without topic words or entities, clicked in histories but never shown
+        # as candidates (own random stream: a fraction of 0 leaves the world as it was)
+        self.vague = np.random.default_rng([cfg.seed, 7]).random(N) < cfg.vague_news_fraction
         # users
         U = cfg.num_users
         self.theta = rng.dirichlet(np.full(T, cfg.interest_concentration), size=U)
         self.user_aspect = rng.integers(0, cfg.num_aspects, size=U)
+        # reader segments (own random stream: 0 segments leaves the world as it was)
+        self.user_segment = self.news_segment = None
+        if cfg.num_segments > 0:
+            srng = np.random.default_rng([cfg.seed, 8])
+            mix = srng.dirichlet(np.full(T, cfg.interest_concentration), size=cfg.num_segments)
+            self.user_segment = srng.integers(0, cfg.num_segments, size=U)
+            self.theta = 0.8 * mix[self.user_segment] + 0.2 * self.theta
+            self.news_segment = srng.integers(0, cfg.num_segments, size=N)
         self.pop_cdf = np.cumsum(self.popularity) / self.popularity.sum()
         self.bias = 0.0
 
@@ -240,21 +267,25 @@ class _World:
             + cfg.word_strength * aspect
             + cfg.popularity_strength * np.log(self.popularity[news])
         )
+        if self.news_segment is not None:
+            out = out + cfg.segment_strength * (self.news_segment[news] == self.user_segment[users][:, None])
         return out + (self.bias if with_bias else 0.0)
 
-    def sample_news(self, shape: tuple[int, ...], allow_fresh: bool) -> np.ndarray:
-        """Popularity-weighted news; fresh news only when allowed."""
+    def sample_news(self, shape: tuple[int, ...], allow_fresh: bool, candidates: bool = False) -> np.ndarray:
+        """Popularity-weighted news; fresh news only when allowed, vague news never as
+        impression ``candidates``."""
         out = np.searchsorted(self.pop_cdf, self.rng.random(shape) * self.pop_cdf[-1])
         out = np.minimum(out, self.cfg.num_news - 1)
-        if not allow_fresh:
+        excluded = (self.fresh if not allow_fresh else np.zeros_like(self.fresh)) | (self.vague & candidates)
+        if excluded.any():
             for _ in range(20):
-                bad = self.fresh[out]
+                bad = excluded[out]
                 if not bad.any():
                     break
                 out[bad] = np.minimum(
                     np.searchsorted(self.pop_cdf, self.rng.random(bad.sum()) * self.pop_cdf[-1]), self.cfg.num_news - 1
                 )
-            out = np.where(self.fresh[out], np.flatnonzero(~self.fresh)[0], out)
+            out = np.where(excluded[out], np.flatnonzero(~excluded)[0], out)
         return out
 
 
@@ -281,6 +312,9 @@ def _write_news(path: Path, w: _World, rows: np.ndarray) -> None:
         ents = [e for e in w.entities[n] if e >= 0]
         if w.inherited[n] >= 0 and w.inherited[n] not in ents:
             ents = [int(w.inherited[n])] + ents
+        if w.vague[n]:  # only common words (and the aspect word): the topic does not show
+            ents = []
+            words[n] = common[n]
         title_words = [w.words[x] for x in words[n, : lt[n]]]
         title_words[aspect_pos[n] % len(title_words)] = w.words[w.aspect0 + w.aspect[n]]
         lead = [w.entity_labels[e] for e in ents[:2]]
@@ -309,12 +343,14 @@ def _write_news(path: Path, w: _World, rows: np.ndarray) -> None:
                 )
             return json.dumps(items, separators=(", ", ": "))
 
+        category = cats[w.topic[n] % cfg.num_categories] if not w.vague[n] else cats[0]
+        subcategory = f"{category}topic{w.topic[n]}" if not w.vague[n] else f"{category}general"
         lines.append(
             "\t".join(
                 [
                     f"N{n + 1}",
-                    cats[w.topic[n] % cfg.num_categories],
-                    f"{cats[w.topic[n] % cfg.num_categories]}topic{w.topic[n]}",
+                    category,
+                    subcategory,
                     title,
                     abstract,
                     f"https://assets.msn.com/labs/mind/synthetic-N{n + 1}.html",
@@ -420,8 +456,8 @@ def generate_mind(
         ncand = rng.integers(cmin, cmax + 1, size=len(act))
         cand = np.where(
             is_dev[:, None],
-            w.sample_news((len(act), cmax), allow_fresh=True),
-            w.sample_news((len(act), cmax), allow_fresh=False),
+            w.sample_news((len(act), cmax), allow_fresh=True, candidates=True),
+            w.sample_news((len(act), cmax), allow_fresh=False, candidates=True),
         )
         # the chain successor of one of the user's clicks (within the follow window) is shown in
         # about half of the impressions
@@ -433,6 +469,7 @@ def generate_mind(
             pred = w.pred[clicks[act, np.maximum(pick, 0)]]
             succ = np.where((pred >= 0) & (rng.random(len(act)) < 0.5), pred, succ)
         show = (n_act > 0) & (rng.random(len(act)) < cfg.successor_in_impression) & (is_dev | ~w.fresh[succ])
+        show &= ~w.vague[succ]
         slot = rng.integers(0, ncand)
         cand[show, slot[show]] = succ[show]
         mask = np.arange(cmax)[None, :] < ncand[:, None]
@@ -451,7 +488,9 @@ def generate_mind(
             redraw = np.zeros_like(rep)
             np.put_along_axis(redraw, order, rep, 1)
             fresh_ok = is_dev[rows]
-            new = np.where(fresh_ok[:, None], w.sample_news(sub.shape, True), w.sample_news(sub.shape, False))
+            new = np.where(
+                fresh_ok[:, None], w.sample_news(sub.shape, True, True), w.sample_news(sub.shape, False, True)
+            )
             sub = np.where(redraw, new, sub)
             cand[rows] = sub
             srt = np.sort(np.where(mask, cand, -1 - np.arange(cmax)[None, :]), axis=1)

@@ -1,0 +1,92 @@
+"""The synthetic world's knobs do what their documentation says (exact checks on small worlds)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from newsrec.data import generate_mind
+from newsrec.data.mind import read_behaviors, read_news
+from newsrec.data.synthetic import SyntheticConfig, _World
+
+
+def small(tmp_path, name, **knobs):
+    return generate_mind(tmp_path / name, num_users=150, num_news=160, seed=5, **knobs)
+
+
+def test_same_arguments_give_the_same_bytes_and_new_knobs_at_zero_change_nothing(tmp_path):
+    a = small(tmp_path, "a")
+    b = small(tmp_path, "b", vague_news_fraction=0.0, num_segments=0, transition_scope="successor")
+    for part in ("train/news.tsv", "train/behaviors.tsv", "dev/behaviors.tsv", "dev/oracle.tsv"):
+        assert (a / part).read_bytes() == (b / part).read_bytes()
+
+
+def test_vague_news_hide_their_topic_and_are_never_candidates(tmp_path):
+    root = small(tmp_path, "v", vague_news_fraction=0.5)
+    news = read_news(root / "dev" / "news.tsv").to_pydict()
+    vague = {n for n, sub in zip(news["news_id"], news["subcategory"]) if sub.endswith("general")}
+    assert 0.3 < len(vague) / len(news["news_id"]) < 0.7
+    for nid, title, ents in zip(news["news_id"], news["title"], news["title_entities"]):
+        if nid in vague:
+            assert all(w.lower().startswith(("c", "aspect")) for w in title.split()) and ents == "[]"
+    in_history = 0
+    for split in ("train", "dev"):
+        b = read_behaviors(root / split / "behaviors.tsv").to_pydict()
+        for hist, imps in zip(b["history"], b["candidates"]):
+            assert not vague & set(imps)
+            in_history += len(vague & set(hist))
+    assert in_history > 0  # clicked in histories all the same
+
+
+def test_transition_scope_neighbors_favours_predecessors_too():
+    cfg = SyntheticConfig(num_users=3, num_news=50, seed=2, transition_scope="neighbors")
+    w = _World(cfg)
+    c = int(np.flatnonzero(w.pred >= 0)[0])
+    clicks = np.array([[c, 0], [0, 0], [0, 0]])
+    nclicks = np.array([1, 0, 0])
+    news = np.array([[w.succ[c], w.pred[c]]])
+    assert w.follows(np.array([0]), news, clicks, nclicks).all()
+    w_succ = _World(SyntheticConfig(num_users=3, num_news=50, seed=2))
+    assert w_succ.follows(np.array([0]), news, clicks, nclicks).tolist() == [[True, w.pred[c] == w.succ[c]]]
+
+
+def test_segments_add_their_strength_to_the_logit_of_their_readers():
+    w = _World(SyntheticConfig(num_users=20, num_news=40, seed=3, num_segments=4, segment_strength=2.5))
+    users = np.arange(20)
+    news = np.tile(np.arange(40), (20, 1))
+    same = w.news_segment[news] == w.user_segment[users][:, None]
+    off = w.logits(users, news, None)
+    w.cfg.segment_strength = 0.0
+    gain = off - w.logits(users, news, None)
+    np.testing.assert_allclose(gain, 2.5 * same)
+    assert same.any() and (~same).any()
+
+
+def test_popularity_sigma_concentrates_clicks(tmp_path):
+    shares = []
+    for sigma in (0.5, 2.5):
+        root = small(tmp_path, f"p{sigma}", popularity_sigma=sigma)
+        b = read_behaviors(root / "train" / "behaviors.tsv").to_pydict()
+        counts = np.unique([n for h in b["history"] for n in h], return_counts=True)[1]
+        top = np.sort(counts)[::-1]
+        shares.append(top[: max(1, len(top) // 10)].sum() / top.sum())  # share of the top 10 %
+    assert shares[1] > shares[0] + 0.1
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {"vague_news_fraction": 1.5},
+        {"transition_scope": "both"},
+        {"popularity_sigma": -1.0},
+    ],
+)
+def test_bad_knobs_are_refused(knobs):
+    with pytest.raises(ValueError):
+        SyntheticConfig(**knobs)
+
+
+def test_world_json_records_the_knobs(tmp_path):
+    root = small(tmp_path, "j", num_segments=3)
+    world = json.loads((root / "world.json").read_text())
+    assert world["config"]["num_segments"] == 3 and 0.5 < world["dev_oracle_auc"] <= 1
