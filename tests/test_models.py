@@ -227,3 +227,37 @@ def test_fit_initialises_embeddings_from_pretrained_vectors(dm, tmp_path):
         pl.Trainer(
             max_epochs=1, limit_train_batches=0, logger=False, enable_progress_bar=False, default_root_dir=tmp_path
         ).fit(bad, dm)
+
+
+@pytest.mark.parametrize("direction", ["in", "out"])
+def test_glory_history_news_gather_their_graph_neighbours_and_nothing_else(dm, direction):
+    """Changing the title of a news that is only a sampled graph neighbour of user 0's history
+    changes user 0's vector (through the GGNN), and nobody else's; without the news graph it
+    changes nothing."""
+    torch.manual_seed(0)
+    model = make("glory", dm, graph_direction=direction, num_graph_hops=1).eval()
+    dm.configure(model.data_requirements())
+    batch = dm.val_dataloader().dataset[np.arange(6)]
+    sg = batch["subgraph"]
+    used = torch.zeros(len(batch["news_rows"]), dtype=torch.bool)
+    used[batch["history"][batch["history_mask"]]] = True
+    used[batch["candidates"][batch["candidate_mask"]]] = True
+    # a node of user 0's subgraph that is neither a history news nor a candidate of anyone
+    node_rows = sg.node_index[sg.batch == 0]
+    only_neighbour = [int(r) for r in node_rows if not used[r] and (sg.node_index[sg.batch != 0] != r).all()]
+    assert only_neighbour, "the tiny world should give user 0 a neighbour-only news"
+    row = only_neighbour[0]
+
+    def users(m, b):
+        with torch.no_grad():
+            return m.encode_users(b, m.encode_history_news(b["news"]))
+
+    before = users(model, batch)
+    news = dict(batch["news"], title=batch["news"]["title"].clone())
+    news["title"][row] = torch.flip(news["title"][row], [0]).roll(3) % dm.num_words
+    news["title"][row, 0] = 1 + (news["title"][row, 0] % (dm.num_words - 1))
+    after = users(model, dict(batch, news=news))
+    assert not torch.allclose(after[0], before[0])
+    torch.testing.assert_close(after[1:], before[1:])
+    plain = make("glory", dm, use_news_graph=False).eval()
+    torch.testing.assert_close(users(plain, dict(batch, news=news)), users(plain, batch))
