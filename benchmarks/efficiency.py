@@ -72,7 +72,12 @@ def build(name: str, dm):
         return GLORY(**sizes, graph_edges="sampled", neighbor_cache_every=50)
     if name == "FUM":
         return FUM(**sizes)
-    raise ValueError(name)
+    if name == "FUM (MHSA)":  # FUM's Figure 4: standard self-attention as the fine-grained encoder
+        return FUM(**sizes, fine_encoder="mhsa")
+    raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+
+
+MODELS = ["NRMS", "GLORY", "GLORY (sampled edges)", "GLORY (approximate)", "FUM", "FUM (MHSA)"]
 
 
 def to(batch, device):
@@ -185,10 +190,9 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (training and inference)")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     ap.add_argument("--eval_batch_size", type=int, default=32, help="impressions per evaluation batch")
+    ap.add_argument("--history_length", type=int, default=50, help="L_his (FUM's sequence: 32 tokens per click)")
     ap.add_argument("--knob", action="append", default=[], help="SyntheticConfig field=value")
-    ap.add_argument(
-        "--models", nargs="+", default=["NRMS", "GLORY", "GLORY (sampled edges)", "GLORY (approximate)", "FUM"]
-    )
+    ap.add_argument("--models", nargs="+", default=MODELS[:5], choices=MODELS)
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "newsrec-efficiency"))
     a = ap.parse_args()
     os.environ.setdefault("NEWSREC_PROGRESS", "0")
@@ -202,7 +206,13 @@ def main() -> None:
     root = Path(a.workdir) / f"world-{a.users}-{a.news}{'-' + tag if tag else ''}"
     if not (root / "dev" / "behaviors.tsv").exists():
         generate_mind(root, num_users=a.users, num_news=a.news, seed=0, **{"word_dim": 300, **knobs})
-    dm = MINDDataModule(str(root), batch_size=32, eval_batch_size=a.eval_batch_size, num_workers=a.workers)
+    dm = MINDDataModule(
+        str(root),
+        batch_size=32,
+        eval_batch_size=a.eval_batch_size,
+        num_workers=a.workers,
+        history_length=a.history_length,
+    )
     peak = matmul_flops(a.device, a.bf16)
     rows = []
     for name in a.models:
@@ -226,7 +236,7 @@ def main() -> None:
     print(f"machine: {machine()}; device {a.device}{' bf16' if a.bf16 else ''}; matmul {peak / 1e9:.1f} GFLOP/s")
     print(
         f"world: {a.users} users, {a.news} news, knobs {knobs or 'default'}; batch 32, 1 + 4 candidates "
-        f"(evaluation: {a.eval_batch_size} impressions); "
+        f"(evaluation: {a.eval_batch_size} impressions); history {a.history_length}; "
         f"{a.steps} steps, {a.impressions or 'all'} impressions; {a.workers} DataLoader workers"
     )
     print(table(rows, list(rows[0])))
