@@ -70,3 +70,12 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
     return "" if v is None else str(v)
+
+
+def parse_knob(text: str) -> tuple[str, object]:
+    """``field=value`` with a JSON value (``3``, ``[5, 40]``) or, failing that, a plain string."""
+    key, _, value = text.partition("=")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value

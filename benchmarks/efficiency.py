@@ -16,7 +16,6 @@ encoded per training batch (what the exact mode's cost scales with).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, table  # noqa: E402
+from _common import machine, parse_knob, table  # noqa: E402
 
 PAPER = {"NRMS": (11.39, 2.16), "FUM": (13.21, 2.75)}  # FUM's Table 2, seconds per 1k samples
 
@@ -167,15 +166,6 @@ def measure(name: str, dm, steps: int, impressions: int, device: str, bf16: bool
         "subgraph_nodes": float(np.mean(subgraph_nodes)) if subgraph_nodes else None,
         "distinct_news": float(np.mean(distinct_news)) if distinct_news else None,
     }
-
-
-def parse_knob(text: str) -> tuple[str, object]:
-    """``field=value`` with a JSON value (``3``, ``[5, 40]``) or, failing that, a plain string."""
-    key, _, value = text.partition("=")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def main() -> None:

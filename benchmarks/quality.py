@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, table  # noqa: E402
+from _common import machine, parse_knob, table  # noqa: E402
 
 SMALL = dict(word_dim=50, num_heads=4, head_dim=16, attention_hidden=32, dropout=0.2)
 SIZES = {"small": SMALL, "medium": dict(SMALL, num_heads=8, attention_hidden=64)}
@@ -188,15 +188,6 @@ def summarise(results: dict[str, list[dict]]) -> list[dict]:
             row["train s"] = f"{np.mean([r['train_seconds'] for r in runs]):.0f}"
         rows.append(row)
     return rows
-
-
-def parse_knob(text: str) -> tuple[str, object]:
-    """``field=value`` with a JSON value (``3``, ``[5, 40]``) or, failing that, a plain string."""
-    key, _, value = text.partition("=")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def main() -> None:
