@@ -29,74 +29,27 @@ from _common import machine, parse_knob, table  # noqa: E402
 SMALL = dict(word_dim=50, num_heads=4, head_dim=16, attention_hidden=32, dropout=0.2)
 SIZES = {"small": SMALL, "medium": dict(SMALL, num_heads=8, attention_hidden=64)}
 
+GLORY_SMALL = {"entity_heads": 4, "entity_head_dim": 16}
+FUM_SMALL = {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "fine_dim": 48}
+SAMPLED = dict(GLORY_SMALL, graph_edges="sampled")
+
 MODEL_SPECS = {
     "nrms": ("NRMS", {}),
-    "glory": ("GLORY", {"entity_heads": 4, "entity_head_dim": 16, "graph_edges": "sampled"}),
-    "glory_out": (
-        "GLORY",
-        {"entity_heads": 4, "entity_head_dim": 16, "graph_edges": "sampled", "graph_direction": "out"},
-    ),
-    "glory_weighted": (
-        "GLORY",
-        {"entity_heads": 4, "entity_head_dim": 16, "graph_edges": "sampled", "ggnn_edge_weights": True},
-    ),
-    "glory_out_weighted": (
-        "GLORY",
-        {
-            "entity_heads": 4,
-            "entity_head_dim": 16,
-            "graph_edges": "sampled",
-            "graph_direction": "out",
-            "ggnn_edge_weights": True,
-        },
-    ),
-    "glory_approx": (
-        "GLORY",
-        {"entity_heads": 4, "entity_head_dim": 16, "graph_edges": "sampled", "neighbor_cache_every": 20},
-    ),
-    "glory_no_news_graph": ("GLORY", {"entity_heads": 4, "entity_head_dim": 16, "use_news_graph": False}),
-    "glory_no_entity_graph": (
-        "GLORY",
-        {"entity_heads": 4, "entity_head_dim": 16, "graph_edges": "sampled", "use_entity_graph": False},
-    ),
-    "glory_no_graphs": (
-        "GLORY",
-        {"entity_heads": 4, "entity_head_dim": 16, "use_news_graph": False, "use_entity_graph": False},
-    ),
-    "fum": ("FUM", {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "fine_dim": 48}),
+    "glory": ("GLORY", SAMPLED),
+    "glory_out": ("GLORY", dict(SAMPLED, graph_direction="out")),
+    "glory_weighted": ("GLORY", dict(SAMPLED, ggnn_edge_weights=True)),
+    "glory_out_weighted": ("GLORY", dict(SAMPLED, graph_direction="out", ggnn_edge_weights=True)),
+    "glory_approx": ("GLORY", dict(SAMPLED, neighbor_cache_every=20)),
+    "glory_no_news_graph": ("GLORY", dict(GLORY_SMALL, use_news_graph=False)),
+    "glory_no_entity_graph": ("GLORY", dict(SAMPLED, use_entity_graph=False)),
+    "glory_no_graphs": ("GLORY", dict(GLORY_SMALL, use_news_graph=False, use_entity_graph=False)),
+    "fum": ("FUM", FUM_SMALL),
     "fum_no_fine": ("FUM", {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "use_fine": False}),
-    "fum_no_coarse": (
-        "FUM",
-        {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "fine_dim": 48, "use_coarse": False},
-    ),
-    "fum_no_title_tokens": (
-        "FUM",
-        {
-            "category_dim": 16,
-            "entity_heads": 4,
-            "entity_head_dim": 16,
-            "fine_dim": 48,
-            "genres": ["category", "subcategory"],
-        },
-    ),
-    "fum_no_category_tokens": (
-        "FUM",
-        {
-            "category_dim": 16,
-            "entity_heads": 4,
-            "entity_head_dim": 16,
-            "fine_dim": 48,
-            "genres": ["title", "subcategory"],
-        },
-    ),
-    "fum_no_subcategory_tokens": (
-        "FUM",
-        {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "fine_dim": 48, "genres": ["title", "category"]},
-    ),
-    "fum_mhsa": (
-        "FUM",
-        {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "fine_dim": 48, "fine_encoder": "mhsa"},
-    ),
+    "fum_no_coarse": ("FUM", dict(FUM_SMALL, use_coarse=False)),
+    "fum_no_title_tokens": ("FUM", dict(FUM_SMALL, genres=["category", "subcategory"])),
+    "fum_no_category_tokens": ("FUM", dict(FUM_SMALL, genres=["title", "subcategory"])),
+    "fum_no_subcategory_tokens": ("FUM", dict(FUM_SMALL, genres=["title", "category"])),
+    "fum_mhsa": ("FUM", dict(FUM_SMALL, fine_encoder="mhsa")),
 }
 
 
@@ -213,7 +166,8 @@ def main() -> None:
     results = run(
         a.users, a.news, a.seeds, a.epochs, a.models, knobs, a.lr, a.batch_size, Path(a.workdir), a.size, a.accelerator
     )
-    world = f"{a.users} users, {a.news} news, knobs {knobs or 'default'}; {a.epochs} epochs, {a.size} models"
+    shown = dict(sorted(knobs.items())) or "default"  # one label per world, whatever the knob order
+    world = f"{a.users} users, {a.news} news, knobs {shown}; {a.epochs} epochs, {a.size} models"
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"world": world, "machine": machine(), "results": results}, f)

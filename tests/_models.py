@@ -4,44 +4,16 @@ from newsrec.models import FUM, GLORY, NRMS
 
 SMALL = dict(word_dim=50, num_heads=2, head_dim=8, attention_hidden=8, dropout=0.1)
 
+TINY_GLORY = {"entity_heads": 2, "entity_head_dim": 4, "num_graph_neighbors": 3}
+TINY_FUM = {"category_dim": 8, "entity_heads": 2, "entity_head_dim": 4, "fine_dim": 6, "fine_heads": 3}
+
 VARIANTS = {
     "nrms": (NRMS, {}),
-    "glory": (GLORY, {"entity_heads": 2, "entity_head_dim": 4, "num_graph_neighbors": 3}),
-    "glory_sampled": (
-        GLORY,
-        {
-            "entity_heads": 2,
-            "entity_head_dim": 4,
-            "num_graph_neighbors": 3,
-            "graph_edges": "sampled",
-            "ggnn_edge_weights": True,
-        },
-    ),
-    "fum": (FUM, {"category_dim": 8, "entity_heads": 2, "entity_head_dim": 4, "fine_dim": 6, "fine_heads": 3}),
-    "fum_concat": (
-        FUM,
-        {
-            "category_dim": 8,
-            "entity_heads": 2,
-            "entity_head_dim": 4,
-            "fine_dim": 6,
-            "fine_heads": 3,
-            "fusion": "concat",
-            "fine_user_dim": 4,
-        },
-    ),
-    "fum_mhsa": (
-        FUM,
-        {
-            "category_dim": 8,
-            "entity_heads": 2,
-            "entity_head_dim": 4,
-            "fine_dim": 6,
-            "fine_heads": 3,
-            "fine_encoder": "mhsa",
-            "genres": ("title", "abstract", "entity_text"),
-        },
-    ),
+    "glory": (GLORY, TINY_GLORY),
+    "glory_sampled": (GLORY, dict(TINY_GLORY, graph_edges="sampled", ggnn_edge_weights=True)),
+    "fum": (FUM, TINY_FUM),
+    "fum_concat": (FUM, dict(TINY_FUM, fusion="concat", fine_user_dim=4)),
+    "fum_mhsa": (FUM, dict(TINY_FUM, fine_encoder="mhsa", genres=("title", "abstract", "entity_text"))),
 }
 
 
