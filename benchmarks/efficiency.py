@@ -3,7 +3,8 @@ FUM's Table 2 (seconds per 1k samples / impressions), plus the share of step tim
 and the achieved FLOP/s against a plain matmul measured in the same run.
 
     python benchmarks/efficiency.py [--quick] [--steps 8] [--impressions 512] [--threads 2]
-        [--device cpu|cuda] [--bf16] [--workers 0] [--eval_batch_size 32] [--users 50000 --news 50000]
+        [--device cpu|cuda] [--bf16] [--workers 0] [--pin_memory auto|on|off] [--eval_batch_size 32]
+        [--users 50000 --news 50000]
         [--knob popularity_sigma=2.0 ...] [--models NRMS GLORY FUM ...]
 
 The world is synthetic (MIND-small-sized by default, generated once under --workdir; ``--knob``
@@ -80,12 +81,14 @@ MODELS = ["NRMS", "GLORY", "GLORY (sampled edges)", "GLORY (approximate)", "FUM"
 
 
 def to(batch, device):
+    """The batch on ``device``; asynchronous copies where the batch is pinned (as Lightning
+    moves batches)."""
     out = {}
     for k, v in batch.items():
         if isinstance(v, dict):
-            out[k] = {kk: vv.to(device) for kk, vv in v.items()}
+            out[k] = {kk: vv.to(device, non_blocking=True) for kk, vv in v.items()}
         else:
-            out[k] = v.to(device)
+            out[k] = v.to(device, non_blocking=True)
     return out
 
 
@@ -115,12 +118,13 @@ def measure(name: str, dm, steps: int, impressions: int, device: str, bf16: bool
     with FlopCounterMode(display=False) as counter:
         step(to(next(it), device))
     flops_per_step = counter.get_total_flops()
-    data_t = compute_t = 0.0
+    data_t = compute_t = wait_t = 0.0
     samples = 0
     subgraph_nodes, distinct_news = [], []
     for _ in range(steps):
         t = time.perf_counter()
         raw = next(it)
+        wait_t += time.perf_counter() - t
         batch = to(raw, device)
         data_t += time.perf_counter() - t
         t = time.perf_counter()
@@ -159,6 +163,7 @@ def measure(name: str, dm, steps: int, impressions: int, device: str, bf16: bool
         "model": name,
         "train_s_per_1k": 1000 * (data_t + compute_t) / samples,
         "data_share": data_t / (data_t + compute_t),
+        "wait_share": wait_t / (data_t + compute_t),
         "infer_s_per_1k": 1000 * infer_t / done,
         "score_s_per_1k": 1000 * (infer_t - encode_t) / done,
         "encode_all_news_s": encode_t,
@@ -179,6 +184,9 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (training and inference)")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    ap.add_argument(
+        "--pin_memory", choices=["auto", "on", "off"], default="auto", help="pinned batches (auto: on with CUDA)"
+    )
     ap.add_argument("--eval_batch_size", type=int, default=32, help="impressions per evaluation batch")
     ap.add_argument("--history_length", type=int, default=50, help="L_his (FUM's sequence: 32 tokens per click)")
     ap.add_argument("--knob", action="append", default=[], help="SyntheticConfig field=value")
@@ -201,6 +209,7 @@ def main() -> None:
         batch_size=32,
         eval_batch_size=a.eval_batch_size,
         num_workers=a.workers,
+        pin_memory={"auto": "auto", "on": True, "off": False}[a.pin_memory],
         history_length=a.history_length,
     )
     peak = matmul_flops(a.device, a.bf16)
@@ -217,6 +226,7 @@ def main() -> None:
                 "paper infer": paper[1],
                 "of which scoring": r["score_s_per_1k"],
                 "data share of a step": f"{100 * r['data_share']:.1f}%",
+                "of which waiting for the loader": f"{100 * r['wait_share']:.1f}%",
                 "encode all news s": r["encode_all_news_s"],
                 "model FLOP/s vs matmul": f"{100 * r['flops_per_s'] / peak:.0f}%",
                 "news per user subgraph": r["subgraph_nodes"],
@@ -227,7 +237,8 @@ def main() -> None:
     print(
         f"world: {a.users} users, {a.news} news, knobs {knobs or 'default'}; batch 32, 1 + 4 candidates "
         f"(evaluation: {a.eval_batch_size} impressions); history {a.history_length}; "
-        f"{a.steps} steps, {a.impressions or 'all'} impressions; {a.workers} DataLoader workers"
+        f"{a.steps} steps, {a.impressions or 'all'} impressions; {a.workers} DataLoader workers, "
+        f"pinned memory {dm._pin()}"
     )
     print(table(rows, list(rows[0])))
 

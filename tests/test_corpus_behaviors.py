@@ -218,3 +218,18 @@ def test_datamodule_word_vectors_are_parsed_once(tiny_world, tmp_path, monkeypat
     dm = MINDDataModule(str(root))
     np.testing.assert_array_equal(dm.word_vectors(), first)
     assert dm.word_coverage.ratio > 0.9
+
+
+def test_datamodule_pins_batches_only_for_a_cuda_device(tiny_world):
+    import pytorch_lightning as pl
+    import torch
+
+    from newsrec.data import MINDDataModule
+
+    with pytest.raises(ValueError, match="pin_memory"):
+        MINDDataModule(str(tiny_world), pin_memory="yes")
+    dm = MINDDataModule(str(tiny_world))
+    assert dm.train_dataloader().pin_memory == torch.cuda.is_available()  # "auto", no Trainer
+    dm.trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    assert not dm.train_dataloader().pin_memory and not dm.val_dataloader().pin_memory
+    assert MINDDataModule(str(tiny_world), pin_memory=True).news_dataloader().pin_memory

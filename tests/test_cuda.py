@@ -77,3 +77,12 @@ def test_fit_and_validate_on_gpu_match_cpu_validation(dm, name, tmp_path):
     assert np.isfinite(gpu["val/auc"])
     for key in ("val/auc", "val/mrr", "val/ndcg@10"):
         assert gpu[key] == pytest.approx(cpu[key], abs=2e-3)
+
+
+def test_batches_are_pinned_for_a_cuda_device(tiny_world):
+    dm = MINDDataModule(str(tiny_world), batch_size=8, history_length=20)  # no Trainer attached
+    model = make("glory", dm)
+    dm.configure(model.data_requirements())
+    batch = next(iter(dm.train_dataloader()))  # "auto": CUDA is available
+    assert batch["history"].is_pinned() and batch["news"]["title"].is_pinned()
+    assert batch["subgraph"].edge_index.is_pinned()

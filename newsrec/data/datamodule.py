@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from newsrec.data.batching import (
@@ -47,6 +48,10 @@ class MINDDataModule(pl.LightningDataModule):
         num_negatives: K non-clicked candidates per training sample (4).
         history_length: most recent clicks kept (L_his = 50).
         num_workers: DataLoader worker processes (sampling and batch building run there).
+        pin_memory: copy batches into page-locked memory (in a background thread of the
+            DataLoader) so that their transfer to the GPU is asynchronous; ``"auto"`` (default)
+            pins when the Trainer runs on a CUDA device (or, without a Trainer, when CUDA is
+            available).
         seed: seed of the shuffling and negative sampling.
         val_split, test_split, predict_split: which split serves each stage.
         title_length: tokens per title (and likewise ``abstract_length``, ``num_entities``,
@@ -68,6 +73,7 @@ class MINDDataModule(pl.LightningDataModule):
         num_negatives: int = 4,
         history_length: int = 50,
         num_workers: int = 0,
+        pin_memory: bool | str = "auto",
         seed: int = 0,
         val_split: str = "dev",
         test_split: str = "dev",
@@ -89,6 +95,9 @@ class MINDDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_negatives, self.history_length = num_negatives, history_length
         self.num_workers, self.seed = num_workers, seed
+        if pin_memory not in (True, False, "auto"):
+            raise ValueError(f"pin_memory must be True, False or 'auto', got {pin_memory!r}")
+        self.pin_memory = pin_memory
         self.splits = {"validate": val_split, "test": test_split, "predict": predict_split}
         self.corpus_config = CorpusConfig(
             title_length,
@@ -244,6 +253,15 @@ class MINDDataModule(pl.LightningDataModule):
         return self._builder
 
     # -- loaders -------------------------------------------------------------------------------------
+    def _pin(self) -> bool:
+        """Whether loaders pin their batches (see ``pin_memory``)."""
+        if self.pin_memory != "auto":
+            return bool(self.pin_memory)
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return trainer.strategy.root_device.type == "cuda"
+        return torch.cuda.is_available()
+
     def _loader(self, dataset, sampler) -> DataLoader:
         return DataLoader(
             dataset,
@@ -252,7 +270,7 @@ class MINDDataModule(pl.LightningDataModule):
             collate_fn=_identity,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            pin_memory=False,
+            pin_memory=self._pin(),
         )
 
     def training_samples(self) -> TrainingSamples:
@@ -282,7 +300,9 @@ class MINDDataModule(pl.LightningDataModule):
         """Chunks of the whole corpus (rows 0..N-1, in order), for encoding every news once."""
         ds = NewsDataset(self.corpus, self.builder.requirements.news_fields, self._entity_table)
         sampler = BatchSampler(SequentialSampler(range(len(ds))), batch_size, drop_last=False)
-        return DataLoader(ds, sampler=sampler, batch_size=None, collate_fn=_identity, num_workers=0)
+        return DataLoader(
+            ds, sampler=sampler, batch_size=None, collate_fn=_identity, num_workers=0, pin_memory=self._pin()
+        )
 
     def state_dict(self) -> dict:
         return {"seed": self.seed}

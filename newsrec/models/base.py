@@ -175,7 +175,7 @@ class NewsRecModel(pl.LightningModule):
         """Candidate-side and history-side vectors of every news (``[N, d]``, ``[N, d_h]``)."""
         cands, hists = [], []
         for chunk in loader:
-            news = {k: v.to(self.device) for k, v in chunk["news"].items()}
+            news = {k: v.to(self.device, non_blocking=True) for k, v in chunk["news"].items()}
             h = self.encode_history_news(news)
             c = h if self.history_is_candidate else self.encode_news(news, h)
             cands.append(c)
