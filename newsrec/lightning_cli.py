@@ -35,13 +35,14 @@ class PredictionFileWriter(BasePredictionWriter):
         outs = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
         ids = np.concatenate([o["impression_ids"] for o in outs]) if outs else np.zeros(0, np.int64)
         scores = [s for o in outs for s in o["scores"]]
-        if trainer.world_size > 1:  # every rank predicted a shard of the impressions
+        if trainer.world_size > 1:  # every rank predicted a shard; rank 0 alone collects them
             import torch.distributed as dist
 
-            shards = [None] * trainer.world_size
-            dist.all_gather_object(shards, (ids, scores))
-            ids = np.concatenate([sh[0] for sh in shards])
-            scores = [x for sh in shards for x in sh[1]]
+            shards = [None] * trainer.world_size if trainer.is_global_zero else None
+            dist.gather_object((ids, scores), shards, dst=0)
+            if trainer.is_global_zero:
+                ids = np.concatenate([sh[0] for sh in shards])
+                scores = [x for sh in shards for x in sh[1]]
         if trainer.is_global_zero:
             order = np.argsort(ids, kind="stable")
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)

@@ -99,5 +99,12 @@ def test_ddp_prediction_file_has_every_impression_once(tiny_world, tmp_path):
     )
     trainer.predict(model, dm, return_predictions=False)
     with zipfile.ZipFile(out) as zf:
-        ids = [int(line.split()[0]) for line in zf.read("prediction.txt").decode().splitlines()]
+        text = zf.read("prediction.txt").decode()
+    ids = [int(line.split()[0]) for line in text.splitlines()]
     assert ids == sorted(dm.behaviors("dev").impression_ids.tolist())
+    # the same file as one process writes
+    single = tmp_path / "single.txt"
+    pl.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[PredictionFileWriter(str(single))]
+    ).predict(model, dm, return_predictions=False)
+    assert single.read_text() == text
