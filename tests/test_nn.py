@@ -285,3 +285,35 @@ def test_gated_graph_encoder_pruned_outputs_equal_full(weighted):
     g_full = torch.autograd.grad(full[targets].sum(), x)[0]
     g_pruned = torch.autograd.grad(pruned[targets].sum(), x)[0]
     torch.testing.assert_close(g_pruned, g_full)
+
+
+def test_text_encoder_length_buckets_skip_padding_exactly():
+    """Grouping texts by length and cutting each group to its longest text gives the outputs and
+    gradients of encoding the whole padded batch (padding anywhere, all-padding texts, any
+    leading dimensions); the result never depends on which other texts share the batch."""
+    torch.manual_seed(0)
+    n, L = 300, 12
+    lengths = torch.randint(0, L + 1, (n,))
+    tokens = torch.randint(1, 50, (n, L)) * (torch.arange(L) < lengths[:, None])
+    tokens[::7, 1] = 0  # padding inside a text, too
+    outs, grads = [], []
+    vectors = torch.randn(50, 6, dtype=torch.float64)
+    for buckets in (1, 3, 8):
+        emb = pretrained_embedding(vectors, freeze=False)
+        torch.manual_seed(1)
+        text = TextEncoder(emb, num_heads=2, head_dim=4, attention_hidden=5, dropout=0.0, length_buckets=buckets)
+        text = text.double()
+        full = text._encode(tokens, tokens != 0)  # every slot computed
+        out = text(tokens.view(3, 100, L)).view(n, -1)
+        torch.testing.assert_close(out, full)
+        out.pow(2).sum().backward()
+        outs.append(out.detach())
+        grads.append(emb.weight.grad.clone())
+        alone = text(tokens[:5])  # a small batch: one group, cut to its longest text
+        torch.testing.assert_close(alone, out[:5].detach())
+    assert (outs[0][lengths == 0] == 0).all()
+    for out, grad in zip(outs[1:], grads[1:]):
+        torch.testing.assert_close(out, outs[0])
+        torch.testing.assert_close(grad, grads[0])
+    with pytest.raises(ValueError, match="length_buckets"):
+        TextEncoder(emb, length_buckets=0)

@@ -39,15 +39,16 @@ class FUMNewsEncoder(nn.Module):
         entity_head_dim: int,
         dim: int,
         views: tuple[str, ...],
+        length_buckets: int = 8,
     ) -> None:
         super().__init__()
         self.views = views
         size = 0
         if "title" in views:
-            self.title = TextEncoder(word_embedding, num_heads, head_dim, attention_hidden, dropout)
+            self.title = TextEncoder(word_embedding, num_heads, head_dim, attention_hidden, dropout, length_buckets)
             size += self.title.out_dim
         if "abstract" in views:
-            self.abstract = TextEncoder(word_embedding, num_heads, head_dim, attention_hidden, dropout)
+            self.abstract = TextEncoder(word_embedding, num_heads, head_dim, attention_hidden, dropout, length_buckets)
             size += self.abstract.out_dim
         if "category" in views:
             self.category = nn.Sequential(
@@ -124,6 +125,8 @@ class FUM(NewsRecModel):
         use_fine, use_coarse: the paper's Figure 3 ablations.
         fusion: ``"sum"`` or ``"concat"``; ``fine_user_dim``: the fine part's size for concat (30).
         dropout: 0.2.
+        length_buckets: texts are encoded in up to this many groups of similar length, each
+            cut to its longest text, so padding is not computed (:class:`TextEncoder`; exact).
     """
 
     def __init__(
@@ -151,6 +154,7 @@ class FUM(NewsRecModel):
         fusion: str = "sum",
         fine_user_dim: int = 30,
         dropout: float = 0.2,
+        length_buckets: int = 8,
         pretrained_words: bool = True,
         pretrained_entities: bool = True,
         lr: float = 1e-4,
@@ -199,6 +203,7 @@ class FUM(NewsRecModel):
             entity_head_dim,
             dim,
             news_views,
+            length_buckets,
         )
         coarse_out = dim if (fusion == "sum" or not use_fine) else dim - fine_user_dim
         fine_out = dim if (fusion == "sum" or not use_coarse) else fine_user_dim

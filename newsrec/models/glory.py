@@ -36,6 +36,8 @@ class GLORY(NewsRecModel):
         entity_heads, entity_head_dim: entity self-attention (5 × 20).
         attention_hidden: additive attention hidden size (200).
         dropout: 0.2.
+        length_buckets: texts are encoded in up to this many groups of similar length, each
+            cut to its longest text, so padding is not computed (:class:`TextEncoder`; exact).
         use_news_graph: the global news graph view (ablation: False).
         use_entity_graph: the global entity graph view (ablation: False).
         graph_method: ``"dir_seq"`` | ``"undir_seq"`` | ``"co_occurrence"``.
@@ -74,6 +76,7 @@ class GLORY(NewsRecModel):
         entity_head_dim: int = 20,
         attention_hidden: int = 200,
         dropout: float = 0.2,
+        length_buckets: int = 8,
         use_news_graph: bool = True,
         use_entity_graph: bool = True,
         graph_method: str = "dir_seq",
@@ -112,7 +115,9 @@ class GLORY(NewsRecModel):
         self.word_embedding = nn.Embedding(num_words, word_dim, padding_idx=0)
         self.word_embedding.weight.requires_grad_(not freeze_words)
         self.entity_embedding = nn.Embedding(num_entity_ids, entity_dim, padding_idx=0)
-        self.title_encoder = TextEncoder(self.word_embedding, num_heads, head_dim, attention_hidden, dropout)
+        self.title_encoder = TextEncoder(
+            self.word_embedding, num_heads, head_dim, attention_hidden, dropout, length_buckets
+        )
         self.entity_encoder = EntityEncoder(
             self.entity_embedding, dim, entity_heads, entity_head_dim, attention_hidden, dropout
         )

@@ -22,6 +22,8 @@ class NRMS(NewsRecModel):
         num_heads, head_dim: self-attention size of news and user encoders (20 × 20 = 400).
         attention_hidden: additive attention hidden size (200).
         dropout: dropout on word embeddings and attention outputs (0.2).
+        length_buckets: texts are encoded in up to this many groups of similar length, each
+            cut to its longest text, so padding is not computed (:class:`TextEncoder`; exact).
         pretrained_words: initialise the word embedding from the datamodule's GloVe file.
         freeze_words: keep the word embedding fixed.
         **kwargs: :class:`NewsRecModel` arguments (``lr``, ``warmup_fraction``, …).
@@ -38,6 +40,7 @@ class NRMS(NewsRecModel):
         head_dim: int = 20,
         attention_hidden: int = 200,
         dropout: float = 0.2,
+        length_buckets: int = 8,
         pretrained_words: bool = True,
         freeze_words: bool = False,
         lr: float = 1e-4,
@@ -57,7 +60,9 @@ class NRMS(NewsRecModel):
         self.pretrained_words = pretrained_words
         self.word_embedding = nn.Embedding(num_words, word_dim, padding_idx=0)
         self.word_embedding.weight.requires_grad_(not freeze_words)
-        self.news_encoder = TextEncoder(self.word_embedding, num_heads, head_dim, attention_hidden, dropout)
+        self.news_encoder = TextEncoder(
+            self.word_embedding, num_heads, head_dim, attention_hidden, dropout, length_buckets
+        )
         self.user_encoder = UserEncoder(self.news_encoder.out_dim, num_heads, head_dim, attention_hidden)
 
     def data_requirements(self) -> DataRequirements:

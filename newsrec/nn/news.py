@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from newsrec.nn.attention import AdditiveAttention, MultiHeadSelfAttention
@@ -21,6 +22,11 @@ class TextEncoder(nn.Module):
         num_heads, head_dim: self-attention size (GLORY/FUM: 20 × 20 = 400).
         attention_hidden: additive-attention hidden size (200).
         dropout: dropout after the embedding and after the self-attention (0.2).
+        length_buckets: padding is not computed: texts are sorted by length (up to their last
+            real token) and encoded in up to this many groups, each cut to its longest text
+            (1 = cut the whole batch to its longest text). Exact, since padding is masked
+            everywhere: only the floating-point summation order can differ. Titles use ~11 of
+            their 30 slots on MIND, so this halves the encoder's work.
 
     Shapes:
         - **tokens**: long ``[..., L]``, 0 = padding.
@@ -34,8 +40,12 @@ class TextEncoder(nn.Module):
         head_dim: int = 20,
         attention_hidden: int = 200,
         dropout: float = 0.2,
+        length_buckets: int = 8,
     ) -> None:
         super().__init__()
+        if length_buckets < 1:
+            raise ValueError(f"length_buckets must be >= 1, got {length_buckets}")
+        self.length_buckets = length_buckets
         self.embedding = embedding
         self.dropout = nn.Dropout(dropout)
         self.attention = MultiHeadSelfAttention(embedding.embedding_dim, num_heads, head_dim)
@@ -46,11 +56,35 @@ class TextEncoder(nn.Module):
         self.attention.reset_parameters()
         self.pooling.reset_parameters()
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        mask = tokens != 0
+    def _encode(self, tokens: Tensor, mask: Tensor) -> Tensor:
         x = self.dropout(self.embedding(tokens))
         x = self.dropout(self.attention(x, mask))
         return self.pooling(x, mask)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        lead, L = tokens.shape[:-1], tokens.shape[-1]
+        tokens = tokens.reshape(-1, L)
+        mask = tokens != 0
+        # length up to the last real token (at least 1, so an all-padding text keeps one slot)
+        lengths = (mask * torch.arange(1, L + 1, device=tokens.device)).amax(-1).clamp_(min=1) if L else None
+        n = len(tokens)
+        buckets = min(self.length_buckets, n // 64)  # groups of at least 64 texts
+        if L == 0 or n == 0:
+            out = self._encode(tokens, mask)
+        elif buckets <= 1:
+            cut = int(lengths.max())
+            out = self._encode(tokens[:, :cut], mask[:, :cut])
+        else:
+            sorted_lengths, order = torch.sort(lengths)
+            bounds = [n * (i + 1) // buckets for i in range(buckets)]
+            cuts = sorted_lengths[torch.tensor(bounds, device=tokens.device) - 1].tolist()
+            parts, start = [], 0
+            for end, cut in zip(bounds, cuts):
+                rows = order[start:end]
+                parts.append(self._encode(tokens[rows, :cut], mask[rows, :cut]))
+                start = end
+            out = torch.cat(parts).index_select(0, torch.argsort(order))
+        return out.reshape(*lead, -1)
 
 
 class EntityEncoder(nn.Module):
