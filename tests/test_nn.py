@@ -298,7 +298,7 @@ def test_text_encoder_length_buckets_skip_padding_exactly():
     tokens[::7, 1] = 0  # padding inside a text, too
     outs, grads = [], []
     vectors = torch.randn(50, 6, dtype=torch.float64)
-    for buckets in (1, 3, 8):
+    for buckets in (0, 1, 3, 8):
         emb = pretrained_embedding(vectors, freeze=False)
         torch.manual_seed(1)
         text = TextEncoder(emb, num_heads=2, head_dim=4, attention_hidden=5, dropout=0.0, length_buckets=buckets)
@@ -316,4 +316,4 @@ def test_text_encoder_length_buckets_skip_padding_exactly():
         torch.testing.assert_close(out, outs[0])
         torch.testing.assert_close(grad, grads[0])
     with pytest.raises(ValueError, match="length_buckets"):
-        TextEncoder(emb, length_buckets=0)
+        TextEncoder(emb, length_buckets=-1)
