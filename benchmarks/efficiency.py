@@ -4,7 +4,7 @@ and the achieved FLOP/s against a plain matmul measured in the same run.
 
     python benchmarks/efficiency.py [--quick] [--steps 8] [--impressions 512] [--threads 2]
         [--device cpu|cuda] [--bf16] [--workers 0] [--pin_memory auto|on|off] [--eval_batch_size 32]
-        [--length_buckets 8] [--users 50000 --news 50000]
+        [--length_buckets N] [--users 50000 --news 50000]
         [--knob popularity_sigma=2.0 ...] [--models NRMS GLORY FUM ...]
 
 The world is synthetic (MIND-small-sized by default, generated once under --workdir; ``--knob``
@@ -52,7 +52,7 @@ def matmul_flops(device: str, bf16: bool = False) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t)
 
 
-def build(name: str, dm, length_buckets: int = 8):
+def build(name: str, dm, length_buckets: int | None = None):
     from newsrec.models import FUM, GLORY, NRMS
 
     sizes = dict(
@@ -93,7 +93,9 @@ def to(batch, device):
     return out
 
 
-def measure(name: str, dm, steps: int, impressions: int, device: str, bf16: bool, length_buckets: int = 8) -> dict:
+def measure(
+    name: str, dm, steps: int, impressions: int, device: str, bf16: bool, length_buckets: int | None = None
+) -> dict:
     """Train ``steps`` steps (after a warm-up) and evaluate ``impressions`` dev impressions
     (0 = all); times in seconds."""
     model = build(name, dm, length_buckets).to(device)
@@ -186,7 +188,7 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (training and inference)")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     ap.add_argument(
-        "--length_buckets", type=int, default=8, help="text length groups (1: cut to the longest; 0: no cut)"
+        "--length_buckets", type=int, default=None, help="text length groups (default: 8 CPU, 1 GPU; 0: no cut)"
     )
     ap.add_argument(
         "--pin_memory", choices=["auto", "on", "off"], default="auto", help="pinned batches (auto: on with CUDA)"
@@ -242,7 +244,7 @@ def main() -> None:
         f"world: {a.users} users, {a.news} news, knobs {knobs or 'default'}; batch 32, 1 + 4 candidates "
         f"(evaluation: {a.eval_batch_size} impressions); history {a.history_length}; "
         f"{a.steps} steps, {a.impressions or 'all'} impressions; {a.workers} DataLoader workers, "
-        f"pinned memory {dm._pin()}; text length groups {a.length_buckets}"
+        f"pinned memory {dm._pin()}; text length groups {'default' if a.length_buckets is None else a.length_buckets}"
     )
     print(table(rows, list(rows[0])))
 

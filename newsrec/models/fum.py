@@ -39,7 +39,7 @@ class FUMNewsEncoder(nn.Module):
         entity_head_dim: int,
         dim: int,
         views: tuple[str, ...],
-        length_buckets: int = 8,
+        length_buckets: int | None = None,
     ) -> None:
         super().__init__()
         self.views = views
@@ -126,7 +126,8 @@ class FUM(NewsRecModel):
         fusion: ``"sum"`` or ``"concat"``; ``fine_user_dim``: the fine part's size for concat (30).
         dropout: 0.2.
         length_buckets: texts are encoded in up to this many groups of similar length, each
-            cut to its longest text, so padding is not computed (:class:`TextEncoder`; exact).
+            cut to its longest text, so padding is not computed (:class:`TextEncoder`; exact;
+            default: 8 on the CPU, 1 on a GPU).
     """
 
     def __init__(
@@ -154,7 +155,7 @@ class FUM(NewsRecModel):
         fusion: str = "sum",
         fine_user_dim: int = 30,
         dropout: float = 0.2,
-        length_buckets: int = 8,
+        length_buckets: int | None = None,
         pretrained_words: bool = True,
         pretrained_entities: bool = True,
         lr: float = 1e-4,

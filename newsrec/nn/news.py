@@ -25,9 +25,10 @@ class TextEncoder(nn.Module):
         length_buckets: padding is not computed: texts are sorted by length (up to their last
             real token) and encoded in up to this many groups, each cut to its longest text
             (1 = cut the whole batch to its longest text; 0 = compute every slot, as the papers'
-            codes). Exact, since padding is masked
+            codes). ``None`` (default): 8 groups on the CPU, 1 on a GPU (where every group costs
+            kernel launches that outweigh the saved work). Exact, since padding is masked
             everywhere: only the floating-point summation order can differ. Titles use ~11 of
-            their 30 slots on MIND, so this halves the encoder's work.
+            their 30 slots on MIND, so this cuts the encoder's work 2-4x on a CPU.
 
     Shapes:
         - **tokens**: long ``[..., L]``, 0 = padding.
@@ -41,10 +42,10 @@ class TextEncoder(nn.Module):
         head_dim: int = 20,
         attention_hidden: int = 200,
         dropout: float = 0.2,
-        length_buckets: int = 8,
+        length_buckets: int | None = None,
     ) -> None:
         super().__init__()
-        if length_buckets < 0:
+        if length_buckets is not None and length_buckets < 0:
             raise ValueError(f"length_buckets must be >= 0, got {length_buckets}")
         self.length_buckets = length_buckets
         self.embedding = embedding
@@ -67,11 +68,14 @@ class TextEncoder(nn.Module):
         tokens = tokens.reshape(-1, L)
         mask = tokens != 0
         n = len(tokens)
-        if L == 0 or n == 0 or self.length_buckets == 0:
+        groups = self.length_buckets
+        if groups is None:
+            groups = 8 if tokens.device.type == "cpu" else 1
+        if L == 0 or n == 0 or groups == 0:
             return self._encode(tokens, mask).reshape(*lead, -1)
         # length up to the last real token (at least 1, so an all-padding text keeps one slot)
         lengths = (mask * torch.arange(1, L + 1, device=tokens.device)).amax(-1).clamp_(min=1)
-        groups = min(self.length_buckets, n // 64)  # groups of at least 64 texts
+        groups = min(groups, n // 64)  # groups of at least 64 texts
         if groups <= 1:
             cut = int(lengths.max())
             out = self._encode(tokens[:, :cut], mask[:, :cut])
