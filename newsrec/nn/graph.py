@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GatedGraphConv
@@ -102,6 +104,13 @@ class GatedGraphEncoder(nn.Module):
         for k in range(1, L):
             reach = dist[dst] == k - 1
             dist[src[reach]] = torch.minimum(dist[src[reach]], torch.full_like(src[reach], k))
+        # sparse aggregation (CPU): edges sorted by target once, so each layer's rows come sorted
+        sparse = x.device.type == "cpu"
+        if sparse:
+            order = torch.argsort(dst, stable=True)
+            src, dst = src[order], dst[order]
+            if edge_weight is not None:
+                edge_weight = edge_weight[order]
         h = x
         for layer in range(L):
             need = torch.nonzero(dist <= L - 1 - layer).flatten()
@@ -111,10 +120,20 @@ class GatedGraphEncoder(nn.Module):
             position[need] = torch.arange(need.numel(), device=x.device)
             e = position[dst] >= 0
             m = h @ self.conv.weight[layer]
-            msg = m.index_select(0, src[e])
-            if edge_weight is not None:
-                msg = msg * edge_weight[e].unsqueeze(-1).to(msg.dtype)
-            agg = msg.new_zeros(need.numel(), m.shape[-1]).index_add_(0, position[dst[e]], msg)
+            if sparse:  # agg = A m with A [need, n]: no [E, d] message tensor is materialised
+                rows = position[dst[e]]  # sorted: position grows with the node id
+                crow = torch.zeros(need.numel() + 1, dtype=torch.long, device=x.device)
+                crow[1:] = torch.cumsum(torch.bincount(rows, minlength=need.numel()), 0)
+                values = edge_weight[e].to(m.dtype) if edge_weight is not None else m.new_ones(rows.numel())
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+                    adj = torch.sparse_csr_tensor(crow, src[e], values, (need.numel(), n))
+                agg = torch.sparse.mm(adj, m)
+            else:
+                msg = m.index_select(0, src[e])
+                if edge_weight is not None:
+                    msg = msg * edge_weight[e].unsqueeze(-1).to(msg.dtype)
+                agg = msg.new_zeros(need.numel(), m.shape[-1]).index_add_(0, position[dst[e]], msg)
             h = h.index_copy(0, need, self.conv.rnn(agg, h.index_select(0, need)))
         return h
 
