@@ -118,8 +118,14 @@ def measure(
             _, model._neighbor_cache = model.encode_all_news(dm.news_dataloader(1024))
     model.train()
     step(to(next(it), device))  # warm-up
+    from newsrec.nn import GatedGraphEncoder
+
+    # count FLOPs with the GGNN's gather + index_add aggregation: FlopCounterMode would count
+    # the sparse product of the CPU path as a dense one
+    GatedGraphEncoder.sparse_aggregation_on_cpu = False
     with FlopCounterMode(display=False) as counter:
         step(to(next(it), device))
+    GatedGraphEncoder.sparse_aggregation_on_cpu = True
     flops_per_step = counter.get_total_flops()
     data_t = compute_t = wait_t = 0.0
     samples = 0

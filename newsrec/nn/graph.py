@@ -47,6 +47,10 @@ class GatedGraphEncoder(nn.Module):
         - **output**: ``[N, hidden_dim]``.
     """
 
+    #: With ``output_nodes`` on the CPU, sum the messages with a sparse matrix product (2-3x
+    #: faster on large subgraphs; on a GPU gather + ``index_add`` is faster below ~10^5 edges).
+    sparse_aggregation_on_cpu: bool = True
+
     def __init__(self, in_dim: int, hidden_dim: int, num_layers: int = 3, use_edge_weight: bool = True) -> None:
         super().__init__()
         self.in_dim, self.hidden_dim, self.num_layers = in_dim, hidden_dim, num_layers
@@ -105,7 +109,7 @@ class GatedGraphEncoder(nn.Module):
             reach = dist[dst] == k - 1
             dist[src[reach]] = torch.minimum(dist[src[reach]], torch.full_like(src[reach], k))
         # sparse aggregation (CPU): edges sorted by target once, so each layer's rows come sorted
-        sparse = x.device.type == "cpu"
+        sparse = x.device.type == "cpu" and self.sparse_aggregation_on_cpu
         if sparse:
             order = torch.argsort(dst, stable=True)
             src, dst = src[order], dst[order]
