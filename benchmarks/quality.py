@@ -50,6 +50,7 @@ MODEL_SPECS = {
     "fum_no_category_tokens": ("FUM", dict(FUM_SMALL, genres=["title", "subcategory"])),
     "fum_no_subcategory_tokens": ("FUM", dict(FUM_SMALL, genres=["title", "category"])),
     "fum_mhsa": ("FUM", dict(FUM_SMALL, fine_encoder="mhsa")),
+    "fum_concat": ("FUM", dict(FUM_SMALL, fusion="concat", fine_user_dim=16)),  # the official code's fusion
 }
 
 
