@@ -122,10 +122,12 @@ def measure(
 
     # count FLOPs with the GGNN's gather + index_add aggregation: FlopCounterMode would count
     # the sparse product of the CPU path as a dense one
-    GatedGraphEncoder.sparse_aggregation_on_cpu = False
-    with FlopCounterMode(display=False) as counter:
-        step(to(next(it), device))
-    GatedGraphEncoder.sparse_aggregation_on_cpu = True
+    sparse, GatedGraphEncoder.sparse_aggregation_on_cpu = GatedGraphEncoder.sparse_aggregation_on_cpu, False
+    try:
+        with FlopCounterMode(display=False) as counter:
+            step(to(next(it), device))
+    finally:
+        GatedGraphEncoder.sparse_aggregation_on_cpu = sparse
     flops_per_step = counter.get_total_flops()
     data_t = compute_t = wait_t = 0.0
     samples = 0
