@@ -261,3 +261,35 @@ def test_glory_history_news_gather_their_graph_neighbours_and_nothing_else(dm, d
     torch.testing.assert_close(after[1:], before[1:])
     plain = make("glory", dm, use_news_graph=False).eval()
     torch.testing.assert_close(users(plain, dict(batch, news=news)), users(plain, batch))
+
+
+def test_glory_mean_edge_weights_are_count_weights_normalised_per_node(dm):
+    """``ggnn_edge_weights="mean"`` equals ``"count"`` run on weights that a hand computation
+    divided by each node's incoming total; it ignores a common scale of the counts, which
+    ``"count"`` does not; unknown settings are refused."""
+    torch.manual_seed(0)
+    mean = make("glory", dm, graph_edges="sampled", ggnn_edge_weights="mean").eval()
+    count = make("glory", dm, graph_edges="sampled", ggnn_edge_weights=True).eval()
+    count.load_state_dict(mean.state_dict())
+    dm.configure(mean.data_requirements())
+    batch = dm.val_dataloader().dataset[np.arange(6)]
+    sg = batch["subgraph"]
+    assert sg.edge_weight.max() > 1  # the tiny world has repeated transitions
+
+    def users(m, b):
+        with torch.no_grad():
+            return m.encode_users(b, m.encode_history_news(b["news"]))
+
+    def with_weights(w):
+        g = sg.clone()
+        g.edge_weight = w
+        return dict(batch, subgraph=g)
+
+    target = sg.edge_index[1]
+    total = torch.zeros(sg.n_id.numel()).index_add_(0, target, sg.edge_weight.float())
+    by_hand = sg.edge_weight.float() / total[target]
+    torch.testing.assert_close(users(mean, batch), users(count, with_weights(by_hand)))
+    torch.testing.assert_close(users(mean, with_weights(sg.edge_weight * 7.0)), users(mean, batch))
+    assert not torch.allclose(users(count, with_weights(sg.edge_weight * 7.0)), users(count, batch))
+    with pytest.raises(ValueError, match="ggnn_edge_weights"):
+        make("glory", dm, ggnn_edge_weights="sum")

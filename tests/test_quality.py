@@ -97,3 +97,29 @@ def test_glory_news_graph_recovers_what_vague_history_news_hide(tmp_path):
         model = small_glory(dm, use_news_graph=use_news_graph, dropout=0.2)
         aucs[use_news_graph] = fit_auc(model, dm, epochs=6)
     assert aucs[True] > aucs[False] + 0.01, aucs  # measured: +3.0 AUC points (seed 0)
+
+
+#: the story-chain transition signal at the level of topics: a reader of a news favours every
+#: news of the topic its chain successor and predecessor belong to, a topic that differs from news
+#: to news, so a click's text does not tell it and its click-graph neighbours do
+#: (benchmarks/RESULTS.md, "GLORY against NRMS on the transition signal")
+TRANSITION_WORLD = dict(
+    transition_scope="topics",
+    entity_strength=0,
+    history_length=(3, 6),
+    word_strength=0,
+    impressions_per_user=2,
+    chain_follow=0.8,
+    topic_strength=0.5,
+    transition_strength=4,
+)
+
+
+@pytest.mark.slow
+def test_glory_news_graph_finds_the_transition_signal_that_nrms_misses(tmp_path):
+    root = generate_mind(tmp_path / "transitions", num_users=4000, num_news=1000, seed=0, **TRANSITION_WORLD)
+    dm = MINDDataModule(str(root), batch_size=32, eval_batch_size=256, seed=0)
+    glory = small_glory(dm, graph_method="undir_seq", ggnn_edge_weights="mean", dropout=0.2)
+    nrms = NRMS(num_words=dm.num_words, dropout=0.2, **SIZE)
+    aucs = {"glory": fit_auc(glory, dm, epochs=5), "nrms": fit_auc(nrms, dm, epochs=5)}
+    assert aucs["glory"] > aucs["nrms"] + 0.005, aucs  # measured: see the assertion message

@@ -50,6 +50,19 @@ def test_transition_scope_neighbors_favours_predecessors_too():
     assert w_succ.follows(np.array([0]), news, clicks, nclicks).tolist() == [[True, w.pred[c] == w.succ[c]]]
 
 
+def test_transition_scope_topics_favours_every_news_of_a_neighbours_topic():
+    cfg = SyntheticConfig(num_users=3, num_news=80, seed=2, transition_scope="topics")
+    w = _World(cfg)
+    c = int(np.flatnonzero(w.pred >= 0)[0])
+    clicks = np.array([[c, 0], [0, 0], [0, 0]])
+    nclicks = np.array([1, 0, 0])
+    news = np.arange(80)[None, :]
+    favoured = np.isin(w.topic, [w.topic[w.succ[c]], w.topic[w.pred[c]]])
+    assert favoured.sum() > 2  # more news than the two neighbours themselves
+    assert w.follows(np.array([0]), news, clicks, nclicks)[0].tolist() == favoured.tolist()
+    assert not w.follows(np.array([1]), news, clicks, nclicks).any()  # no clicks, nothing favoured
+
+
 def test_segments_add_their_strength_to_the_logit_of_their_readers():
     w = _World(SyntheticConfig(num_users=20, num_news=40, seed=3, num_segments=4, segment_strength=2.5))
     users = np.arange(20)

@@ -11,7 +11,11 @@ which each model family has something real to find:
   transitions; in impressions, the successor of any clicked news (of the last
   ``follow_window`` clicks; 0 = all) is clicked more often, but its content does not reveal it
   (the GLORY signal). With ``transition_scope="neighbors"`` a clicked news' chain predecessor
-  is favoured too (a reader of one part of a story likes the others).
+  is favoured too (a reader of one part of a story likes the others). With
+  ``transition_scope="topics"`` every news of the successor's or the predecessor's *topic* is
+  favoured: the story leads its readers on to another topic, which differs from news to news
+  (so a click's text does not tell it) and shows in the click graph as the topic of the
+  click's neighbours.
 * **entity links**: a chain successor mentions its predecessor's lead entity, so entities of
   consecutive clicks co-occur (the global entity graph signal).
 * **aspect words**: every news title carries one of a few aspect words, and each user prefers
@@ -33,7 +37,8 @@ which each model family has something real to find:
 Every click in an impression is drawn with probability ``sigmoid(logit)`` where::
 
     logit = topic_strength      * log(θ_u[topic(n)] + 0.01)
-          + transition_strength * [n == succ[c] (or n == pred[c]) for a click c of the history]
+          + transition_strength * [n == succ[c] (or n == pred[c]; or topic(n) == topic of
+                                    either, per transition_scope) for a click c of the history]
           + word_strength       * [aspect(n) == aspect(u)]
           + popularity_strength * log popularity(n)
           + segment_strength    * [segment(n) == segment(u)]      (with num_segments > 0)
@@ -140,8 +145,8 @@ class SyntheticConfig:
                 raise ValueError(f"{name} must be non-negative")
         if not 0 <= self.vague_news_fraction <= 1:
             raise ValueError("vague_news_fraction must be in [0, 1]")
-        if self.transition_scope not in ("successor", "neighbors"):
-            raise ValueError("transition_scope must be 'successor' or 'neighbors'")
+        if self.transition_scope not in ("successor", "neighbors", "topics"):
+            raise ValueError("transition_scope must be 'successor', 'neighbors' or 'topics'")
         if self.candidates_per_impression[0] < 2:
             raise ValueError("impressions need at least 2 candidates")
 
@@ -233,7 +238,9 @@ class _World:
 
     def follows(self, users: np.ndarray, news: np.ndarray, clicks: np.ndarray, nclicks: np.ndarray) -> np.ndarray:
         """bool ``[A, C]``: is ``news[a, c]`` the chain successor of one of user ``a``'s clicks
-        (the last ``follow_window`` clicks, or all of them when it is 0)?"""
+        (the last ``follow_window`` clicks, or all of them when it is 0)? With
+        ``transition_scope="neighbors"`` the predecessor counts too; with ``"topics"``, any news
+        of the topic of such a successor or predecessor."""
         N = self.cfg.num_news
         rows = clicks[users]
         n = nclicks[users][:, None]
@@ -243,9 +250,12 @@ class _World:
             valid &= pos >= n - self.cfg.follow_window
         owner = np.arange(len(users))[:, None]
         keys = np.where(valid, owner * N + self.succ[rows], -1)
-        if self.cfg.transition_scope == "neighbors":
+        if self.cfg.transition_scope in ("neighbors", "topics"):
             pred = self.pred[rows]
             keys = np.concatenate([keys, np.where(valid & (pred >= 0), owner * N + pred, -1)], axis=1)
+        if self.cfg.transition_scope == "topics":  # keys name (user, topic of a neighbour)
+            keys = np.where(keys >= 0, (keys // N) * N + self.topic[keys % N], -1)
+            news = self.topic[news]
         keys = np.unique(keys)
         keys = keys[keys >= 0]
         if not len(keys):
@@ -465,7 +475,7 @@ def generate_mind(
         window = np.minimum(n_act, cfg.follow_window) if cfg.follow_window > 0 else n_act
         pick = n_act - 1 - (rng.random(len(act)) * np.maximum(window, 1)).astype(np.int64)
         succ = w.succ[clicks[act, np.maximum(pick, 0)]]
-        if cfg.transition_scope == "neighbors":  # or its predecessor, when it has one
+        if cfg.transition_scope in ("neighbors", "topics"):  # or its predecessor, when it has one
             pred = w.pred[clicks[act, np.maximum(pick, 0)]]
             succ = np.where((pred >= 0) & (rng.random(len(act)) < 0.5), pred, succ)
         show = (n_act > 0) & (rng.random(len(act)) < cfg.successor_in_impression) & (is_dev | ~w.fresh[succ])

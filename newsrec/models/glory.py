@@ -12,6 +12,9 @@ from newsrec.nn import EntityEncoder, GatedGraphEncoder, MultiViewCombiner, Text
 __all__ = ["GLORY"]
 
 
+_EDGE_WEIGHTINGS = {False: "none", True: "count", "none": "none", "count": "count", "mean": "mean"}
+
+
 class GLORY(NewsRecModel):
     r"""GLORY: local news and entity encoders, a GGNN over each user's sampled subgraph of the
     global news graph, the global entity graph on the candidate side, attention aggregators and
@@ -48,7 +51,10 @@ class GLORY(NewsRecModel):
         graph_edges: ``"induced"`` (paper) or ``"sampled"`` subgraph edges.
         num_graph_neighbors, num_graph_hops: M_n = 8, K_n = 2.
         ggnn_layers: 3.
-        ggnn_edge_weights: weight GGNN messages by click counts (official code: no).
+        ggnn_edge_weights: how GGNN messages are weighted: ``False`` / ``"none"`` (official
+            code: every neighbour counts alike), ``True`` / ``"count"`` (by click counts), or
+            ``"mean"`` (by click counts divided by the counts of all the edges into the same
+            node, a weighted mean: a news' main transition is not outvoted by its one-off ones).
         entity_graph_method: ``"inter_news"`` (GLORY) or ``"intra_news"``.
         entity_graph_self_loops: keep ``e — e`` edges (GLORY: yes).
         num_entity_neighbors: M_e = 10.
@@ -87,7 +93,7 @@ class GLORY(NewsRecModel):
         num_graph_neighbors: int = 8,
         num_graph_hops: int = 2,
         ggnn_layers: int = 3,
-        ggnn_edge_weights: bool = False,
+        ggnn_edge_weights: bool | str = False,
         entity_graph_method: str = "inter_news",
         entity_graph_self_loops: bool = True,
         num_entity_neighbors: int = 10,
@@ -122,7 +128,14 @@ class GLORY(NewsRecModel):
         self.entity_encoder = EntityEncoder(
             self.entity_embedding, dim, entity_heads, entity_head_dim, attention_hidden, dropout
         )
-        self.graph_encoder = GatedGraphEncoder(dim, dim, ggnn_layers, ggnn_edge_weights) if use_news_graph else None
+        self.edge_weighting = _EDGE_WEIGHTINGS.get(ggnn_edge_weights)
+        if self.edge_weighting is None:
+            raise ValueError(
+                f"ggnn_edge_weights must be one of False, True, 'none', 'count', 'mean'; got {ggnn_edge_weights!r}"
+            )
+        self.graph_encoder = (
+            GatedGraphEncoder(dim, dim, ggnn_layers, self.edge_weighting != "none") if use_news_graph else None
+        )
         self.global_entity_encoder = (
             EntityEncoder(self.entity_embedding, dim, entity_heads, entity_head_dim, attention_hidden, dropout)
             if use_entity_graph
@@ -210,5 +223,10 @@ class GLORY(NewsRecModel):
         x = local.index_select(0, subgraph.node_index)
         pos = subgraph.history_position
         # only the history nodes' outputs are used: the GGNN updates just what they depend on
-        out = self.graph_encoder(x, subgraph.edge_index, subgraph.edge_weight.to(x.dtype), output_nodes=pos[pos >= 0])
+        weight = subgraph.edge_weight.to(x.dtype)
+        if self.edge_weighting == "mean":  # each node's incoming weights sum to 1
+            target = subgraph.edge_index[1]
+            total = weight.new_zeros(num_nodes).index_add_(0, target, weight)
+            weight = weight / total.index_select(0, target).clamp_min(torch.finfo(weight.dtype).tiny)
+        out = self.graph_encoder(x, subgraph.edge_index, weight, output_nodes=pos[pos >= 0])
         return gather_rows(out, pos.clamp_min(0)) * (pos >= 0).unsqueeze(-1).to(out.dtype)
