@@ -122,4 +122,4 @@ def test_glory_news_graph_finds_the_transition_signal_that_nrms_misses(tmp_path)
     glory = small_glory(dm, graph_method="undir_seq", ggnn_edge_weights="mean", dropout=0.2)
     nrms = NRMS(num_words=dm.num_words, dropout=0.2, **SIZE)
     aucs = {"glory": fit_auc(glory, dm, epochs=5), "nrms": fit_auc(nrms, dm, epochs=5)}
-    assert aucs["glory"] > aucs["nrms"] + 0.005, aucs  # measured: see the assertion message
+    assert aucs["glory"] > aucs["nrms"] + 0.01, aucs  # measured: +2.1 AUC points (68.93 vs 66.80)
