@@ -291,5 +291,6 @@ def test_glory_mean_edge_weights_are_count_weights_normalised_per_node(dm):
     torch.testing.assert_close(users(mean, batch), users(count, with_weights(by_hand)))
     torch.testing.assert_close(users(mean, with_weights(sg.edge_weight * 7.0)), users(mean, batch))
     assert not torch.allclose(users(count, with_weights(sg.edge_weight * 7.0)), users(count, batch))
-    with pytest.raises(ValueError, match="ggnn_edge_weights"):
-        make("glory", dm, ggnn_edge_weights="sum")
+    for bad in ("sum", 2.0, ["mean"]):
+        with pytest.raises(ValueError, match="ggnn_edge_weights"):
+            make("glory", dm, ggnn_edge_weights=bad)

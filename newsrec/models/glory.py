@@ -53,8 +53,9 @@ class GLORY(NewsRecModel):
         ggnn_layers: 3.
         ggnn_edge_weights: how GGNN messages are weighted: ``False`` / ``"none"`` (official
             code: every neighbour counts alike), ``True`` / ``"count"`` (by click counts), or
-            ``"mean"`` (by click counts divided by the counts of all the edges into the same
-            node, a weighted mean: a news' main transition is not outvoted by its one-off ones).
+            ``"mean"`` (by click counts divided by the counts of all the subgraph's edges into
+            the same node, a weighted mean: a news' main transition is not outvoted by its
+            one-off ones).
         entity_graph_method: ``"inter_news"`` (GLORY) or ``"intra_news"``.
         entity_graph_self_loops: keep ``e — e`` edges (GLORY: yes).
         num_entity_neighbors: M_e = 10.
@@ -128,7 +129,9 @@ class GLORY(NewsRecModel):
         self.entity_encoder = EntityEncoder(
             self.entity_embedding, dim, entity_heads, entity_head_dim, attention_hidden, dropout
         )
-        self.edge_weighting = _EDGE_WEIGHTINGS.get(ggnn_edge_weights)
+        self.edge_weighting = (
+            _EDGE_WEIGHTINGS.get(ggnn_edge_weights) if isinstance(ggnn_edge_weights, (bool, str)) else None
+        )
         if self.edge_weighting is None:
             raise ValueError(
                 f"ggnn_edge_weights must be one of False, True, 'none', 'count', 'mean'; got {ggnn_edge_weights!r}"
