@@ -218,6 +218,28 @@ def test_gated_graph_encoder_matches_hand_written_ggnn(weighted):
     torch.testing.assert_close(enc(x, to_adjacency(ei, w, 4)), h)  # the CSR path agrees
 
 
+def test_gated_graph_encoder_normalized_weights_are_a_weighted_mean_on_every_path():
+    """``normalize_edge_weight`` equals the hand-written GGNN on weights divided by each target's
+    incoming total, on the edge_index, CSR and pruned paths; a common scale of the weights
+    changes nothing; it needs weighted messages."""
+    enc = GatedGraphEncoder(3, 5, num_layers=2, normalize_edge_weight=True).double()
+    x = torch.randn(4, 3)
+    edges = [(0, 1), (1, 2), (2, 0), (3, 1), (1, 1)]
+    w = torch.tensor([0.5, 2.0, 1.0, 3.0, 1.5])
+    ei = torch.tensor(edges).t()
+    into = torch.zeros(4).index_add_(0, ei[1], w)
+    h = torch.cat([x, torch.zeros(4, 2)], 1)
+    for layer in range(2):
+        h = ref_ggnn_step(enc.conv.weight[layer], enc.conv.rnn, h, edges, w / into[ei[1]])
+    torch.testing.assert_close(enc(x, ei, w), h)
+    torch.testing.assert_close(enc(x, ei, 4 * w), h)
+    torch.testing.assert_close(enc(x, to_adjacency(ei, w, 4)), h)
+    out = torch.tensor([1, 2])
+    torch.testing.assert_close(enc(x, ei, w, output_nodes=out)[out], h[out])
+    with pytest.raises(ValueError, match="use_edge_weight"):
+        GatedGraphEncoder(3, 5, use_edge_weight=False, normalize_edge_weight=True)
+
+
 def test_gated_graph_encoder_wider_input_is_projected():
     enc = GatedGraphEncoder(8, 4, num_layers=1).double()
     out = enc(torch.randn(3, 8), torch.tensor([[0, 1], [1, 2]]))

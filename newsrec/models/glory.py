@@ -129,15 +129,21 @@ class GLORY(NewsRecModel):
         self.entity_encoder = EntityEncoder(
             self.entity_embedding, dim, entity_heads, entity_head_dim, attention_hidden, dropout
         )
-        self.edge_weighting = (
-            _EDGE_WEIGHTINGS.get(ggnn_edge_weights) if isinstance(ggnn_edge_weights, (bool, str)) else None
-        )
-        if self.edge_weighting is None:
+        weighting = _EDGE_WEIGHTINGS.get(ggnn_edge_weights) if isinstance(ggnn_edge_weights, (bool, str)) else None
+        if weighting is None:
             raise ValueError(
                 f"ggnn_edge_weights must be one of False, True, 'none', 'count', 'mean'; got {ggnn_edge_weights!r}"
             )
         self.graph_encoder = (
-            GatedGraphEncoder(dim, dim, ggnn_layers, self.edge_weighting != "none") if use_news_graph else None
+            GatedGraphEncoder(
+                dim,
+                dim,
+                ggnn_layers,
+                use_edge_weight=weighting != "none",
+                normalize_edge_weight=weighting == "mean",
+            )
+            if use_news_graph
+            else None
         )
         self.global_entity_encoder = (
             EntityEncoder(self.entity_embedding, dim, entity_heads, entity_head_dim, attention_hidden, dropout)
@@ -226,10 +232,5 @@ class GLORY(NewsRecModel):
         x = local.index_select(0, subgraph.node_index)
         pos = subgraph.history_position
         # only the history nodes' outputs are used: the GGNN updates just what they depend on
-        weight = subgraph.edge_weight.to(x.dtype)
-        if self.edge_weighting == "mean":  # each node's incoming weights sum to 1
-            target = subgraph.edge_index[1]
-            total = weight.new_zeros(num_nodes).index_add_(0, target, weight)
-            weight = weight / total.index_select(0, target).clamp_min(torch.finfo(weight.dtype).tiny)
-        out = self.graph_encoder(x, subgraph.edge_index, weight, output_nodes=pos[pos >= 0])
+        out = self.graph_encoder(x, subgraph.edge_index, subgraph.edge_weight.to(x.dtype), output_nodes=pos[pos >= 0])
         return gather_rows(out, pos.clamp_min(0)) * (pos >= 0).unsqueeze(-1).to(out.dtype)

@@ -29,8 +29,9 @@ class GatedGraphEncoder(nn.Module):
         \qquad \mathbf{h}_i^{(l)} = \operatorname{GRU}\big(\mathbf{m}_i^{(l)}, \mathbf{h}_i^{(l-1)}\big)
 
     for :math:`l = 1..L`, with :math:`\mathbf{h}^{(0)}` the input zero-padded to ``hidden_dim``
-    and :math:`e_{j,i}` the edge weight (1 without weights). Messages flow along edges,
-    source → target (``edge_index[0] → edge_index[1]``).
+    and :math:`e_{j,i}` the edge weight (1 without weights; with ``normalize_edge_weight``,
+    :math:`w_{j,i} / \sum_{k} w_{k,i}`, so a node's incoming weights sum to 1). Messages flow
+    along edges, source → target (``edge_index[0] → edge_index[1]``).
 
     Args:
         in_dim: input feature size; inputs narrower than ``hidden_dim`` are zero-padded (as
@@ -38,6 +39,9 @@ class GatedGraphEncoder(nn.Module):
         hidden_dim: output size.
         num_layers: propagation steps (3 in GLORY).
         use_edge_weight: weight messages by ``edge_weight`` (the official GLORY code does not).
+        normalize_edge_weight: divide each edge's weight by the sum of the weights into its
+            target node (a weighted mean of the messages: one heavy edge is not outvoted by many
+            light ones). Needs ``use_edge_weight``.
 
     Shapes:
         - **x**: ``[N, in_dim]``.
@@ -51,10 +55,19 @@ class GatedGraphEncoder(nn.Module):
     #: faster on large subgraphs; on a GPU gather + ``index_add`` is faster below ~10^5 edges).
     sparse_aggregation_on_cpu: bool = True
 
-    def __init__(self, in_dim: int, hidden_dim: int, num_layers: int = 3, use_edge_weight: bool = True) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        num_layers: int = 3,
+        use_edge_weight: bool = True,
+        normalize_edge_weight: bool = False,
+    ) -> None:
         super().__init__()
+        if normalize_edge_weight and not use_edge_weight:
+            raise ValueError("normalize_edge_weight needs use_edge_weight=True")
         self.in_dim, self.hidden_dim, self.num_layers = in_dim, hidden_dim, num_layers
-        self.use_edge_weight = use_edge_weight
+        self.use_edge_weight, self.normalize_edge_weight = use_edge_weight, normalize_edge_weight
         self.input_proj = nn.Linear(in_dim, hidden_dim) if in_dim > hidden_dim else None
         self.conv = GatedGraphConv(hidden_dim, num_layers, aggr="add")
         self.reset_parameters()
@@ -79,6 +92,8 @@ class GatedGraphEncoder(nn.Module):
             raise ValueError(f"expected node features of size {self.in_dim}, got {x.shape[-1]}")
         if self.input_proj is not None:
             x = self.input_proj(x)
+        if self.normalize_edge_weight:
+            edge_index, edge_weight = self._normalized(edge_index, edge_weight, x.shape[0])
         if output_nodes is not None:
             if edge_index.layout == torch.sparse_csr:
                 raise ValueError("output_nodes needs edge_index, not a sparse adjacency")
@@ -93,6 +108,22 @@ class GatedGraphEncoder(nn.Module):
                 )
             return self.conv(x, edge_index)
         return self.conv(x, edge_index, edge_weight if self.use_edge_weight else None)
+
+    @staticmethod
+    def _normalized(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int) -> tuple[Tensor, Tensor | None]:
+        """The weights divided by the sum of the weights into each target node (rows of a CSR
+        ``adj_t``); ``edge_weight`` ``None`` counts as ones."""
+        if edge_index.layout == torch.sparse_csr:
+            crow, values = edge_index.crow_indices(), edge_index.values()
+            rows = torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device), crow.diff())
+            total = values.new_zeros(len(crow) - 1).index_add_(0, rows, values)
+            values = values / total.index_select(0, rows).clamp_min(torch.finfo(values.dtype).tiny)
+            return torch.sparse_csr_tensor(crow, edge_index.col_indices(), values, edge_index.shape), edge_weight
+        if edge_weight is None:
+            edge_weight = torch.ones(edge_index.shape[1], device=edge_index.device)
+        target = edge_index[1]
+        total = edge_weight.new_zeros(num_nodes).index_add_(0, target, edge_weight)
+        return edge_index, edge_weight / total.index_select(0, target).clamp_min(torch.finfo(edge_weight.dtype).tiny)
 
     def _pruned(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None, output_nodes: Tensor) -> Tensor:
         n, L = x.shape[0], self.num_layers
@@ -142,4 +173,7 @@ class GatedGraphEncoder(nn.Module):
         return h
 
     def extra_repr(self) -> str:
-        return f"{self.in_dim}, {self.hidden_dim}, num_layers={self.num_layers}, use_edge_weight={self.use_edge_weight}"
+        return (
+            f"{self.in_dim}, {self.hidden_dim}, num_layers={self.num_layers}, "
+            f"use_edge_weight={self.use_edge_weight}, normalize_edge_weight={self.normalize_edge_weight}"
+        )
