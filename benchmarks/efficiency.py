@@ -4,19 +4,22 @@ and the achieved FLOP/s against a plain matmul measured in the same run.
 
     python benchmarks/efficiency.py [--quick] [--steps 8] [--impressions 512] [--threads 2]
         [--device cpu|cuda] [--bf16] [--workers 0] [--pin_memory auto|on|off] [--eval_batch_size 32]
-        [--length_buckets N] [--users 50000 --news 50000]
+        [--length_buckets N] [--users 50000 --news 50000] [--profile]
         [--knob popularity_sigma=2.0 ...] [--models NRMS GLORY FUM ...]
 
 The world is synthetic (MIND-small-sized by default, generated once under --workdir; ``--knob``
 sets any other field of ``SyntheticConfig``). ``--impressions 0`` evaluates every dev
 impression, so the encode-every-news pass is amortised as in a real evaluation. For GLORY the
 table also gives the mean number of news in a user's sampled subgraph and of distinct news
-encoded per training batch (what the exact mode's cost scales with).
+encoded per training batch (what the exact mode's cost scales with). "train samples/s at
+matmul's FLOP/s" is the ceiling a training step's FLOPs allow: the rate if every FLOP of the
+step ran as fast as the large matmul does.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -94,10 +97,18 @@ def to(batch, device):
 
 
 def measure(
-    name: str, dm, steps: int, impressions: int, device: str, bf16: bool, length_buckets: int | None = None
+    name: str,
+    dm,
+    steps: int,
+    impressions: int,
+    device: str,
+    bf16: bool,
+    length_buckets: int | None = None,
+    profile: bool = False,
 ) -> dict:
     """Train ``steps`` steps (after a warm-up) and evaluate ``impressions`` dev impressions
-    (0 = all); times in seconds."""
+    (0 = all); times in seconds. ``profile``: print where the training steps' time goes, by
+    operator (torch.profiler)."""
     model = build(name, dm, length_buckets).to(device)
     dm.configure(model.data_requirements())
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -125,28 +136,34 @@ def measure(
     sparse, GatedGraphEncoder.sparse_aggregation_on_cpu = GatedGraphEncoder.sparse_aggregation_on_cpu, False
     try:
         with FlopCounterMode(display=False) as counter:
-            step(to(next(it), device))
+            counted = to(next(it), device)
+            step(counted)
     finally:
         GatedGraphEncoder.sparse_aggregation_on_cpu = sparse
     flops_per_step = counter.get_total_flops()
     data_t = compute_t = wait_t = 0.0
     samples = 0
     subgraph_nodes, distinct_news = [], []
-    for _ in range(steps):
-        t = time.perf_counter()
-        raw = next(it)
-        wait_t += time.perf_counter() - t
-        batch = to(raw, device)
-        data_t += time.perf_counter() - t
-        t = time.perf_counter()
-        step(batch)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        compute_t += time.perf_counter() - t
-        samples += len(batch["candidates"])
-        if "subgraph" in raw:
-            subgraph_nodes.append(raw["subgraph"].num_nodes / len(raw["candidates"]))
-            distinct_news.append(len(raw["news_rows"]))
+    profiler = torch.profiler.profile() if profile else contextlib.nullcontext()
+    with profiler:
+        for _ in range(steps):
+            t = time.perf_counter()
+            raw = next(it)
+            wait_t += time.perf_counter() - t
+            batch = to(raw, device)
+            data_t += time.perf_counter() - t
+            t = time.perf_counter()
+            step(batch)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            compute_t += time.perf_counter() - t
+            samples += len(batch["candidates"])
+            if "subgraph" in raw:
+                subgraph_nodes.append(raw["subgraph"].num_nodes / len(raw["candidates"]))
+                distinct_news.append(len(raw["news_rows"]))
+    if profile:
+        print(f"{name}: where {steps} training steps spend their time")
+        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
     # inference: encode every news once, then whole impressions
     model.eval()
     t = time.perf_counter()
@@ -179,6 +196,7 @@ def measure(
         "score_s_per_1k": 1000 * (infer_t - encode_t) / done,
         "encode_all_news_s": encode_t,
         "flops_per_s": flops_per_step * steps / compute_t,
+        "flops_per_sample": flops_per_step / len(counted["candidates"]),
         "subgraph_nodes": float(np.mean(subgraph_nodes)) if subgraph_nodes else None,
         "distinct_news": float(np.mean(distinct_news)) if distinct_news else None,
     }
@@ -194,6 +212,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (training and inference)")
+    ap.add_argument("--profile", action="store_true", help="print the training steps' time by operator")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     ap.add_argument(
         "--length_buckets", type=int, default=None, help="text length groups (default: 8 CPU, 1 GPU; 0: no cut)"
@@ -229,7 +248,7 @@ def main() -> None:
     peak = matmul_flops(a.device, a.bf16)
     rows = []
     for name in a.models:
-        r = measure(name, dm, a.steps, a.impressions, a.device, a.bf16, a.length_buckets)
+        r = measure(name, dm, a.steps, a.impressions, a.device, a.bf16, a.length_buckets, a.profile)
         paper = PAPER.get(name, (None, None))
         rows.append(
             {
@@ -243,6 +262,7 @@ def main() -> None:
                 "of which waiting for the loader": f"{100 * r['wait_share']:.1f}%",
                 "encode all news s": r["encode_all_news_s"],
                 "model FLOP/s vs matmul": f"{100 * r['flops_per_s'] / peak:.0f}%",
+                "train samples/s at matmul's FLOP/s": peak / r["flops_per_sample"],
                 "news per user subgraph": r["subgraph_nodes"],
                 "distinct news per batch": r["distinct_news"],
             }

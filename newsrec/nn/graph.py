@@ -136,7 +136,7 @@ class GatedGraphEncoder(nn.Module):
         out_mask = torch.zeros(n, dtype=torch.bool, device=x.device)
         out_mask[output_nodes] = True
         dist[out_mask] = 0
-        for k in range(1, L):
+        for k in range(1, L + 1):
             reach = dist[dst] == k - 1
             dist[src[reach]] = torch.minimum(dist[src[reach]], torch.full_like(src[reach], k))
         # sparse aggregation (CPU): edges sorted by target once, so each layer's rows come sorted
@@ -154,18 +154,26 @@ class GatedGraphEncoder(nn.Module):
             position = torch.full((n,), -1, dtype=torch.long, device=x.device)
             position[need] = torch.arange(need.numel(), device=x.device)
             e = position[dst] >= 0
-            m = h @ self.conv.weight[layer]
-            if sparse:  # agg = A m with A [need, n]: no [E, d] message tensor is materialised
+            # messages only from the nodes that send to ``need`` (within one more hop)
+            senders = torch.nonzero(dist <= L - layer).flatten()
+            if senders.numel() == n:
+                m, sender = h @ self.conv.weight[layer], src[e]
+            else:
+                m = h.index_select(0, senders) @ self.conv.weight[layer]
+                sender_position = torch.full((n,), -1, dtype=torch.long, device=x.device)
+                sender_position[senders] = torch.arange(senders.numel(), device=x.device)
+                sender = sender_position[src[e]]
+            if sparse:  # agg = A m with A [need, senders]: no [E, d] message tensor is materialised
                 rows = position[dst[e]]  # sorted: position grows with the node id
                 crow = torch.zeros(need.numel() + 1, dtype=torch.long, device=x.device)
                 crow[1:] = torch.cumsum(torch.bincount(rows, minlength=need.numel()), 0)
                 values = edge_weight[e].to(m.dtype) if edge_weight is not None else m.new_ones(rows.numel())
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-                    adj = torch.sparse_csr_tensor(crow, src[e], values, (need.numel(), n))
+                    adj = torch.sparse_csr_tensor(crow, sender, values, (need.numel(), m.shape[0]))
                 agg = torch.sparse.mm(adj, m)
             else:
-                msg = m.index_select(0, src[e])
+                msg = m.index_select(0, sender)
                 if edge_weight is not None:
                     msg = msg * edge_weight[e].unsqueeze(-1).to(msg.dtype)
                 agg = msg.new_zeros(need.numel(), m.shape[-1]).index_add_(0, position[dst[e]], msg)
