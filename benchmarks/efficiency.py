@@ -4,7 +4,7 @@ and the achieved FLOP/s against a plain matmul measured in the same run.
 
     python benchmarks/efficiency.py [--quick] [--steps 8] [--impressions 512] [--threads 2]
         [--device cpu|cuda] [--bf16] [--workers 0] [--pin_memory auto|on|off] [--eval_batch_size 32]
-        [--length_buckets N] [--users 50000 --news 50000] [--profile]
+        [--length_buckets N] [--users 50000 --news 50000]
         [--knob popularity_sigma=2.0 ...] [--models NRMS GLORY FUM ...]
 
 The world is synthetic (MIND-small-sized by default, generated once under --workdir; ``--knob``
@@ -19,7 +19,6 @@ step ran as fast as the large matmul does.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import tempfile
@@ -97,18 +96,10 @@ def to(batch, device):
 
 
 def measure(
-    name: str,
-    dm,
-    steps: int,
-    impressions: int,
-    device: str,
-    bf16: bool,
-    length_buckets: int | None = None,
-    profile: bool = False,
+    name: str, dm, steps: int, impressions: int, device: str, bf16: bool, length_buckets: int | None = None
 ) -> dict:
     """Train ``steps`` steps (after a warm-up) and evaluate ``impressions`` dev impressions
-    (0 = all); times in seconds. ``profile``: print where the training steps' time goes, by
-    operator (torch.profiler)."""
+    (0 = all); times in seconds."""
     model = build(name, dm, length_buckets).to(device)
     dm.configure(model.data_requirements())
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -144,26 +135,21 @@ def measure(
     data_t = compute_t = wait_t = 0.0
     samples = 0
     subgraph_nodes, distinct_news = [], []
-    profiler = torch.profiler.profile() if profile else contextlib.nullcontext()
-    with profiler:
-        for _ in range(steps):
-            t = time.perf_counter()
-            raw = next(it)
-            wait_t += time.perf_counter() - t
-            batch = to(raw, device)
-            data_t += time.perf_counter() - t
-            t = time.perf_counter()
-            step(batch)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            compute_t += time.perf_counter() - t
-            samples += len(batch["candidates"])
-            if "subgraph" in raw:
-                subgraph_nodes.append(raw["subgraph"].num_nodes / len(raw["candidates"]))
-                distinct_news.append(len(raw["news_rows"]))
-    if profile:
-        print(f"{name}: where {steps} training steps spend their time")
-        print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+    for _ in range(steps):
+        t = time.perf_counter()
+        raw = next(it)
+        wait_t += time.perf_counter() - t
+        batch = to(raw, device)
+        data_t += time.perf_counter() - t
+        t = time.perf_counter()
+        step(batch)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        compute_t += time.perf_counter() - t
+        samples += len(batch["candidates"])
+        if "subgraph" in raw:
+            subgraph_nodes.append(raw["subgraph"].num_nodes / len(raw["candidates"]))
+            distinct_news.append(len(raw["news_rows"]))
     # inference: encode every news once, then whole impressions
     model.eval()
     t = time.perf_counter()
@@ -212,7 +198,6 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast (training and inference)")
-    ap.add_argument("--profile", action="store_true", help="print the training steps' time by operator")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     ap.add_argument(
         "--length_buckets", type=int, default=None, help="text length groups (default: 8 CPU, 1 GPU; 0: no cut)"
@@ -248,7 +233,7 @@ def main() -> None:
     peak = matmul_flops(a.device, a.bf16)
     rows = []
     for name in a.models:
-        r = measure(name, dm, a.steps, a.impressions, a.device, a.bf16, a.length_buckets, a.profile)
+        r = measure(name, dm, a.steps, a.impressions, a.device, a.bf16, a.length_buckets)
         paper = PAPER.get(name, (None, None))
         rows.append(
             {
