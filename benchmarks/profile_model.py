@@ -8,7 +8,6 @@ The world is synthetic (generated once under --workdir, shared with ``efficiency
 sets any other field of ``SyntheticConfig``). Operator tables are sorted by total device time
 (CUDA) or CPU time, or with ``--sort self`` by the operators' own time (the time of nested
 operators excluded: the rows then add up to the step).
-
 """
 
 from __future__ import annotations
