@@ -38,12 +38,17 @@ def test_vague_news_hide_their_topic_and_are_never_candidates(tmp_path):
     assert in_history > 0  # clicked in histories all the same
 
 
+def one_click_on_a_chain(w: _World) -> tuple[int, np.ndarray, np.ndarray]:
+    """A news ``c`` with a chain predecessor, and the ``clicks`` / ``nclicks`` of three users of
+    whom only the first clicked it (once)."""
+    c = int(np.flatnonzero(w.pred >= 0)[0])
+    return c, np.array([[c, 0], [0, 0], [0, 0]]), np.array([1, 0, 0])
+
+
 def test_transition_scope_neighbors_favours_predecessors_too():
     cfg = SyntheticConfig(num_users=3, num_news=50, seed=2, transition_scope="neighbors")
     w = _World(cfg)
-    c = int(np.flatnonzero(w.pred >= 0)[0])
-    clicks = np.array([[c, 0], [0, 0], [0, 0]])
-    nclicks = np.array([1, 0, 0])
+    c, clicks, nclicks = one_click_on_a_chain(w)
     news = np.array([[w.succ[c], w.pred[c]]])
     assert w.follows(np.array([0]), news, clicks, nclicks).all()
     w_succ = _World(SyntheticConfig(num_users=3, num_news=50, seed=2))
@@ -53,9 +58,7 @@ def test_transition_scope_neighbors_favours_predecessors_too():
 def test_transition_scope_topics_favours_every_news_of_a_neighbours_topic():
     cfg = SyntheticConfig(num_users=3, num_news=80, seed=2, transition_scope="topics")
     w = _World(cfg)
-    c = int(np.flatnonzero(w.pred >= 0)[0])
-    clicks = np.array([[c, 0], [0, 0], [0, 0]])
-    nclicks = np.array([1, 0, 0])
+    c, clicks, nclicks = one_click_on_a_chain(w)
     news = np.arange(80)[None, :]
     favoured = np.isin(w.topic, [w.topic[w.succ[c]], w.topic[w.pred[c]]])
     assert favoured.sum() > 2  # more news than the two neighbours themselves
