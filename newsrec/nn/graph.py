@@ -21,6 +21,14 @@ def to_adjacency(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int)
     return to_torch_csr_tensor(edge_index.flip(0), edge_weight, size=(num_nodes, num_nodes))
 
 
+def _positions(index: Tensor, num_nodes: int) -> Tensor:
+    """long ``[num_nodes]``: each node's position in ``index`` (a subset of the nodes), -1 for
+    the nodes not in it."""
+    out = torch.full((num_nodes,), -1, dtype=torch.long, device=index.device)
+    out[index] = torch.arange(index.numel(), device=index.device)
+    return out
+
+
 class GatedGraphEncoder(nn.Module):
     r"""A gated graph neural network (Li et al., 2016), GLORY's global news encoder:
 
@@ -151,8 +159,7 @@ class GatedGraphEncoder(nn.Module):
             need = torch.nonzero(dist <= L - 1 - layer).flatten()
             if need.numel() == 0:
                 break
-            position = torch.full((n,), -1, dtype=torch.long, device=x.device)
-            position[need] = torch.arange(need.numel(), device=x.device)
+            position = _positions(need, n)
             e = position[dst] >= 0
             # messages only from the nodes that send to ``need`` (within one more hop)
             senders = torch.nonzero(dist <= L - layer).flatten()
@@ -160,9 +167,7 @@ class GatedGraphEncoder(nn.Module):
                 m, sender = h @ self.conv.weight[layer], src[e]
             else:
                 m = h.index_select(0, senders) @ self.conv.weight[layer]
-                sender_position = torch.full((n,), -1, dtype=torch.long, device=x.device)
-                sender_position[senders] = torch.arange(senders.numel(), device=x.device)
-                sender = sender_position[src[e]]
+                sender = _positions(senders, n)[src[e]]
             if sparse:  # agg = A m with A [need, senders]: no [E, d] message tensor is materialised
                 rows = position[dst[e]]  # sorted: position grows with the node id
                 crow = torch.zeros(need.numel() + 1, dtype=torch.long, device=x.device)
