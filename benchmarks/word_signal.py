@@ -14,6 +14,15 @@ the aspect term is replaced by:
   ``softmax(word_strength * counts)`` (``posterior reading``): a sharper, non-linear reading;
 * the user's true aspect (``oracle``).
 
+In a world with cue words (``num_cues > 0``: a user's aspect is implied by the *pair* of cue
+words their history shows, in different news; see :mod:`newsrec.data.synthetic`), two more:
+
+* the best per-cue reading (``additive cue reading``): each history click's cue votes for the
+  aspects it is paired with, weighted by how often; all a weighted mean of clicked-news vectors
+  can do with the cues (≈ nothing: the pairing spreads every cue evenly over the aspects);
+* the two most frequent cues of the history, paired (``cue pair reading``): what a model that
+  reads words across clicked news together can do.
+
 The gap between the oracle and a reading bounds what any better reading of the history's words
 (FUM's fine-grained user model, for one) can add over it on this signal.
 """
@@ -50,6 +59,13 @@ def main() -> None:
     world = _World(cfg)
     strength, num_aspects = cfg.word_strength, cfg.num_aspects
     names = ["oracle without the aspect term", "linear reading", "posterior reading", "oracle"]
+    if cfg.num_cues:
+        names[3:3] = ["additive cue reading", "cue pair reading"]
+        C = cfg.num_cues
+        pair_aspect = (world.cue_value[:, None] + world.cue_value[None, :]) % num_aspects  # [C, C]
+        off_diagonal = ~np.eye(C, dtype=bool)
+        # share of cue c's pairings that give aspect k: [C, num_aspects]
+        votes = np.stack([((pair_aspect == k) & off_diagonal).sum(1) for k in range(num_aspects)], 1) / (C - 1)
     scores: dict[str, list[np.ndarray]] = {k: [] for k in names}
     labels = []
     for line, p in zip(behaviors, oracle):
@@ -66,7 +82,14 @@ def main() -> None:
         scores[names[0]].append(rest)
         scores[names[1]].append(rest + strength * counts[world.aspect[cand]] / max(len(clicks), 1))
         scores[names[2]].append(rest + strength * posterior[world.aspect[cand]])
-        scores[names[3]].append(logit)
+        if cfg.num_cues:
+            cue_counts = np.bincount(world.cue[clicks], minlength=cfg.num_cues).astype(np.float64)
+            additive = cue_counts @ votes / max(len(clicks), 1)
+            top = np.argsort(-cue_counts, kind="stable")[:2]
+            scores["additive cue reading"].append(rest + strength * additive[world.aspect[cand]])
+            paired = world.aspect[cand] == pair_aspect[top[0], top[1]]
+            scores["cue pair reading"].append(rest + strength * paired)
+        scores["oracle"].append(logit)
     aucs = {k: 100 * oracle_auc(labels, v) for k, v in scores.items()}
     rows = [{"aspect term": k, "dev AUC": v, "oracle − this": aucs["oracle"] - v} for k, v in aucs.items()]
     print(f"world: {a.users} users, {a.news} news, seed {a.seed}, knobs {knobs or 'default'}")

@@ -16,7 +16,7 @@ def small(tmp_path, name, **knobs):
 
 def test_same_arguments_give_the_same_bytes_and_new_knobs_at_zero_change_nothing(tmp_path):
     a = small(tmp_path, "a")
-    b = small(tmp_path, "b", vague_news_fraction=0.0, num_segments=0, transition_scope="successor")
+    b = small(tmp_path, "b", vague_news_fraction=0.0, num_segments=0, transition_scope="successor", num_cues=0)
     for part in ("train/news.tsv", "train/behaviors.tsv", "dev/behaviors.tsv", "dev/oracle.tsv"):
         assert (a / part).read_bytes() == (b / part).read_bytes()
 
@@ -89,9 +89,42 @@ def test_popularity_sigma_concentrates_clicks(tmp_path):
     assert shares[1] > shares[0] + 0.1
 
 
+def test_cue_words_show_in_histories_and_only_their_pair_tells_the_aspect(tmp_path):
+    root = generate_mind(tmp_path / "c", num_users=600, num_news=400, seed=2, num_cues=6, num_aspects=3)
+    w = _World(SyntheticConfig(num_users=600, num_news=400, seed=2, num_cues=6, num_aspects=3))
+    news = read_news(root / "train" / "news.tsv").to_pydict()
+    for nid, title in zip(news["news_id"], news["title"]):
+        n = int(nid[1:]) - 1
+        words = title.lower().split()
+        assert [x for x in words if x.startswith("cue")] == [f"cue{w.cue[n]}"]
+        assert f"aspect{w.aspect[n]}" in words
+    # the aspect is the cue values' sum modulo the aspects: every cue is paired with every aspect
+    first, second = w.user_cues.T
+    assert (first != second).all()
+    assert (w.user_aspect == (w.cue_value[first] + w.cue_value[second]) % 3).all()
+    for c in range(6):
+        assert len(np.unique(w.user_aspect[(first == c) | (second == c)])) == 3
+    # first impressions' histories (the pre-period walk) favour the user's cues, not the aspect
+    b = read_behaviors(root / "train" / "behaviors.tsv").to_pydict()
+    seen, cue_share, aspect_share = set(), [], []
+    for user, hist in zip(b["user_id"], b["history"]):
+        u = int(user[1:]) - 1
+        if u in seen or not hist:
+            continue
+        seen.add(u)
+        clicks = np.array([int(x[1:]) - 1 for x in hist])
+        cue_share.append(np.isin(w.cue[clicks], w.user_cues[u]).mean())
+        aspect_share.append((w.aspect[clicks] == w.user_aspect[u]).mean())
+    assert np.mean(cue_share) > 0.6  # 2 of 6 cues by chance: 1/3
+    assert abs(np.mean(aspect_share) - 1 / 3) < 0.05
+
+
 @pytest.mark.parametrize(
     "knobs",
     [
+        {"num_cues": 1},
+        {"num_cues": 4, "num_aspects": 1},
+        {"cue_strength": -1.0},
         {"vague_news_fraction": 1.5},
         {"transition_scope": "both"},
         {"popularity_sigma": -1.0},

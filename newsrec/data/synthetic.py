@@ -21,6 +21,15 @@ which each model family has something real to find:
 * **aspect words**: every news title carries one of a few aspect words, and each user prefers
   one aspect: a word-level interest that only shows across the clicked news' words (FUM's
   fine-grained signal).
+* **cue words** (``num_cues`` ≥ 2; 0 = off): every title also carries one of ``num_cues`` cue
+  words, and each user has two of them; the user's histories favour news with either cue
+  (``cue_strength`` on the logit of the pre-period history walk, in place of the aspect term),
+  and the user's aspect is no longer drawn but *implied by the pair*: the two cues' values
+  (spread evenly over the aspects) summed modulo ``num_aspects``. Every cue is paired with every
+  aspect, so no clicked news tells anything about the aspect on its own: it shows only in
+  words of *different* clicked news read together — the relation across clicked news that FUM's
+  fine-grained user model is built to see (its paper's "Iron Man" + "Netflix movies" →
+  interest in Marvel films).
 * **vague news** (``vague_news_fraction``): news whose title and abstract hold only common
   words, with no entities and a generic category, clicked in histories but never shown as
   impression candidates (think of old click-bait): their topic shows only through who clicked
@@ -39,7 +48,9 @@ Every click in an impression is drawn with probability ``sigmoid(logit)`` where:
     logit = topic_strength      * log(θ_u[topic(n)] + 0.01)
           + transition_strength * [n == succ[c] (or n == pred[c]; or topic(n) == topic of
                                     either, per transition_scope) for a click c of the history]
-          + word_strength       * [aspect(n) == aspect(u)]
+          + word_strength       * [aspect(n) == aspect(u)]     (in a world with cue words, the
+                                    pre-period history walk has cue_strength * [cue(n) ∈ cues(u)]
+                                    here instead)
           + popularity_strength * log popularity(n)
           + segment_strength    * [segment(n) == segment(u)]      (with num_segments > 0)
           + bias
@@ -106,6 +117,8 @@ class SyntheticConfig:
     transition_strength: float = 3.0
     entity_strength: float = 1.0
     word_strength: float = 1.5
+    num_cues: int = 0
+    cue_strength: float = 3.0
     popularity_strength: float = 0.3
     popularity_sigma: float = 1.0
     chain_follow: float = 0.35
@@ -149,6 +162,10 @@ class SyntheticConfig:
             raise ValueError("transition_scope must be 'successor', 'neighbors' or 'topics'")
         if self.candidates_per_impression[0] < 2:
             raise ValueError("impressions need at least 2 candidates")
+        if self.num_cues and not (self.num_cues >= 2 and self.num_aspects >= 2):
+            raise ValueError("cue words need num_cues >= 2 and num_aspects >= 2 (or num_cues=0: off)")
+        if self.cue_strength < 0:
+            raise ValueError("cue_strength must be non-negative")
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -178,10 +195,12 @@ class _World:
             [f"t{t}w{k}" for t in range(T) for k in range(cfg.words_per_topic)]
             + [f"c{k}" for k in range(cfg.num_common_words)]
             + [f"aspect{k}" for k in range(cfg.num_aspects)]
+            + [f"cue{k}" for k in range(cfg.num_cues)]
         )
         self.topic_word0 = np.arange(T) * cfg.words_per_topic
         self.common0 = T * cfg.words_per_topic
         self.aspect0 = self.common0 + cfg.num_common_words
+        self.cue0 = self.aspect0 + cfg.num_aspects
         self.num_entities = T * cfg.entities_per_topic
         self.entity_names = [f"Q{1000 + e}" for e in range(self.num_entities)]
         self.entity_labels = [
@@ -225,6 +244,19 @@ class _World:
         U = cfg.num_users
         self.theta = rng.dirichlet(np.full(T, cfg.interest_concentration), size=U)
         self.user_aspect = rng.integers(0, cfg.num_aspects, size=U)
+        # cue words (own random stream: 0 cues leaves the world as it was): every title carries
+        # one; a user's two cue words show in their history, in different news, and their aspect
+        # is the sum of the two cues' values modulo num_aspects (values spread evenly over the
+        # aspects), so neither cue alone says anything about it
+        self.cue = self.user_cues = None
+        if cfg.num_cues > 0:
+            crng = np.random.default_rng([cfg.seed, 9])
+            self.cue = crng.integers(0, cfg.num_cues, size=N)
+            first = crng.integers(0, cfg.num_cues, size=U)
+            second = (first + crng.integers(1, cfg.num_cues, size=U)) % cfg.num_cues
+            self.user_cues = np.stack([first, second], axis=1)
+            self.cue_value = crng.permutation(np.arange(cfg.num_cues) % cfg.num_aspects)
+            self.user_aspect = self.cue_value[self.user_cues].sum(axis=1) % cfg.num_aspects
         # reader segments (own random stream: 0 segments leaves the world as it was)
         self.user_segment = self.news_segment = None
         if cfg.num_segments > 0:
@@ -264,17 +296,29 @@ class _World:
         return keys[np.minimum(np.searchsorted(keys, q), len(keys) - 1)] == q
 
     def logits(
-        self, users: np.ndarray, news: np.ndarray, follow: np.ndarray | None, with_bias: bool = True
+        self,
+        users: np.ndarray,
+        news: np.ndarray,
+        follow: np.ndarray | None,
+        with_bias: bool = True,
+        history: bool = False,
     ) -> np.ndarray:
+        """Click logits ``[A, C]`` of ``news[a, c]`` for ``users[a]``. In the pre-period
+        ``history`` walk of a world with cue words, the aspect term is replaced by the cue term
+        (``cue_strength`` for a news that carries one of the user's two cue words)."""
         cfg = self.cfg
         topic_part = np.log(self.theta[users[:, None], self.topic[news]] + 0.01)
         if follow is None:
             follow = np.zeros(news.shape, dtype=bool)
-        aspect = self.aspect[news] == self.user_aspect[users][:, None]
+        if history and self.cue is not None:
+            cues = self.user_cues[users]
+            word_part = cfg.cue_strength * ((self.cue[news] == cues[:, :1]) | (self.cue[news] == cues[:, 1:]))
+        else:
+            word_part = cfg.word_strength * (self.aspect[news] == self.user_aspect[users][:, None])
         out = (
             cfg.topic_strength * topic_part
             + cfg.transition_strength * follow
-            + cfg.word_strength * aspect
+            + word_part
             + cfg.popularity_strength * np.log(self.popularity[news])
         )
         if self.news_segment is not None:
@@ -313,6 +357,8 @@ def _write_news(path: Path, w: _World, rows: np.ndarray) -> None:
     is_common = rng.random((N, 2 * width)) < 0.35
     words = np.where(is_common, common, topic_words)
     aspect_pos = rng.integers(1, np.maximum(lt, 2))
+    if w.cue is not None:  # own random stream: a world without cue words keeps its bytes
+        cue_pos = aspect_pos + 1 + np.random.default_rng([cfg.seed, 10]).integers(0, np.maximum(lt - 1, 1))
     cats = [
         _CATEGORY_NAMES[c % len(_CATEGORY_NAMES)] + ("" if c < len(_CATEGORY_NAMES) else str(c))
         for c in range(cfg.num_categories)
@@ -327,6 +373,8 @@ def _write_news(path: Path, w: _World, rows: np.ndarray) -> None:
             words[n] = common[n]
         title_words = [w.words[x] for x in words[n, : lt[n]]]
         title_words[aspect_pos[n] % len(title_words)] = w.words[w.aspect0 + w.aspect[n]]
+        if w.cue is not None:  # anywhere but on the aspect word
+            title_words[cue_pos[n] % len(title_words)] = w.words[w.cue0 + w.cue[n]]
         lead = [w.entity_labels[e] for e in ents[:2]]
         title_words = lead + title_words
         title = " ".join(title_words).capitalize()
@@ -426,7 +474,7 @@ def generate_mind(
         if not len(act):
             break
         pool = w.sample_news((len(act), pool_size), allow_fresh=False)
-        lg = w.logits(act, pool, None)
+        lg = w.logits(act, pool, None, history=True)
         g = lg + rng.gumbel(size=lg.shape)
         choice = pool[np.arange(len(act)), g.argmax(1)]
         follow = (last[act] >= 0) & (rng.random(len(act)) < follow_p)
@@ -582,6 +630,8 @@ def _write_word_vectors(path: Path, w: _World) -> None:
     T, K = cfg.num_topics, cfg.words_per_topic
     vec[: T * K] += np.repeat(centres, K, axis=0)
     vec[w.aspect0 : w.aspect0 + cfg.num_aspects] += aspects
+    if cfg.num_cues:
+        vec[w.cue0 : w.cue0 + cfg.num_cues] += _topic_vectors(cfg.seed, 11, cfg.num_cues, cfg.word_dim)
     ent_topic = np.arange(w.num_entities) // cfg.entities_per_topic
     vec[len(w.words) :] += centres[ent_topic]
     vec *= 0.3
