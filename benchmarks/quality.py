@@ -3,9 +3,12 @@ oracle, over several seeds, with one planted signal switched on or off.
 
     python benchmarks/quality.py [--users 1500] [--news 1200] [--seeds 0 1 2] [--epochs 3]
         [--models popularity nrms glory fum] [--knob transition_strength=3 --knob ...]
-        [--size small|medium] [--accelerator cpu|gpu] [--json results.json]
+        [--size small|medium] [--accelerator cpu|gpu] [--lr_schedule constant|linear|model]
+        [--json results.json]
 
-Prints dev-split AUC / MRR / nDCG@10 means (± std over seeds). Small model sizes (CPU);
+Prints dev-split AUC / MRR / nDCG@10 means (± std over seeds). Small model sizes (CPU); every
+model trains with the same learning-rate schedule (``--lr_schedule``; constant by default —
+``model`` gives each model its own default, as the tables recorded before 2026-11-30 did);
 ``--json`` also writes every run's metrics, so runs made in parallel processes can be merged
 (``python benchmarks/quality.py --merge a.json b.json ...``).
 """
@@ -33,6 +36,13 @@ GLORY_SMALL = {"entity_heads": 4, "entity_head_dim": 16}
 FUM_SMALL = {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "fine_dim": 48}
 SAMPLED = dict(GLORY_SMALL, graph_edges="sampled")
 
+#: --lr_schedule: one schedule for every model, so that a comparison is not one of schedules
+SCHEDULES = {
+    "linear": {"lr_schedule": "linear", "warmup_fraction": 0.1},
+    "constant": {"lr_schedule": "constant", "warmup_fraction": 0.0},
+    "model": None,
+}
+
 MODEL_SPECS = {
     "nrms": ("NRMS", {}),
     "glory": ("GLORY", SAMPLED),
@@ -54,6 +64,12 @@ MODEL_SPECS = {
     "fum_no_subcategory_tokens": ("FUM", dict(FUM_SMALL, genres=["title", "category"])),
     "fum_mhsa": ("FUM", dict(FUM_SMALL, fine_encoder="mhsa")),
     "fum_concat": ("FUM", dict(FUM_SMALL, fusion="concat", fine_user_dim=16)),  # the official code's fusion
+    # news vectors without the official code's final ReLU (linear, as NRMS's)
+    "fum_linear_news": ("FUM", dict(FUM_SMALL, news_activation="none")),
+    "fum_no_fine_linear_news": (
+        "FUM",
+        {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "use_fine": False, "news_activation": "none"},
+    ),
 }
 
 
@@ -66,6 +82,7 @@ def train_and_evaluate(
     batch_size: int,
     size: str = "small",
     accelerator: str = "cpu",
+    schedule: dict | None = None,
 ) -> dict:
     import pytorch_lightning as pl
 
@@ -88,6 +105,7 @@ def train_and_evaluate(
         num_subcategories=dm.num_subcategories,
         lr=lr,
         **SIZES[size],
+        **(schedule or {}),
         **extra,
     )
     quiet = dict(
@@ -120,6 +138,7 @@ def run(
     workdir: Path,
     size: str = "small",
     accelerator: str = "cpu",
+    schedule: dict | None = None,
 ) -> dict[str, list[dict]]:
     from newsrec.data import generate_mind
 
@@ -130,7 +149,7 @@ def run(
         if not (root / "world.json").exists():  # written last
             generate_mind(root, num_users=users, num_news=news, seed=seed, **knobs)
         for m in models:
-            results[m].append(train_and_evaluate(root, m, seed, epochs, lr, batch_size, size, accelerator))
+            results[m].append(train_and_evaluate(root, m, seed, epochs, lr, batch_size, size, accelerator, schedule))
     return results
 
 
@@ -155,6 +174,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch_size", type=int, default=32)
+    ap.add_argument(
+        "--lr_schedule",
+        choices=["linear", "constant", "model"],
+        default="constant",
+        help="one learning-rate schedule for every model (constant; linear: 10%% warm-up, then "
+        "decay to 0), or 'model': each model's own default (NRMS and GLORY linear, FUM constant)",
+    )
     ap.add_argument("--models", nargs="+", default=["popularity", "nrms", "glory", "fum", "oracle"])
     ap.add_argument("--knob", action="append", default=[], help="SyntheticConfig field=value")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "newsrec-quality"))
@@ -167,11 +193,24 @@ def main() -> None:
         return merge(a.merge)
     os.environ.setdefault("NEWSREC_PROGRESS", "0")
     knobs = dict(parse_knob(kv) for kv in a.knob)
+    schedule = SCHEDULES[a.lr_schedule]
     results = run(
-        a.users, a.news, a.seeds, a.epochs, a.models, knobs, a.lr, a.batch_size, Path(a.workdir), a.size, a.accelerator
+        a.users,
+        a.news,
+        a.seeds,
+        a.epochs,
+        a.models,
+        knobs,
+        a.lr,
+        a.batch_size,
+        Path(a.workdir),
+        a.size,
+        a.accelerator,
+        schedule,
     )
     shown = dict(sorted(knobs.items())) or "default"  # one label per world, whatever the knob order
     world = f"{a.users} users, {a.news} news, knobs {shown}; {a.epochs} epochs, {a.size} models"
+    world += f", {a.lr_schedule} learning rate" if a.lr_schedule != "model" else ", each model's learning-rate schedule"
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"world": world, "machine": machine(), "results": results}, f)

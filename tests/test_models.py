@@ -166,6 +166,13 @@ def test_fum_users_are_cacheable_and_options_validated(dm):
         FUM(genres=("title", "body"))
     with pytest.raises(ValueError, match="use_fine"):
         FUM(use_fine=False, use_coarse=False)
+    with pytest.raises(ValueError, match="news_activation"):
+        FUM(news_activation="tanh")
+    # the official code's ReLU makes every news vector non-negative; "none" leaves it linear
+    with torch.no_grad():
+        assert (news >= 0).all()
+        linear = make("fum", dm, news_activation="none").eval()
+        assert (linear.encode_news(batch["news"]) < 0).any()
     for variant in ({"use_fine": False}, {"use_coarse": False}, {"genres": ("title",)}):
         m = FUM(
             num_words=dm.num_words,

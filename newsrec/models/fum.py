@@ -18,7 +18,8 @@ FUM_GENRES = ("title", "abstract", "category", "subcategory", "entity_text")
 class FUMNewsEncoder(nn.Module):
     """FUM's news encoder: title and abstract text encoders (MHSA + pooling, separate weights,
     shared word embedding), category and subcategory embeddings (→ Dense → dropout), an entity
-    encoder (MHSA + pooling), all concatenated → Dense(``dim``) → ReLU.
+    encoder (MHSA + pooling), all concatenated → Dense(``dim``) → ReLU (the official code;
+    ``activation="none"`` leaves the vector linear, as NRMS's and GLORY's news vectors are).
 
     Shapes: ``news`` dict of ``title [U, Lt]``, ``abstract [U, La]``, ``category [U]``,
     ``subcategory [U]``, ``entities [U, E]`` → ``[U, dim]``.
@@ -40,8 +41,11 @@ class FUMNewsEncoder(nn.Module):
         dim: int,
         views: tuple[str, ...],
         length_buckets: int | None = None,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
+        if activation not in ("relu", "none"):
+            raise ValueError(f"news_activation must be 'relu' or 'none', got {activation!r}")
         self.views = views
         size = 0
         if "title" in views:
@@ -74,7 +78,7 @@ class FUMNewsEncoder(nn.Module):
             )
             self.entity_pooling = AdditiveAttention(entity_heads * entity_head_dim, attention_hidden)
             size += entity_heads * entity_head_dim
-        self.output = nn.Sequential(nn.Linear(size, dim), nn.ReLU())
+        self.output = nn.Sequential(nn.Linear(size, dim), nn.ReLU() if activation == "relu" else nn.Identity())
 
     def forward(self, news: dict[str, Tensor]) -> Tensor:
         parts = []
@@ -117,6 +121,9 @@ class FUM(NewsRecModel):
         entity_heads, entity_head_dim: entity self-attention (5 × 40).
         news_views: what the news encoder reads (default: title, abstract, category,
             subcategory, entities).
+        news_activation: the news vector's activation, ``"relu"`` (the official code) or
+            ``"none"`` (linear, as NRMS's news vectors; see ``benchmarks/RESULTS.md`` for what
+            the ReLU costs on small models).
         genres: what the fine-grained model reads per clicked news, from
             :data:`FUM_GENRES` (default, as the official code: title, category, subcategory).
         fine_encoder: ``"fastformer"`` (default) or ``"mhsa"`` (standard self-attention, for the
@@ -145,6 +152,7 @@ class FUM(NewsRecModel):
         entity_heads: int = 5,
         entity_head_dim: int = 40,
         news_views: tuple[str, ...] = ("title", "abstract", "category", "subcategory", "entities"),
+        news_activation: str = "relu",
         genres: tuple[str, ...] = ("title", "category", "subcategory"),
         fine_encoder: str = "fastformer",
         fine_dim: int = 120,
@@ -205,6 +213,7 @@ class FUM(NewsRecModel):
             dim,
             news_views,
             length_buckets,
+            news_activation,
         )
         coarse_out = dim if (fusion == "sum" or not use_fine) else dim - fine_user_dim
         fine_out = dim if (fusion == "sum" or not use_coarse) else fine_user_dim
