@@ -34,6 +34,7 @@ SIZES = {"small": SMALL, "medium": dict(SMALL, num_heads=8, attention_hidden=64)
 
 GLORY_SMALL = {"entity_heads": 4, "entity_head_dim": 16}
 FUM_SMALL = {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "fine_dim": 48}
+FUM_NO_FINE = {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "use_fine": False}
 SAMPLED = dict(GLORY_SMALL, graph_edges="sampled")
 
 #: --lr_schedule: one schedule for every model, so that a comparison is not one of schedules
@@ -57,7 +58,7 @@ MODEL_SPECS = {
     "glory_no_entity_graph": ("GLORY", dict(SAMPLED, use_entity_graph=False)),
     "glory_no_graphs": ("GLORY", dict(GLORY_SMALL, use_news_graph=False, use_entity_graph=False)),
     "fum": ("FUM", FUM_SMALL),
-    "fum_no_fine": ("FUM", {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "use_fine": False}),
+    "fum_no_fine": ("FUM", FUM_NO_FINE),
     "fum_no_coarse": ("FUM", dict(FUM_SMALL, use_coarse=False)),
     "fum_no_title_tokens": ("FUM", dict(FUM_SMALL, genres=["category", "subcategory"])),
     "fum_no_category_tokens": ("FUM", dict(FUM_SMALL, genres=["title", "subcategory"])),
@@ -66,10 +67,7 @@ MODEL_SPECS = {
     "fum_concat": ("FUM", dict(FUM_SMALL, fusion="concat", fine_user_dim=16)),  # the official code's fusion
     # news vectors without the official code's final ReLU (linear, as NRMS's)
     "fum_linear_news": ("FUM", dict(FUM_SMALL, news_activation="none")),
-    "fum_no_fine_linear_news": (
-        "FUM",
-        {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "use_fine": False, "news_activation": "none"},
-    ),
+    "fum_no_fine_linear_news": ("FUM", dict(FUM_NO_FINE, news_activation="none")),
 }
 
 

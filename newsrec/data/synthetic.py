@@ -248,7 +248,7 @@ class _World:
         # one; a user's two cue words show in their history, in different news, and their aspect
         # is the sum of the two cues' values modulo num_aspects (values spread evenly over the
         # aspects), so neither cue alone says anything about it
-        self.cue = self.user_cues = None
+        self.cue = self.user_cues = self.cue_value = None
         if cfg.num_cues > 0:
             crng = np.random.default_rng([cfg.seed, 9])
             self.cue = crng.integers(0, cfg.num_cues, size=N)
