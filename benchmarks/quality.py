@@ -68,6 +68,7 @@ MODEL_SPECS = {
     # news vectors without the official code's final ReLU (linear, as NRMS's)
     "fum_linear_news": ("FUM", dict(FUM_SMALL, news_activation="none")),
     "fum_no_fine_linear_news": ("FUM", dict(FUM_NO_FINE, news_activation="none")),
+    "fum_no_coarse_linear_news": ("FUM", dict(FUM_SMALL, use_coarse=False, news_activation="none")),
 }
 
 
