@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU figures of benchmarks/RESULTS.md in one go (CUDA tests, encoders, Table 2 side by side
-# in float32 and bf16 autocast, GLORY on a world with MIND-like click skew). Run from the
+# in float32 and bf16 autocast, GLORY on a world with MIND-like click skew; `fum_quality`, not in
+# `all`: FUM against NRMS on the cue-word world with 20 epochs). Run from the
 # repository root on a machine with a CUDA device and newsrec's dependencies installed;
 # results are printed and, when $OUT is set, also written there.
 set -uo pipefail
@@ -24,4 +25,12 @@ fi
 if [[ $step == all || $step == skewed ]]; then
   $PY benchmarks/efficiency.py "${EFF[@]}" --knob popularity_sigma=2.0 \
     --models NRMS GLORY "GLORY (sampled edges)" "GLORY (approximate)" 2>&1 | tee "$OUT/efficiency_skewed.txt"
+fi
+if [[ $step == fum_quality ]]; then  # not in "all": #6's open claim, FUM against NRMS with more training
+  CUE=(--knob num_cues=10 --knob num_aspects=5 --knob topic_strength=0.5)
+  for ws in 4 0; do
+    $PY benchmarks/quality.py --accelerator gpu --users 3000 --news 1500 --epochs 20 --seeds 0 1 2 \
+      --models popularity nrms fum_linear_news fum oracle "${CUE[@]}" --knob word_strength=$ws \
+      --json "$OUT/fum_quality_ws$ws.json" 2>&1 | tail -9 | tee "$OUT/fum_quality_ws$ws.txt"
+  done
 fi
