@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from _models import SMALL, make
+from _models import SMALL, TINY_FUM, make
 
 from newsrec.data import MINDDataModule
 from newsrec.models import FUM, GLORY, NRMS
@@ -328,21 +328,8 @@ def test_fum_fine_grained_user_model_reads_words_across_clicked_news():
         mask = np.arange(history) < rng.integers(4, history + 1, (n, 1))  # padded histories
         return torch.as_tensor(clicks * mask), torch.as_tensor(mask), torch.as_tensor(value[first] ^ value[second])
 
-    model = FUM(
-        num_words=cues + 1 + filler,
-        use_coarse=False,
-        genres=("title",),
-        fine_dim=24,
-        fine_heads=3,
-        attention_hidden=16,
-        word_dim=16,
-        num_heads=2,
-        head_dim=8,
-        category_dim=4,
-        entity_heads=1,
-        entity_head_dim=4,
-        dropout=0.0,
-    )
+    sizes = dict(SMALL, **TINY_FUM, word_dim=16, attention_hidden=16, dropout=0.0)
+    model = FUM(num_words=cues + 1 + filler, use_coarse=False, genres=("title",), **dict(sizes, fine_dim=24))
     head = torch.nn.Linear(model.fine_proj.out_features, 2)
     news = {"title": torch.as_tensor(titles)}
     optimiser = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=3e-3)
