@@ -31,7 +31,8 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, table  # noqa: E402
 
-from newsrec.nn import AdditiveAttention, Fastformer, TextEncoder, UserEncoder  # noqa: E402
+from newsrec.models import FUM  # noqa: E402
+from newsrec.nn import TextEncoder, UserEncoder  # noqa: E402
 
 VOCAB, HISTORY, TITLE, WORD_DIM = 300, 30, 10, 50
 
@@ -83,24 +84,35 @@ class NRMSUser(nn.Module):
 
 
 class FUMFineUser(nn.Module):
-    """FUM's fine-grained user model: every clicked news' words concatenated into one sequence,
-    Fastformer, pooled per news and then over the clicks (as ``newsrec.models.FUM``)."""
+    """FUM's fine-grained user model, ``newsrec.models.FUM(use_coarse=False)`` itself: every
+    clicked news' words concatenated into one sequence, Fastformer, pooled per news and then over
+    the clicks (its news-level encoder stays unused). Each user's clicked news become rows of a
+    per-batch news table."""
 
-    def __init__(self, num_classes: int, dim: int = 48) -> None:
+    def __init__(self, num_classes: int) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(VOCAB + 1, WORD_DIM, padding_idx=0)
-        self.dropout = nn.Dropout(0.2)
-        self.input = nn.Linear(WORD_DIM, dim)
-        self.encoder = Fastformer(dim, 3, 1)
-        self.news_pooling = AdditiveAttention(dim, 32)
-        self.user_pooling = AdditiveAttention(dim, 32)
-        self.head = nn.Linear(dim, num_classes)
+        self.fum = FUM(
+            num_words=VOCAB + 1,
+            word_dim=WORD_DIM,
+            num_heads=4,
+            head_dim=16,
+            attention_hidden=32,
+            news_views=("title",),
+            use_coarse=False,
+            genres=("title",),
+            fine_dim=48,
+            fine_heads=3,
+            dropout=0.2,
+            pretrained_words=False,
+        )
+        self.head = nn.Linear(self.fum.dim, num_classes)
 
     def forward(self, words: Tensor) -> Tensor:
         B = len(words)
-        h = self.input(self.dropout(self.embedding(words))).reshape(B, HISTORY * TITLE, -1)
-        h = self.dropout(self.encoder(h)).reshape(B, HISTORY, TITLE, -1)
-        return self.head(self.user_pooling(self.news_pooling(h)))
+        history = torch.arange(B * HISTORY).reshape(B, HISTORY)
+        batch = {"history": history, "history_mask": torch.ones_like(history, dtype=torch.bool)}
+        batch["news"] = {"title": words.reshape(B * HISTORY, TITLE)}
+        return self.head(self.fum.encode_users(batch, None))
 
 
 class BagOfWords(nn.Module):

@@ -26,7 +26,7 @@ if [[ $step == all || $step == skewed ]]; then
   $PY benchmarks/efficiency.py "${EFF[@]}" --knob popularity_sigma=2.0 \
     --models NRMS GLORY "GLORY (sampled edges)" "GLORY (approximate)" 2>&1 | tee "$OUT/efficiency_skewed.txt"
 fi
-if [[ $step == fum_quality ]]; then  # not in "all": #6's open claim, FUM against NRMS with more training
+if [[ $step == fum_quality ]]; then  # not in "all": FUM against NRMS with more training, 3 seeds, ReLU'd FUM too
   CUE=(--knob num_cues=10 --knob num_aspects=5 --knob topic_strength=0.5)
   for ws in 4 0; do
     $PY benchmarks/quality.py --accelerator gpu --users 3000 --news 1500 --epochs 20 --seeds 0 1 2 \
