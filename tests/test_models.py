@@ -328,8 +328,8 @@ def test_fum_fine_grained_user_model_reads_words_across_clicked_news():
         mask = np.arange(history) < rng.integers(4, history + 1, (n, 1))  # padded histories
         return torch.as_tensor(clicks * mask), torch.as_tensor(mask), torch.as_tensor(value[first] ^ value[second])
 
-    sizes = dict(SMALL, **TINY_FUM, word_dim=16, attention_hidden=16, dropout=0.0)
-    model = FUM(num_words=cues + 1 + filler, use_coarse=False, genres=("title",), **dict(sizes, fine_dim=24))
+    sizes = {**SMALL, **TINY_FUM, "word_dim": 16, "attention_hidden": 16, "dropout": 0.0, "fine_dim": 24}
+    model = FUM(num_words=cues + 1 + filler, use_coarse=False, genres=("title",), **sizes)
     head = torch.nn.Linear(model.fine_proj.out_features, 2)
     news = {"title": torch.as_tensor(titles)}
     optimiser = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=3e-3)
