@@ -73,6 +73,10 @@ def build(name: str, dm, length_buckets: int | None = None):
         return GLORY(**sizes, graph_edges="sampled")
     if name == "GLORY (approximate)":
         return GLORY(**sizes, graph_edges="sampled", neighbor_cache_every=50)
+    if name == "GLORY (transitions)":  # beyond the paper: configs/glory_transitions_demo.yaml's additions
+        return GLORY(**sizes, graph_score=True, user_recency=True)
+    if name == "GLORY (sampled edges, transitions)":
+        return GLORY(**sizes, graph_edges="sampled", graph_score=True, user_recency=True)
     if name == "FUM":
         return FUM(**sizes)
     if name == "FUM (MHSA)":  # FUM's Figure 4: standard self-attention as the fine-grained encoder
@@ -80,7 +84,16 @@ def build(name: str, dm, length_buckets: int | None = None):
     raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
 
 
-MODELS = ["NRMS", "GLORY", "GLORY (sampled edges)", "GLORY (approximate)", "FUM", "FUM (MHSA)"]
+MODELS = [
+    "NRMS",
+    "GLORY",
+    "GLORY (sampled edges)",
+    "GLORY (approximate)",
+    "FUM",
+    "FUM (MHSA)",
+    "GLORY (transitions)",
+    "GLORY (sampled edges, transitions)",
+]
 
 
 def to(batch, device):

@@ -1,5 +1,6 @@
-"""Model quality on synthetic MIND worlds: popularity, NRMS, GLORY (and ablations), FUM and the
-oracle, over several seeds, with one planted signal switched on or off.
+"""Model quality on synthetic MIND worlds: popularity, the click graph's count baselines
+(``transition``, ``item_knn``), NRMS, GLORY (the paper's and the beyond-the-paper variants, and
+ablations), FUM and the oracle, over several seeds, with one planted signal switched on or off.
 
     python benchmarks/quality.py [--users 1500] [--news 1200] [--seeds 0 1 2] [--epochs 3]
         [--models popularity nrms glory fum] [--knob transition_strength=3 --knob ...]
@@ -54,6 +55,13 @@ MODEL_SPECS = {
     "glory_mean": ("GLORY", dict(SAMPLED, ggnn_edge_weights="mean")),
     "glory_undirected_mean": ("GLORY", dict(SAMPLED, graph_method="undir_seq", ggnn_edge_weights="mean")),
     "glory_approx": ("GLORY", dict(SAMPLED, neighbor_cache_every=20)),
+    # beyond the paper: candidate-aware click-graph score (c), recency in the user encoder (b)
+    "glory_graph_score": ("GLORY", dict(SAMPLED, graph_score=True)),
+    "glory_recency": ("GLORY", dict(SAMPLED, user_recency=True)),
+    "glory_transitions": ("GLORY", dict(SAMPLED, graph_score=True, user_recency=True)),
+    "glory_transitions_approx": ("GLORY", dict(SAMPLED, graph_score=True, user_recency=True, neighbor_cache_every=20)),
+    "glory_graph_score_approx": ("GLORY", dict(SAMPLED, graph_score=True, neighbor_cache_every=20)),
+    "glory_recency_approx": ("GLORY", dict(SAMPLED, user_recency=True, neighbor_cache_every=20)),
     "glory_no_news_graph": ("GLORY", dict(GLORY_SMALL, use_news_graph=False)),
     "glory_no_entity_graph": ("GLORY", dict(SAMPLED, use_entity_graph=False)),
     "glory_no_graphs": ("GLORY", dict(GLORY_SMALL, use_news_graph=False, use_entity_graph=False)),
@@ -86,12 +94,23 @@ def train_and_evaluate(
     import pytorch_lightning as pl
 
     import newsrec.models as models
-    from newsrec.baselines import evaluate_scores, popularity_scores, read_oracle
+    from newsrec.baselines import (
+        evaluate_scores,
+        item_knn_scores,
+        popularity_scores,
+        read_oracle,
+        transition_scores,
+    )
     from newsrec.data import MINDDataModule
 
     dm = MINDDataModule(str(root), batch_size=batch_size, eval_batch_size=256, seed=seed)
+    train, dev = dm.behaviors("train"), dm.behaviors("dev")
     if model == "popularity":
-        return evaluate_scores(dm.behaviors("dev"), popularity_scores(dm.behaviors("train"), len(dm.corpus)))
+        return evaluate_scores(dev, popularity_scores(train, len(dm.corpus)))
+    if model == "transition":
+        return evaluate_scores(dev, transition_scores(train, dev, len(dm.corpus)))
+    if model == "item_knn":
+        return evaluate_scores(dev, item_knn_scores(train, dev, len(dm.corpus)))
     if model == "oracle":
         return evaluate_scores(dm.behaviors("dev"), read_oracle(root / "dev" / "oracle.tsv"))
     cls_name, extra = MODEL_SPECS[model]
@@ -180,7 +199,11 @@ def main() -> None:
         help="one learning-rate schedule for every model (constant; linear: 10%% warm-up, then "
         "decay to 0), or 'model': each model's own default (NRMS and GLORY linear, FUM constant)",
     )
-    ap.add_argument("--models", nargs="+", default=["popularity", "nrms", "glory", "fum", "oracle"])
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        default=["popularity", "transition", "item_knn", "nrms", "glory", "glory_transitions", "fum", "oracle"],
+    )
     ap.add_argument("--knob", action="append", default=[], help="SyntheticConfig field=value")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "newsrec-quality"))
     ap.add_argument("--size", choices=sorted(SIZES), default="small", help="model sizes (small: 64-d news)")

@@ -1,4 +1,7 @@
-"""Non-neural reference points: popularity and the synthetic world's oracle."""
+"""Non-neural reference points: popularity, the click graph's own counts (``transition`` and
+``item_knn``) and the synthetic world's oracle. Any graph model is judged against the count
+baselines: simple neighbourhood methods are known to beat neural sequence models in
+session-based recommendation."""
 
 from __future__ import annotations
 
@@ -9,9 +12,18 @@ import numpy as np
 import torch
 
 from newsrec.data.behaviors import Behaviors
+from newsrec.graphs.news_graph import as_ragged
+from newsrec.graphs.transitions import PairTable, TransitionTable, recent_clicks
 from newsrec.metrics import ImpressionMetrics
 
-__all__ = ["popularity_scores", "evaluate_scores", "read_oracle"]
+__all__ = [
+    "popularity_scores",
+    "transition_scores",
+    "item_knn_scores",
+    "evaluate_scores",
+    "read_oracle",
+    "ItemKNN",
+]
 
 
 def popularity_scores(train: Behaviors, num_news: int) -> np.ndarray:
@@ -20,6 +32,110 @@ def popularity_scores(train: Behaviors, num_news: int) -> np.ndarray:
     clicks = np.bincount(train.candidates[train.labels == 1], minlength=num_news)
     clicks = clicks + np.bincount(train.history, minlength=num_news)
     return np.log1p(clicks.astype(np.float64))
+
+
+def _tie_break(train: Behaviors, num_news: int) -> np.ndarray:
+    """Popularity scaled into ``[0, 1e-6)``: breaks ties (candidates without any edge) only."""
+    pop = popularity_scores(train, num_news)
+    return 1e-6 * pop / (pop.max() + 1.0)
+
+
+def _score_recent(
+    behaviors: Behaviors,
+    pair_score,
+    recent: int,
+    decay: float,
+    tie_break: np.ndarray,
+    chunk: int = 4096,
+) -> list[np.ndarray]:
+    """``Σ_j decay^j · pair_score(h_j, c)`` over each impression's ``recent`` last clicks
+    ``h_0`` (the last), ``h_1``, …; per impression, candidates in file order."""
+    weights = decay ** np.arange(recent, dtype=np.float64)
+    out: list[np.ndarray] = []
+    for start in range(0, len(behaviors), chunk):
+        rows = np.arange(start, min(start + chunk, len(behaviors)))
+        hist, n = behaviors.histories(rows, recent)
+        hmask = np.arange(recent)[None, :] < n[:, None]
+        clicks, cmask = recent_clicks(hist, hmask, recent)
+        cands, _, mask = behaviors.impressions(rows)
+        s = pair_score(clicks[:, None, :], cands[:, :, None])  # [R, C, m]
+        s = (s * (cmask * weights)[:, None, :]).sum(-1) + tie_break[cands]
+        out.extend(row[m] for row, m in zip(s, mask))
+    return out
+
+
+def transition_scores(
+    train: Behaviors, behaviors: Behaviors, num_news: int, *, recent: int = 10, decay: float = 0.7
+) -> list[np.ndarray]:
+    r"""The click graph's own transition baseline: for a candidate :math:`c` and the user's
+    last clicks :math:`h_0` (most recent), :math:`h_1`, …,
+
+    .. math::
+        s(c) = \sum_{j < \text{recent}} \text{decay}^j \, \frac{n_{h_j \to c}}{n_{h_j \to \cdot}}
+
+    with :math:`n_{a \to b}` the number of times any training user clicked ``b`` right after
+    ``a`` (GLORY's ``dir_seq`` graph without self-loops). Ties (no edge at all) are broken by
+    popularity. Returns one score array per impression of ``behaviors`` (file order).
+    """
+    table = TransitionTable(train.user_sequences(), num_news)
+
+    def prob(h: np.ndarray, c: np.ndarray) -> np.ndarray:
+        count = table.counts.lookup(h, c)
+        total = np.broadcast_to(table.out_total[h], count.shape)
+        return np.divide(count, total, out=np.zeros_like(count), where=total > 0)
+
+    return _score_recent(behaviors, prob, recent, decay, _tie_break(train, num_news))
+
+
+class ItemKNN:
+    r"""Item-to-item co-click similarity, as the item-kNN baseline of session-based
+    recommendation: two news are similar when the same users click them close together,
+
+    .. math::
+        \operatorname{sim}(a, b) = \frac{\operatorname{co}(a, b)}{\sqrt{n_a\, n_b}}
+
+    with :math:`\operatorname{co}(a, b)` the number of times ``a`` and ``b`` were clicked within
+    ``window`` positions of each other in one user's sequence (either order) and :math:`n_a` the
+    number of clicks on ``a``.
+
+    Args:
+        sequences: training click sequences, one per user.
+        num_nodes: number of news.
+        window: largest position gap that counts as "close" (5).
+    """
+
+    def __init__(self, sequences, num_nodes: int, window: int = 5) -> None:
+        values, offsets = as_ragged(sequences)
+        lengths = np.diff(offsets)
+        owner = np.repeat(np.arange(len(lengths)), lengths)
+        end = offsets[1:][owner]  # one past each element's sequence end
+        src, dst = [], []
+        for d in range(1, window + 1):
+            p = np.flatnonzero(np.arange(len(values)) + d < end)
+            a, b = values[p], values[p + d]
+            keep = a != b
+            src += [a[keep], b[keep]]
+            dst += [b[keep], a[keep]]
+        src = np.concatenate(src) if src else np.zeros(0, np.int64)
+        dst = np.concatenate(dst) if dst else np.zeros(0, np.int64)
+        table = PairTable(src, dst, None, num_nodes)
+        occ = np.bincount(values, minlength=num_nodes).astype(np.float64)
+        a, b = table.keys // num_nodes, table.keys % num_nodes
+        table.values = table.values / np.sqrt(occ[a] * occ[b])
+        self.table = table
+
+    def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """float64 of the broadcast shape: ``sim(a, b)`` (0 for news never clicked close together)."""
+        return self.table.lookup(a, b)
+
+
+def item_knn_scores(
+    train: Behaviors, behaviors: Behaviors, num_news: int, *, recent: int = 10, decay: float = 0.7, window: int = 5
+) -> list[np.ndarray]:
+    """Item-kNN baseline: ``Σ_j decay^j · sim(h_j, c)`` over the user's ``recent`` last clicks
+    (:class:`ItemKNN`); ties broken by popularity. One score array per impression."""
+    knn = ItemKNN(train.user_sequences(), num_news, window)
+    return _score_recent(behaviors, knn.similarity, recent, decay, _tie_break(train, num_news))
 
 
 def evaluate_scores(behaviors: Behaviors, scores: list[np.ndarray] | np.ndarray) -> dict[str, float]:

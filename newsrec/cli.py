@@ -3,9 +3,9 @@
 ``newsrec fit | validate | test | predict --config configs/glory_demo.yaml`` train and evaluate
 (Lightning's CLI, see :mod:`newsrec.lightning_cli`). ``newsrec synth --out DIR`` writes a
 synthetic MIND world; ``newsrec prepare ROOT`` builds the cached corpus and behaviors;
-``newsrec baselines ROOT`` prints the popularity baseline and (for synthetic worlds) the oracle
-on the dev split; ``newsrec demo`` does all three on a small world. Errors in input files are
-reported as one line and a non-zero exit code (``--verbose`` shows the traceback).
+``newsrec baselines ROOT`` prints the popularity, click-transition and item-kNN baselines and
+(for synthetic worlds) the oracle on the dev split; ``newsrec demo`` does all three on a small
+world. Errors in input files are reported as one line and a non-zero exit code (``--verbose`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -43,7 +43,13 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def _baselines(args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    from newsrec.baselines import evaluate_scores, popularity_scores, read_oracle
+    from newsrec.baselines import (
+        evaluate_scores,
+        item_knn_scores,
+        popularity_scores,
+        read_oracle,
+        transition_scores,
+    )
     from newsrec.data.prepare import prepare
 
     data = prepare(args.root, show_progress=False)
@@ -51,6 +57,8 @@ def _baselines(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     if dev is None:
         raise SystemExit(f"{args.root} has no dev split to evaluate on")
     rows = {"popularity": evaluate_scores(dev, popularity_scores(train, len(corpus)))}
+    rows["transition"] = evaluate_scores(dev, transition_scores(train, dev, len(corpus)))
+    rows["item_knn"] = evaluate_scores(dev, item_knn_scores(train, dev, len(corpus)))
     oracle = Path(args.root) / "dev" / "oracle.tsv"
     if oracle.exists():
         rows["oracle"] = evaluate_scores(dev, read_oracle(oracle))
@@ -90,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root")
     p.add_argument("--missing", choices=["error", "drop"], default="error")
     p.set_defaults(func=_prepare)
-    p = sub.add_parser("baselines", help="popularity and oracle metrics on the dev split")
+    p = sub.add_parser("baselines", help="popularity, transition, item-kNN and oracle metrics on the dev split")
     p.add_argument("root")
     p.set_defaults(func=_baselines)
     p = sub.add_parser("demo", help="generate a small synthetic world (once) and evaluate baselines on it")

@@ -11,6 +11,8 @@ VARIANTS = {
     "nrms": (NRMS, {}),
     "glory": (GLORY, TINY_GLORY),
     "glory_sampled": (GLORY, dict(TINY_GLORY, graph_edges="sampled", ggnn_edge_weights=True)),
+    # beyond the paper: candidate-aware click-graph score + recency in the user encoder
+    "glory_transitions": (GLORY, dict(TINY_GLORY, graph_score=True, user_recency=True, graph_score_clicks=8)),
     "fum": (FUM, TINY_FUM),
     "fum_concat": (FUM, dict(TINY_FUM, fusion="concat", fine_user_dim=4)),
     "fum_mhsa": (FUM, dict(TINY_FUM, fine_encoder="mhsa", genres=("title", "abstract", "entity_text"))),
@@ -26,4 +28,8 @@ def make(name: str, dm, **kw):
         num_categories=dm.num_categories,
         num_subcategories=dm.num_subcategories,
     )
-    return cls(**sizes, **{**SMALL, **extra, **kw})
+    model = cls(**sizes, **{**SMALL, **extra, **kw})
+    recency = getattr(getattr(model, "user_encoder", None), "recency", None)
+    if recency is not None:  # zero-initialised: randomise so that invariant tests see the term
+        recency.weight.data.normal_()
+    return model

@@ -16,7 +16,7 @@ def test_synth_prepare_baselines(tmp_path, capsys):
     assert main(["prepare", str(root)]) == 0
     assert main(["baselines", str(root)]) == 0
     out = capsys.readouterr().out
-    assert "popularity" in out and "oracle" in out
+    assert all(name in out for name in ("popularity", "transition", "item_knn", "oracle"))
 
 
 def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys):
@@ -33,11 +33,13 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys):
         main(["prepare", str(root), "--verbose"])
 
 
-@pytest.mark.parametrize("model", ["NRMS", "GLORY", "FUM"])
+@pytest.mark.parametrize("model", ["NRMS", "GLORY", "GLORY_TRANSITIONS", "FUM"])
 def test_fit_and_predict_through_the_cli(tiny_world, tmp_path, model, capsys):
     init = {"word_dim": 50, "num_heads": 2, "head_dim": 8, "attention_hidden": 8}
-    if model == "GLORY":
+    if model.startswith("GLORY"):
         init |= {"entity_heads": 2, "entity_head_dim": 4, "num_graph_neighbors": 3}
+    if model == "GLORY_TRANSITIONS":  # the beyond-the-paper variant of configs/glory_transitions_demo.yaml
+        model, init = "GLORY", init | {"graph_score": True, "user_recency": True, "graph_score_clicks": 10}
     if model == "FUM":
         init |= {"category_dim": 8, "entity_heads": 2, "entity_head_dim": 4, "fine_dim": 6}
     config = {

@@ -9,7 +9,7 @@ from _models import SMALL, TINY_FUM, make
 from newsrec.data import MINDDataModule
 from newsrec.models import FUM, GLORY, NRMS
 
-MODELS = ["nrms", "glory", "glory_sampled", "fum", "fum_concat", "fum_mhsa"]
+MODELS = ["nrms", "glory", "glory_sampled", "glory_transitions", "fum", "fum_concat", "fum_mhsa"]
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,8 @@ def test_permuting_candidates_permutes_scores(dm, name):
         s = model(batch)
         perm = torch.randperm(batch["candidates"].shape[1])
         batch2 = dict(batch, candidates=batch["candidates"][:, perm], candidate_mask=batch["candidate_mask"][:, perm])
+        if "transition_features" in batch:  # per-candidate features move with their candidate
+            batch2["transition_features"] = batch["transition_features"][:, perm]
         torch.testing.assert_close(model(batch2), s[:, perm], atol=1e-5, rtol=1e-5)
 
 
@@ -68,7 +70,7 @@ def test_history_padding_never_changes_scores(tiny_world, name):
     torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["nrms", "glory", "fum"])
+@pytest.mark.parametrize("name", ["nrms", "glory", "glory_transitions", "fum"])
 def test_cached_evaluation_equals_plain_forward(dm, name, tmp_path):
     torch.manual_seed(0)
     model = make(name, dm)

@@ -10,6 +10,10 @@ A batch is a dict:
 - ``candidates [B, C]`` / ``candidate_mask [B, C]`` (indices into ``news``), ``labels [B, C]``
   (1 = clicked; in training the clicked news is column 0), ``user_index [B]`` (which history
   row each impression uses), ``impression_ids [B]`` and ``rows [B]`` (behaviors rows).
+- ``transition_features [B, C, m, 4]`` / ``transition_mask [B, m]`` when the model asks for
+  ``transitions = m``: the click-graph transition features between every candidate and the
+  impression's ``m`` most recent clicks (:meth:`TransitionTable.features`; in training, the
+  sample user's own clicks after the sample's history are left out of the counts).
 - GLORY adds ``subgraph``: a :class:`~torch_geometric.data.Batch` of the users' sampled
   subgraphs whose ``node_index [T]`` gives each node's position in ``news``.
 
@@ -51,12 +55,15 @@ class DataRequirements:
         entity_neighbors: M_e for the entity-graph neighbours of every news' entities (adds
             ``news["entity_neighbors"] [U, E, M_e]``), or ``None``.
         entity_graph: keyword arguments of the entity-graph build (``method``, ``self_loops``).
+        transitions: ``m``, the number of most recent clicks whose click-graph transitions to
+            every candidate the batch carries (``transition_features``), or ``None``.
     """
 
     news_fields: tuple[str, ...] = ("title",)
     news_graph: dict | None = None
     entity_neighbors: int | None = None
     entity_graph: dict | None = None
+    transitions: int | None = None
 
 
 class BatchBuilder:
@@ -69,11 +76,17 @@ class BatchBuilder:
         *,
         khop_sampler=None,
         entity_table: np.ndarray | None = None,
+        transition_table=None,
+        future_edges=None,
     ) -> None:
         self.fields = {f: np.asarray(corpus.arrays[f]) for f in requirements.news_fields}
         self.requirements = requirements
         self.khop_sampler = khop_sampler
         self.entity_table = entity_table  # [num_entities, M_e] neighbour ids, 0 = none
+        self.transition_table = transition_table  # TransitionTable, when requirements.transitions
+        self.future_edges = future_edges  # UserFutureEdges of the training users
+        if requirements.transitions is not None and transition_table is None:
+            raise ValueError("requirements.transitions needs a transition_table")
 
     def __call__(
         self,
@@ -85,8 +98,14 @@ class BatchBuilder:
         user_index: np.ndarray,
         impression_ids: np.ndarray,
         rows: np.ndarray,
+        users: np.ndarray | None = None,
+        history_lengths: np.ndarray | None = None,
     ) -> dict:
-        """All arrays hold corpus rows (0 = padding); returns the batch dict (module docstring)."""
+        """All arrays hold corpus rows (0 = padding); returns the batch dict (module docstring).
+
+        ``users`` / ``history_lengths`` (``[B]``, training only): the training user of each
+        sample and its full history length, so that transition features leave out the user's
+        own later clicks (see :class:`~newsrec.graphs.transitions.UserFutureEdges`)."""
         parts = [np.zeros(1, np.int64), history[history_mask], candidates[candidate_mask]]
         subgraph = None
         if self.khop_sampler is not None:
@@ -115,10 +134,30 @@ class BatchBuilder:
             "impression_ids": torch.from_numpy(impression_ids.astype(np.int64)),
             "rows": torch.from_numpy(rows.astype(np.int64)),
         }
+        if self.requirements.transitions is not None:
+            feats, tmask = self._transitions(history, history_mask, candidates, user_index, users, history_lengths)
+            batch["transition_features"] = torch.from_numpy(feats)
+            batch["transition_mask"] = torch.from_numpy(tmask)
         if subgraph is not None:
             subgraph.node_index = torch.from_numpy(local(subgraph.n_id.numpy()))
             batch["subgraph"] = subgraph
         return batch
+
+    def _transitions(self, history, history_mask, candidates, user_index, users, history_lengths):
+        from newsrec.graphs.transitions import recent_clicks
+
+        m = int(self.requirements.transitions)
+        recent, rmask = recent_clicks(history, history_mask, m)
+        recent, rmask = recent[user_index], rmask[user_index]  # per impression
+        cands = np.where(candidates >= 0, candidates, 0)
+        subtract = None
+        if self.future_edges is not None and users is not None:
+            last = recent[:, 0]
+            h, c = recent[:, None, :], cands[:, :, None]
+            fwd = self.future_edges.counts(users, history_lengths, last, h, c)
+            bwd = self.future_edges.counts(users, history_lengths, last, c, h)
+            subtract = (fwd, bwd)
+        return self.transition_table.features(recent, rmask, cands, subtract), rmask
 
 
 class EpochBatchSampler(Sampler):
@@ -198,6 +237,8 @@ class TrainDataset(Dataset):
             np.arange(len(idx)),
             self.behaviors.impression_ids[rows],
             rows,
+            users=self.behaviors.users[rows],
+            history_lengths=self.behaviors.history_lengths[rows],
         )
 
 

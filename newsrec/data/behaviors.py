@@ -230,9 +230,12 @@ class Behaviors:
         mask = np.arange(width)[None, :] < n[:, None]
         return cand, np.where(mask, lab - 2, 0), mask
 
-    def user_sequences(self) -> tuple[np.ndarray, np.ndarray]:
+    def user_sequences(self, return_users: bool = False):
         """One click sequence per user — the longest history among the user's impressions, as
-        (values, offsets). This is what the global news graph is built from by default."""
+        (values, offsets). This is what the global news graph is built from by default.
+
+        With ``return_users=True`` also returns int64 ``[S]``: the user index of each sequence
+        (sorted; every user with an impression)."""
         order = np.lexsort((self.history_lengths, self.users))
         last = np.ones(len(order), dtype=bool)
         last[:-1] = self.users[order][1:] != self.users[order][:-1]
@@ -243,6 +246,8 @@ class Behaviors:
         within = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         values = self.history[np.repeat(starts, lengths) + within] if total else np.zeros(0, np.int32)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        if return_users:
+            return values.astype(np.int64), offsets, self.users[rows].astype(np.int64)
         return values.astype(np.int64), offsets
 
     # -- persistence ---------------------------------------------------------------------------

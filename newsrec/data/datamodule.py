@@ -244,7 +244,33 @@ class MINDDataModule(pl.LightningDataModule):
         self._entity_table = None
         if entity_graph is not None:
             self._entity_table = EntityNeighborSampler(entity_graph, requirements.entity_neighbors).table.numpy()
-        self._builder = BatchBuilder(self.corpus, requirements, khop_sampler=sampler, entity_table=self._entity_table)
+        transitions = future = None
+        if requirements.transitions is not None:
+            transitions, future = self._transition_tables()
+        self._builder = BatchBuilder(
+            self.corpus,
+            requirements,
+            khop_sampler=sampler,
+            entity_table=self._entity_table,
+            transition_table=transitions,
+            future_edges=future,
+        )
+
+    def _transition_tables(self):
+        """The training click transitions (:class:`TransitionTable`) and each training user's own
+        transitions by position (:class:`UserFutureEdges`, indexed by the train split's user
+        index), built from the users' longest training histories."""
+        from newsrec.graphs.transitions import TransitionTable, UserFutureEdges
+
+        train = self.behaviors("train")
+        values, offsets, users = train.user_sequences(return_users=True)
+        n = len(self.corpus)
+        table = TransitionTable((values, offsets), n)
+        # sequences indexed by user: users without a training impression get an empty one
+        lengths = np.zeros(len(train.user_ids), np.int64)
+        lengths[users] = np.diff(offsets)
+        full = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        return table, UserFutureEdges((values, full), n)
 
     @property
     def builder(self) -> BatchBuilder:

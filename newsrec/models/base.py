@@ -34,7 +34,10 @@ class NewsRecModel(pl.LightningModule):
     - ``encode_users(batch, history_news) -> [B_u, d]``: one vector per distinct history of the
       batch, from ``history_news`` gathered by ``batch["history"]`` (GLORY also reads
       ``batch["subgraph"]``, FUM the history tokens);
-    - ``score(users [B, d], candidates [B, C, d]) -> [B, C]`` (dot product by default);
+    - ``score(users [B, d], candidates [B, C, d]) -> [B, C]`` (dot product by default), plus,
+      when the model sets :attr:`transition_scorer`, that module's term over the batch's
+      click-graph transition features (sparse look-ups done by the data side, so cached news
+      vectors still suffice for evaluation and serving);
     - ``data_requirements() -> DataRequirements``.
 
     The base class turns that into training (softmax cross-entropy over 1 clicked + K
@@ -80,6 +83,9 @@ class NewsRecModel(pl.LightningModule):
         self.val_metrics = ImpressionMetrics()
         self.test_metrics = ImpressionMetrics()
         self._cache: tuple[Tensor, Tensor] | None = None
+        #: optional :class:`~newsrec.nn.TransitionScorer` whose term is added to ``score``; it
+        #: reads ``batch["transition_features"]`` (ask for them with ``DataRequirements.transitions``)
+        self.transition_scorer: torch.nn.Module | None = None
 
     # -- protocol ---------------------------------------------------------------------------------
     def data_requirements(self) -> DataRequirements:
@@ -152,7 +158,12 @@ class NewsRecModel(pl.LightningModule):
                 cand_idx = inverse
         users = self.encode_users(batch, history_news)
         users = users.index_select(0, batch["user_index"])
-        return self.score(users, gather_rows(candidate_news, cand_idx))
+        scores = self.score(users, gather_rows(candidate_news, cand_idx))
+        if self.transition_scorer is not None:  # the click graph's candidate-aware term
+            scores = scores + self.transition_scorer(batch["transition_features"], batch["transition_mask"]).to(
+                scores.dtype
+            )
+        return scores
 
     # -- training -------------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:

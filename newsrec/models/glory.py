@@ -6,8 +6,16 @@ import torch
 from torch import Tensor, nn
 
 from newsrec.data.batching import DataRequirements
+from newsrec.graphs.transitions import NUM_TRANSITION_FEATURES
 from newsrec.models.base import NewsRecModel, gather_rows
-from newsrec.nn import EntityEncoder, GatedGraphEncoder, MultiViewCombiner, TextEncoder, UserEncoder
+from newsrec.nn import (
+    EntityEncoder,
+    GatedGraphEncoder,
+    MultiViewCombiner,
+    TextEncoder,
+    TransitionScorer,
+    UserEncoder,
+)
 
 __all__ = ["GLORY"]
 
@@ -64,6 +72,17 @@ class GLORY(NewsRecModel):
             nodes that are neither history nor candidate news take their vectors from a cache of
             every news, refreshed every ``N`` training steps, with no gradient through them
             (much cheaper when subgraphs are large).
+        graph_score: **beyond the paper** (opt-in): add a learned, candidate-aware click-graph
+            term to the score, :math:`s = \mathbf{u}^\top\mathbf{c} + g(u, c)`, a function of the
+            transition counts between the user's ``graph_score_clicks`` most recent clicks and the
+            candidate (:class:`~newsrec.nn.TransitionScorer`; sparse look-ups in the training
+            click graph, made by the data side; a candidate with no edge gets
+            :math:`g = 0`). The paper's score is the dot product alone.
+        graph_score_clicks: ``m``, recent clicks the term looks at (50 = the history length).
+        graph_score_hidden: hidden size of the term's MLP (16).
+        user_recency: **beyond the paper** (opt-in): a learned recency embedding added to each
+            clicked news before the user encoder (:class:`~newsrec.nn.UserEncoder`'s
+            ``recency_positions``), so the user vector can weigh the last clicks more.
         pretrained_words, pretrained_entities: initialise embeddings from GloVe / TransE.
         lr: 2e-4 (paper); other :class:`NewsRecModel` arguments as there.
     """
@@ -99,6 +118,10 @@ class GLORY(NewsRecModel):
         entity_graph_self_loops: bool = True,
         num_entity_neighbors: int = 10,
         neighbor_cache_every: int = 0,
+        graph_score: bool = False,
+        graph_score_clicks: int = 50,
+        graph_score_hidden: int = 16,
+        user_recency: bool = False,
         pretrained_words: bool = True,
         pretrained_entities: bool = True,
         freeze_words: bool = False,
@@ -152,7 +175,13 @@ class GLORY(NewsRecModel):
         )
         self.history_aggregator = MultiViewCombiner(dim, attention_hidden)
         self.candidate_aggregator = MultiViewCombiner(dim, attention_hidden)
-        self.user_encoder = UserEncoder(dim, num_heads, head_dim, attention_hidden)
+        self.user_encoder = UserEncoder(
+            dim, num_heads, head_dim, attention_hidden, recency_positions=graph_score_clicks if user_recency else 0
+        )
+        if graph_score_clicks < 1:
+            raise ValueError(f"graph_score_clicks must be >= 1, got {graph_score_clicks}")
+        if graph_score:
+            self.transition_scorer = TransitionScorer(NUM_TRANSITION_FEATURES, graph_score_clicks, graph_score_hidden)
         self.neighbor_cache_every = neighbor_cache_every
         self._neighbor_cache: Tensor | None = None
         self._neighbor_cache_step = -1
@@ -174,6 +203,7 @@ class GLORY(NewsRecModel):
             news_graph=news_graph,
             entity_neighbors=h.num_entity_neighbors if self.use_entity_graph else None,
             entity_graph={"method": h.entity_graph_method, "self_loops": h.entity_graph_self_loops},
+            transitions=h.graph_score_clicks if h.graph_score else None,
         )
 
     # -- approximate mode: cached neighbour vectors -------------------------------------------------

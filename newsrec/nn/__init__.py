@@ -5,6 +5,7 @@ from newsrec.nn.embedding import pretrained_embedding
 from newsrec.nn.fastformer import Fastformer, FastformerAttention, FastformerLayer
 from newsrec.nn.graph import GatedGraphEncoder, to_adjacency
 from newsrec.nn.news import EntityEncoder, MultiViewCombiner, TextEncoder
+from newsrec.nn.transition import TransitionScorer
 from newsrec.nn.user import UserEncoder
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "MultiHeadSelfAttention",
     "MultiViewCombiner",
     "TextEncoder",
+    "TransitionScorer",
     "UserEncoder",
     "masked_softmax",
     "pretrained_embedding",

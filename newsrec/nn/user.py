@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from newsrec.nn.attention import AdditiveAttention, MultiHeadSelfAttention
@@ -20,6 +21,10 @@ class UserEncoder(nn.Module):
         num_heads, head_dim: self-attention size (20 × 20).
         attention_hidden: pooling hidden size (200).
         dropout: dropout on the news vectors before the self-attention.
+        recency_positions: ``R > 0`` adds a learned embedding of each click's recency (0 = the
+            most recent click, clamped at ``R − 1``) to its news vector before the
+            self-attention, so the user vector can tell the last click from the first (beyond
+            the paper: NRMS's user encoder is order-free). 0 (default) = off.
 
     Shapes:
         - **news**: ``[B, H, dim]`` clicked news vectors (oldest first).
@@ -29,18 +34,36 @@ class UserEncoder(nn.Module):
     """
 
     def __init__(
-        self, dim: int, num_heads: int = 20, head_dim: int = 20, attention_hidden: int = 200, dropout: float = 0.0
+        self,
+        dim: int,
+        num_heads: int = 20,
+        head_dim: int = 20,
+        attention_hidden: int = 200,
+        dropout: float = 0.0,
+        recency_positions: int = 0,
     ) -> None:
         super().__init__()
+        self.recency = nn.Embedding(recency_positions, dim) if recency_positions > 0 else None
         self.dropout = nn.Dropout(dropout)
         self.attention = MultiHeadSelfAttention(dim, num_heads, head_dim)
         self.pooling = AdditiveAttention(num_heads * head_dim, attention_hidden)
         self.out_dim = num_heads * head_dim
+        if self.recency is not None:
+            nn.init.zeros_(self.recency.weight)  # starts as the order-free paper encoder
 
     def reset_parameters(self) -> None:
+        if self.recency is not None:
+            nn.init.zeros_(self.recency.weight)
         self.attention.reset_parameters()
         self.pooling.reset_parameters()
 
     def forward(self, news: Tensor, mask: Tensor | None = None) -> Tensor:
+        if self.recency is not None:
+            if mask is None:
+                mask = torch.ones(news.shape[:2], dtype=torch.bool, device=news.device)
+            n = mask.sum(1, keepdim=True)
+            pos = torch.arange(news.shape[1], device=news.device)[None, :]
+            age = (n - 1 - pos).clamp(0, self.recency.num_embeddings - 1)
+            news = news + self.recency(age) * mask.unsqueeze(-1).to(news.dtype)
         x = self.attention(self.dropout(news), mask)
         return self.pooling(x, mask)

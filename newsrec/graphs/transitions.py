@@ -1,0 +1,255 @@
+"""Sparse look-ups into the global click graph: transition counts between a user's recent clicks
+and candidate news, as features for a learned score term (GLORY's ``graph_score``) and for the
+count baselines of :mod:`newsrec.baselines`.
+
+Everything here is vectorised numpy: a table of ``(a, b) → value`` pairs is one sorted int64
+key array (``a * num_nodes + b``) searched with :func:`numpy.searchsorted`, so a batch of
+``R × C × m`` look-ups costs a few array operations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from newsrec.graphs.news_graph import aggregate_edges, as_ragged
+
+__all__ = [
+    "PairTable",
+    "TransitionTable",
+    "UserFutureEdges",
+    "recent_clicks",
+    "NUM_TRANSITION_FEATURES",
+]
+
+#: features per (candidate, recent click) pair, see :meth:`TransitionTable.features`
+NUM_TRANSITION_FEATURES = 4
+
+
+class PairTable:
+    """A sparse map ``(a, b) → value`` over node ids in ``[0, num_nodes)``; absent pairs are 0.
+
+    Args:
+        src, dst: int ``[E]`` pairs (repeats are summed).
+        values: float ``[E]`` (ones when ``None``).
+        num_nodes: size of the id space.
+    """
+
+    def __init__(self, src: np.ndarray, dst: np.ndarray, values: np.ndarray | None, num_nodes: int) -> None:
+        self.num_nodes = int(num_nodes)
+        src, dst = np.asarray(src, np.int64), np.asarray(dst, np.int64)
+        vals = np.ones(len(src)) if values is None else np.asarray(values, np.float64)
+        key = src * self.num_nodes + dst
+        self.keys, inverse = np.unique(key, return_inverse=True)
+        self.values = np.bincount(inverse.reshape(-1), weights=vals, minlength=len(self.keys))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def lookup(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """float64 array of ``a``'s broadcast shape with ``b``: the value of every pair (0 if absent)."""
+        a, b = np.broadcast_arrays(np.asarray(a, np.int64), np.asarray(b, np.int64))
+        key = (a * self.num_nodes + b).reshape(-1)
+        if not len(self.keys):
+            return np.zeros(a.shape)
+        pos = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
+        found = self.keys[pos] == key
+        return np.where(found, self.values[pos], 0.0).reshape(a.shape)
+
+
+def recent_clicks(history: np.ndarray, history_mask: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``m`` most recent clicks of padded histories, most recent first.
+
+    Args:
+        history: int ``[R, L]`` (oldest first, padded at the end).
+        history_mask: bool ``[R, L]``.
+        m: how many clicks to keep.
+
+    Returns:
+        ``(clicks int64 [R, m], mask bool [R, m])``: ``clicks[r, j]`` is the ``j``-th most recent
+        click (``j = 0`` the last one), 0 where ``mask`` is False.
+    """
+    n = history_mask.sum(1).astype(np.int64)
+    j = np.arange(m, dtype=np.int64)[None, :]
+    mask = j < n[:, None]
+    pos = np.where(mask, n[:, None] - 1 - j, 0)
+    width = history.shape[1]
+    if width == 0:
+        return np.zeros((len(history), m), np.int64), np.zeros((len(history), m), bool)
+    clicks = np.take_along_axis(history, np.minimum(pos, width - 1), axis=1)
+    return np.where(mask, clicks, 0).astype(np.int64), mask
+
+
+class TransitionTable:
+    r"""Directed click-transition counts of the global news graph (``dir_seq``, self-loops
+    dropped) with each news' outgoing and incoming totals.
+
+    For a recent click :math:`h` and a candidate :math:`c`, :meth:`features` gives
+
+    .. math::
+        \big[\log(1 + n_{h\to c}),\ n_{h\to c} / n_{h\to\cdot},\
+             \log(1 + n_{c\to h}),\ n_{c\to h} / n_{\cdot\to h}\big]
+
+    — how often readers went on from :math:`h` to :math:`c`, the share of :math:`h`'s onward
+    clicks that went to :math:`c`, and the same for :math:`c` coming just before :math:`h`. A news
+    without edges (a fresh article, a candidate nobody reached by a click) gets zeros.
+
+    Args:
+        sequences: training click sequences, one per user (any form :func:`as_ragged` takes).
+        num_nodes: number of news.
+    """
+
+    def __init__(self, sequences, num_nodes: int) -> None:
+        values, offsets = as_ragged(sequences)
+        src, dst = _consecutive_pairs(values, offsets)
+        edge_index, weight = aggregate_edges(src, dst, num_nodes, self_loops=False)
+        self.num_nodes = int(num_nodes)
+        self.counts = PairTable(edge_index[0], edge_index[1], weight, num_nodes)
+        self.out_total = np.bincount(edge_index[0], weights=weight, minlength=num_nodes)
+        self.in_total = np.bincount(edge_index[1], weights=weight, minlength=num_nodes)
+
+    @property
+    def num_edges(self) -> int:
+        return len(self.counts)
+
+    def features(
+        self,
+        recent: np.ndarray,
+        recent_mask: np.ndarray,
+        candidates: np.ndarray,
+        subtract: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Transition features of every (candidate, recent click) pair.
+
+        Args:
+            recent: int ``[R, m]`` recent clicks per row (most recent first, see
+                :func:`recent_clicks`).
+            recent_mask: bool ``[R, m]``.
+            candidates: int ``[R, C]``.
+            subtract: optional ``(forward [R, C, m], backward [R, C, m])`` counts to take off the
+                global counts first (a training sample's own future clicks, see
+                :class:`UserFutureEdges`).
+
+        Returns:
+            float32 ``[R, C, m, 4]`` (the class docstring's features), 0 at masked clicks.
+        """
+        h = recent[:, None, :]  # [R, 1, m]
+        c = candidates[:, :, None]  # [R, C, 1]
+        fwd = self.counts.lookup(h, c)  # [R, C, m]  h -> c
+        bwd = self.counts.lookup(c, h)  # c -> h
+        out_h = np.broadcast_to(self.out_total[h], fwd.shape)
+        in_h = np.broadcast_to(self.in_total[h], fwd.shape)
+        if subtract is not None:
+            fwd = np.maximum(fwd - subtract[0], 0.0)
+            bwd = np.maximum(bwd - subtract[1], 0.0)
+            out_h = np.maximum(out_h - subtract[0], 0.0)
+            in_h = np.maximum(in_h - subtract[1], 0.0)
+        feats = np.stack(
+            [
+                np.log1p(fwd),
+                np.divide(fwd, out_h, out=np.zeros_like(fwd), where=out_h > 0),
+                np.log1p(bwd),
+                np.divide(bwd, in_h, out=np.zeros_like(bwd), where=in_h > 0),
+            ],
+            axis=-1,
+        )
+        feats *= recent_mask[:, None, :, None]
+        return feats.astype(np.float32)
+
+
+def _consecutive_pairs(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(seq[k], seq[k + 1])`` for every k within each sequence."""
+    last = np.zeros(len(values), dtype=bool)
+    last[offsets[1:][np.diff(offsets) > 0] - 1] = True
+    pos = np.flatnonzero(~last)
+    return values[pos], values[pos + 1]
+
+
+class UserFutureEdges:
+    """Each user's own click transitions, by position, so that a training sample's features can
+    leave out the clicks its user made *after* the sample's history (they are in the global graph
+    because the graph is built from the users' longest histories, which include later training
+    clicks: counted in, they would tell the model the answer).
+
+    For a sample of user ``u`` whose history is the first ``n`` clicks of ``u``'s graph sequence,
+    the future transitions are ``seq[k] → seq[k + 1]`` for ``k ≥ n − 1`` (the first of them leads
+    from the last history click to the next click, often the sample's clicked candidate). A sample
+    whose history is not such a prefix (its last click differs from ``seq[n − 1]``) has none.
+
+    Args:
+        sequences: the same per-user sequences the :class:`TransitionTable` was built from
+            (sequence ``i`` = user ``i``).
+        num_nodes: number of news.
+    """
+
+    def __init__(self, sequences, num_nodes: int) -> None:
+        values, offsets = as_ragged(sequences)
+        self.values, self.offsets, self.num_nodes = values, offsets, int(num_nodes)
+        if (len(offsets) - 1) * float(num_nodes) ** 2 >= 2.0**63:
+            raise ValueError(
+                f"{len(offsets) - 1} users × {num_nodes}² news pairs overflow int64 keys: "
+                "build the table from fewer users"
+            )
+        lengths = np.diff(offsets)
+        owner = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+        last = np.zeros(len(values), dtype=bool)
+        last[offsets[1:][lengths > 0] - 1] = True
+        pos = np.flatnonzero(~last)
+        self.k = (pos - offsets[owner[pos]]).astype(np.int64)  # position of each edge in its sequence
+        self.user = owner[pos]
+        self.src, self.dst = values[pos], values[pos + 1]
+        # sort by (user, src, dst, k) so that a (user, src, dst) group is contiguous and ordered by k
+        order = np.lexsort((self.k, self.dst, self.src, self.user))
+        self.user, self.src, self.dst, self.k = self.user[order], self.src[order], self.dst[order], self.k[order]
+        self.group = (self.user * self.num_nodes + self.src) * self.num_nodes + self.dst
+
+    def counts(
+        self, users: np.ndarray, history_lengths: np.ndarray, last_clicks: np.ndarray, a: np.ndarray, b: np.ndarray
+    ) -> np.ndarray:
+        """Future-transition counts ``a → b`` of each row's user.
+
+        Args:
+            users: int ``[R]`` user (sequence) index of each row.
+            history_lengths: int ``[R]`` the row's full history length ``n``.
+            last_clicks: int ``[R]`` the row's last history click (checks the prefix assumption).
+            a, b: int arrays of shape ``[R, ...]`` (broadcast together).
+
+        Returns:
+            float64 of the broadcast shape: how many of the row user's transitions at positions
+            ``k ≥ n − 1`` go from ``a`` to ``b``.
+        """
+        a, b = np.broadcast_arrays(np.asarray(a, np.int64), np.asarray(b, np.int64))
+        shape = a.shape
+        users = np.asarray(users, np.int64)
+        n = np.asarray(history_lengths, np.int64)
+        seq_len = np.diff(self.offsets)[users]
+        prefix = (n >= 1) & (n <= seq_len)
+        if len(self.values):
+            at = np.minimum(self.offsets[users] + np.maximum(n - 1, 0), len(self.values) - 1)
+            prefix &= self.values[at] == np.asarray(last_clicks, np.int64)
+        if not len(self.group) or not prefix.any():
+            return np.zeros(shape)
+        u = np.broadcast_to(users.reshape((-1,) + (1,) * (a.ndim - 1)), shape)
+        start = np.broadcast_to((n - 1).reshape((-1,) + (1,) * (a.ndim - 1)), shape)
+        ok = np.broadcast_to(prefix.reshape((-1,) + (1,) * (a.ndim - 1)), shape)
+        key = ((u * self.num_nodes + a) * self.num_nodes + b).reshape(-1)
+        lo = np.searchsorted(self.group, key, side="left")
+        hi = np.searchsorted(self.group, key, side="right")
+        # within a group, k is sorted: count the entries with k >= start
+        total = hi - lo
+        has = total > 0
+        out = np.zeros(key.shape)
+        if has.any():
+            idx = np.flatnonzero(has)
+            # binary search for the first k >= start inside [lo, hi): vectorised bisection
+            left, right = lo[idx].copy(), hi[idx].copy()
+            target = start.reshape(-1)[idx]
+            while True:
+                active = left < right
+                if not active.any():
+                    break
+                mid = (left + right) // 2
+                go_right = active & (self.k[np.minimum(mid, len(self.k) - 1)] < target)
+                left = np.where(go_right, mid + 1, left)
+                right = np.where(active & ~go_right, mid, right)
+            out[idx] = hi[idx] - left
+        return np.where(ok.reshape(-1), out, 0.0).reshape(shape)
