@@ -1,5 +1,6 @@
 """Data-layer benchmark: synthetic world generation, parse + corpus + behaviors (MIND-small
-size), streaming a MIND-large-sized behaviors file, and impression metrics.
+size), streaming a MIND-large-sized behaviors file, impression metrics and beyond-accuracy
+metrics.
 
     python benchmarks/data.py [--quick] [--workdir /tmp/newsrec-bench]
 
@@ -112,6 +113,37 @@ def phase_metrics(num: int) -> None:
     )
 
 
+def phase_beyond(num: int, chunk: int = 8192) -> None:
+    """BeyondAccuracyMetrics over ``num`` impressions (~37 candidates, top-10, histories of up
+    to 50 clicks, 50k items with 64-d vectors), fed in evaluation-sized chunks."""
+    import numpy as np
+    import torch
+
+    from newsrec.metrics import BeyondAccuracyMetrics
+
+    rng = np.random.default_rng(0)
+    items, L, H = 50000, 70, 50
+    metric = BeyondAccuracyMetrics(
+        10,
+        item_categories=torch.from_numpy(rng.integers(0, 18, items)),
+        item_vectors=torch.from_numpy(rng.standard_normal((items, 64)).astype(np.float32)),
+        click_counts=torch.from_numpy(rng.integers(0, 100, items)),
+        catalogue_start=1,
+    )
+    sizes = rng.integers(5, L, num)
+    scores = torch.from_numpy(rng.standard_normal((num, L)))
+    mask = torch.from_numpy(np.arange(L)[None, :] < sizes[:, None])
+    cands = torch.from_numpy(rng.integers(1, items, (num, L)))
+    hist = torch.from_numpy(rng.integers(1, items, (num, H)))
+    hmask = torch.from_numpy(np.arange(H)[None, :] < rng.integers(0, H + 1, num)[:, None])
+    t = time.perf_counter()
+    for start in range(0, num, chunk):
+        sl = slice(start, start + chunk)
+        metric.update(scores[sl], mask[sl], cands[sl], hist[sl], hmask[sl])
+    out = metric.compute()
+    emit({"seconds": time.perf_counter() - t, "impressions": num, "ild": float(out["ild"])})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--phase")
@@ -131,6 +163,8 @@ def main() -> None:
         return phase_stream(root, work / "behaviors-large.tsv")
     if a.phase == "metrics":
         return phase_metrics(a.impressions)
+    if a.phase == "beyond":
+        return phase_beyond(a.impressions)
     users = news = 2000 if a.quick else 50000
     target_bytes = 20e6 if a.quick else 2.5e9  # MIND-large's behaviors.tsv is about 2.5 GB
     impressions = 5000 if a.quick else 100000
@@ -181,6 +215,14 @@ def main() -> None:
             "step": "torchmetrics RetrievalAUROC + RetrievalMRR, same input",
             "seconds": r["torchmetrics_seconds"],
             "ratio": f"{r['torchmetrics_seconds'] / r['seconds']:.1f}x slower",
+        }
+    )
+    r = run_phase(me, "beyond", "--impressions", str(impressions))
+    rows.append(
+        {
+            "step": f"BeyondAccuracyMetrics, top-10 ({impressions} impressions, histories ≤ 50)",
+            "seconds": r["seconds"],
+            "peak RSS GiB": r["peak_rss_gib"],
         }
     )
     print(f"machine: {machine()}")

@@ -38,6 +38,10 @@ FUM_SMALL = {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "fine
 FUM_NO_FINE = {"category_dim": 16, "entity_heads": 4, "entity_head_dim": 16, "use_fine": False}
 SAMPLED = dict(GLORY_SMALL, graph_edges="sampled")
 
+#: beyond-accuracy columns (top-10 of each impression; diversity in the mean-GloVe title space)
+BEYOND_COLUMNS = ("ild@10", "category_diversity@10", "personalisation@10", "novelty@10", "coverage@10", "gini@10")
+COLUMNS = ["model", "auc", "mrr", "ndcg@10", *BEYOND_COLUMNS, "train s"]
+
 #: --lr_schedule: one schedule for every model, so that a comparison is not one of schedules
 SCHEDULES = {
     "linear": {"lr_schedule": "linear", "warmup_fraction": 0.1},
@@ -102,17 +106,19 @@ def train_and_evaluate(
         transition_scores,
     )
     from newsrec.data import MINDDataModule
+    from newsrec.metrics import BeyondAccuracyMetrics
 
     dm = MINDDataModule(str(root), batch_size=batch_size, eval_batch_size=256, seed=seed)
     train, dev = dm.behaviors("train"), dm.behaviors("dev")
+    beyond = BeyondAccuracyMetrics(10, **dm.beyond_accuracy_inputs())
     if model == "popularity":
-        return evaluate_scores(dev, popularity_scores(train, len(dm.corpus)))
+        return evaluate_scores(dev, popularity_scores(train, len(dm.corpus)), beyond)
     if model == "transition":
-        return evaluate_scores(dev, transition_scores(train, dev, len(dm.corpus)))
+        return evaluate_scores(dev, transition_scores(train, dev, len(dm.corpus)), beyond)
     if model == "item_knn":
-        return evaluate_scores(dev, item_knn_scores(train, dev, len(dm.corpus)))
+        return evaluate_scores(dev, item_knn_scores(train, dev, len(dm.corpus)), beyond)
     if model == "oracle":
-        return evaluate_scores(dm.behaviors("dev"), read_oracle(root / "dev" / "oracle.tsv"))
+        return evaluate_scores(dev, read_oracle(root / "dev" / "oracle.tsv"), beyond)
     cls_name, extra = MODEL_SPECS[model]
     pl.seed_everything(seed, verbose=False)
     cls = getattr(models, cls_name)
@@ -138,6 +144,7 @@ def train_and_evaluate(
     t = time.perf_counter()
     trainer.fit(m, dm)
     seconds = time.perf_counter() - t
+    m.beyond_accuracy = "all"  # beyond-accuracy columns beside AUC (model-independent title space)
     out = pl.Trainer(**quiet).validate(m, dm, verbose=False)[0]
     res = {k.split("/", 1)[1]: v for k, v in out.items() if k.startswith("val/")}
     res["train_seconds"] = seconds
@@ -178,6 +185,9 @@ def summarise(results: dict[str, list[dict]]) -> list[dict]:
         for k in ("auc", "mrr", "ndcg@10"):
             vals = np.array([r[k] for r in runs]) * 100
             row[k] = f"{vals.mean():.2f} ± {vals.std():.2f}"
+        for k in BEYOND_COLUMNS:  # runs recorded before the beyond-accuracy metrics lack them
+            vals = [r[k] for r in runs if k in r]
+            row[k] = f"{np.mean(vals):.3f}" if vals else ""
         if "train_seconds" in runs[0]:
             row["train s"] = f"{np.mean([r['train_seconds'] for r in runs]):.0f}"
         rows.append(row)
@@ -238,7 +248,7 @@ def main() -> None:
             json.dump({"world": world, "machine": machine(), "results": results}, f)
     print(f"machine: {machine()}")
     print(f"world: {world}; seeds {a.seeds}")
-    print(table(summarise(results), ["model", "auc", "mrr", "ndcg@10", "train s"]))
+    print(table(summarise(results), COLUMNS))
 
 
 def merge(paths: list[str]) -> None:
@@ -255,7 +265,7 @@ def merge(paths: list[str]) -> None:
     for world, results in worlds.items():
         n = max(len(r) for r in results.values())
         print(f"\nworld: {world}; {n} seed(s)")
-        print(table(summarise(results), ["model", "auc", "mrr", "ndcg@10", "train s"]))
+        print(table(summarise(results), COLUMNS))
 
 
 if __name__ == "__main__":

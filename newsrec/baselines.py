@@ -14,7 +14,7 @@ import torch
 from newsrec.data.behaviors import Behaviors
 from newsrec.graphs.news_graph import as_ragged
 from newsrec.graphs.transitions import PairTable, TransitionTable, recent_clicks
-from newsrec.metrics import ImpressionMetrics
+from newsrec.metrics import BEYOND_ACCURACY_NAMES, BeyondAccuracyMetrics, ImpressionMetrics
 
 __all__ = [
     "popularity_scores",
@@ -138,9 +138,17 @@ def item_knn_scores(
     return _score_recent(behaviors, knn.similarity, recent, decay, _tie_break(train, num_news))
 
 
-def evaluate_scores(behaviors: Behaviors, scores: list[np.ndarray] | np.ndarray) -> dict[str, float]:
+def evaluate_scores(
+    behaviors: Behaviors,
+    scores: list[np.ndarray] | np.ndarray,
+    beyond: BeyondAccuracyMetrics | None = None,
+    history_length: int = 50,
+) -> dict[str, float]:
     """Impression metrics of per-candidate scores: either a per-news score array (looked up by
-    candidate) or a list of per-impression score arrays in file order."""
+    candidate) or a list of per-impression score arrays in file order. With ``beyond`` (a
+    :class:`BeyondAccuracyMetrics` over corpus rows) the beyond-accuracy values of the top-k
+    lists are added (``ild@k``, …; histories cut to the last ``history_length`` clicks, as the
+    models see them)."""
     if isinstance(scores, np.ndarray):
         flat = scores[behaviors.candidates]
     else:
@@ -152,7 +160,21 @@ def evaluate_scores(behaviors: Behaviors, scores: list[np.ndarray] | np.ndarray)
         torch.from_numpy(behaviors.labels.astype(np.int64)),
         torch.from_numpy(index),
     )
-    return {k: float(v) for k, v in m.compute().items()}
+    out = {k: float(v) for k, v in m.compute().items()}
+    if beyond is not None:
+        rows = np.arange(len(behaviors))
+        for start in range(0, len(rows), 4096):
+            r = rows[start : start + 4096]
+            cands, _, mask = behaviors.impressions(r)
+            hist, n = behaviors.histories(r, history_length)
+            hmask = np.arange(history_length)[None, :] < n[:, None]
+            lo, hi = behaviors.candidate_offsets[r[0]], behaviors.candidate_offsets[r[-1] + 1]
+            padded = np.zeros(mask.shape)
+            padded[mask] = flat[lo:hi]
+            beyond.update(*(torch.from_numpy(a) for a in (padded, mask, cands, hist, hmask)))
+        values = beyond.compute()
+        out |= {f"{k}@{beyond.k}": float(values[k]) for k in BEYOND_ACCURACY_NAMES}
+    return out
 
 
 def read_oracle(path: str | os.PathLike) -> list[np.ndarray]:

@@ -1,4 +1,5 @@
-"""Impression-level ranking metrics as MIND defines them, and the leaderboard file writer."""
+"""Impression-level ranking metrics as MIND defines them, beyond-accuracy metrics
+(:mod:`newsrec.beyond_accuracy`, re-exported here), and the leaderboard file writer."""
 
 from __future__ import annotations
 
@@ -11,6 +12,18 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from newsrec.beyond_accuracy import (
+    BEYOND_ACCURACY_NAMES,
+    BeyondAccuracyMetrics,
+    category_diversity,
+    category_personalisation,
+    coverage,
+    gini_index,
+    intra_list_diversity,
+    novelty,
+    serendipity,
+    top_k_lists,
+)
 from newsrec.utils import atomic_path, atomic_write
 
 __all__ = [
@@ -19,6 +32,16 @@ __all__ = [
     "flat_to_padded",
     "candidate_ranks",
     "write_prediction_file",
+    "BeyondAccuracyMetrics",
+    "BEYOND_ACCURACY_NAMES",
+    "intra_list_diversity",
+    "category_diversity",
+    "category_personalisation",
+    "novelty",
+    "serendipity",
+    "coverage",
+    "gini_index",
+    "top_k_lists",
 ]
 
 METRIC_NAMES = ("auc", "mrr", "ndcg@5", "ndcg@10")

@@ -6,6 +6,7 @@ import torch
 from _models import make
 
 from newsrec.data import MINDDataModule
+from newsrec.metrics import BEYOND_ACCURACY_NAMES
 
 
 def small_model(dm, name="nrms"):
@@ -18,6 +19,7 @@ def test_ddp_evaluation_equals_single_process(tiny_world, tmp_path, name):
     dm = MINDDataModule(str(tiny_world), batch_size=8, eval_batch_size=7)  # uneven shards on purpose
     torch.manual_seed(0)
     model = small_model(dm, name)
+    model.beyond_accuracy = "all"  # beyond-accuracy totals must be DDP-exact too
     common = dict(
         logger=False,
         enable_progress_bar=False,
@@ -28,7 +30,8 @@ def test_ddp_evaluation_equals_single_process(tiny_world, tmp_path, name):
     )
     single = pl.Trainer(devices=1, **common).validate(model, dm, verbose=False)[0]
     ddp = pl.Trainer(devices=2, strategy="ddp_spawn", **common).validate(model, dm, verbose=False)[0]
-    for k in ("val/auc", "val/mrr", "val/ndcg@5", "val/ndcg@10", "val/impressions"):
+    beyond = [f"val/{n}@10" for n in BEYOND_ACCURACY_NAMES]
+    for k in ("val/auc", "val/mrr", "val/ndcg@5", "val/ndcg@10", "val/impressions", *beyond):
         assert ddp[k] == pytest.approx(single[k], abs=1e-6), k
     assert single["val/impressions"] == len(dm.behaviors("dev"))
 

@@ -349,3 +349,36 @@ def test_fum_fine_grained_user_model_reads_words_across_clicked_news():
     with torch.no_grad():
         accuracy = (logits(hist, mask).argmax(-1) == label).float().mean().item()
     assert accuracy > 0.9, accuracy  # a vote of per-cue scores: at most ~0.67
+
+
+def test_beyond_accuracy_is_logged_in_test_and_off_in_validation_by_default(dm, tmp_path):
+    from newsrec.metrics import BEYOND_ACCURACY_NAMES, BeyondAccuracyMetrics
+
+    torch.manual_seed(0)
+    model = make("nrms", dm)
+    quiet = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    val = pl.Trainer(**quiet).validate(model, dm, verbose=False)[0]
+    assert not any(f"val/{n}@10" in val for n in BEYOND_ACCURACY_NAMES)
+    test = pl.Trainer(**quiet).test(model, dm, verbose=False)[0]
+    keys = [f"test/{n}@10" for n in BEYOND_ACCURACY_NAMES]
+    assert all(k in test and np.isfinite(test[k]) for k in keys)
+    # equal to the metric fed by hand with the plain forward's scores, on corpus rows
+    ref = BeyondAccuracyMetrics(10, **dm.beyond_accuracy_inputs())
+    model.eval()
+    with torch.no_grad():
+        for batch in dm.test_dataloader():
+            rows = batch["news_rows"]
+            hist = batch["history"][batch["user_index"]]
+            ref.update(
+                model(batch),
+                batch["candidate_mask"],
+                rows[batch["candidates"]],
+                rows[hist],
+                batch["history_mask"][batch["user_index"]],
+            )
+    want = ref.compute()
+    for n in BEYOND_ACCURACY_NAMES:
+        assert test[f"test/{n}@10"] == pytest.approx(float(want[n]), abs=1e-5), n
+    model.beyond_accuracy = "all"
+    val = pl.Trainer(**quiet).validate(model, dm, verbose=False)[0]
+    assert all(f"val/{n}@10" in val for n in BEYOND_ACCURACY_NAMES)

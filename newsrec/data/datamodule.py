@@ -191,6 +191,39 @@ class MINDDataModule(pl.LightningDataModule):
         self.entity_coverage = coverage
         return matrix
 
+    def beyond_accuracy_inputs(self, dim: int = 64) -> dict:
+        """What :class:`~newsrec.metrics.BeyondAccuracyMetrics` needs about every news (corpus
+        rows): ``item_categories [N]``, ``click_counts [N]`` (training impression clicks and
+        history clicks, as popularity counts them) and ``item_vectors [N, d]``, a
+        model-independent space so that models are comparable: the mean of the title's word
+        vectors from the GloVe file (``word_vectors``), or, without one, of fixed random word
+        vectors (seed 0, ``dim`` wide: cosines of bag-of-words under a random projection).
+        Cached on the datamodule."""
+        if getattr(self, "_beyond_inputs", None) is not None:
+            return self._beyond_inputs
+        corpus = self.corpus
+        words = self.word_vectors()
+        if words is None:
+            words = np.random.default_rng(0).standard_normal((len(corpus.vocab), dim)).astype(np.float32)
+        words = torch.as_tensor(np.asarray(words, dtype=np.float32))
+        titles = torch.from_numpy(np.asarray(corpus.arrays["title"]).astype(np.int64))
+        vectors = torch.zeros(len(corpus), words.shape[1])
+        for start in range(0, len(corpus), 4096):  # bounded memory: [chunk, L, d] at a time
+            t = titles[start : start + 4096]
+            m = (t > 0).unsqueeze(-1).float()
+            vectors[start : start + 4096] = (words[t] * m).sum(1) / m.sum(1).clamp_min(1)
+        train = self.behaviors("train")
+        clicks = np.bincount(train.candidates[train.labels == 1], minlength=len(corpus))
+        clicks = clicks + np.bincount(train.history, minlength=len(corpus))
+        self._beyond_inputs = {
+            "item_categories": torch.from_numpy(np.asarray(corpus.arrays["category"]).astype(np.int64)),
+            "item_vectors": vectors,
+            "click_counts": torch.from_numpy(clicks.astype(np.int64)),
+            "num_categories": len(corpus.category_vocab),
+            "catalogue_start": 1,
+        }
+        return self._beyond_inputs
+
     # -- graphs -------------------------------------------------------------------------------------
     def _graphs(self, corpus: NewsCorpus):
         """Build (or load) the graphs the requirements name; returns (news graph, entity graph)."""

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from newsrec.data.batching import DataRequirements
-from newsrec.metrics import ImpressionMetrics
+from newsrec.metrics import BEYOND_ACCURACY_NAMES, BeyondAccuracyMetrics, ImpressionMetrics
 
 __all__ = ["NewsRecModel", "gather_rows"]
 
@@ -55,6 +55,14 @@ class NewsRecModel(pl.LightningModule):
         weight_decay: Adam weight decay.
         gradient_check: stop with a clear error when the loss is not finite.
         news_batch_size: news per chunk in the encode-all-news pass.
+        beyond_accuracy: when to compute :class:`~newsrec.metrics.BeyondAccuracyMetrics` over
+            each impression's top-``beyond_accuracy_k``: ``"test"`` (default: in ``test`` only,
+            they cost an extra pass over the batch), ``"all"`` (also in validation) or ``"off"``.
+            Logged as ``{val,test}/ild@k``, ``category_diversity@k``, ``personalisation@k``,
+            ``novelty@k``, ``serendipity@k``, ``coverage@k`` and ``gini@k``; diversity and
+            serendipity are measured in the datamodule's model-independent space
+            (:meth:`MINDDataModule.beyond_accuracy_inputs`: mean GloVe title vectors).
+        beyond_accuracy_k: the list length ``k`` (10).
     """
 
     #: True when ``encode_history_news`` equals ``encode_news`` (computed once per batch).
@@ -74,8 +82,16 @@ class NewsRecModel(pl.LightningModule):
         weight_decay: float = 0.0,
         gradient_check: bool = True,
         news_batch_size: int = 1024,
+        beyond_accuracy: str = "test",
+        beyond_accuracy_k: int = 10,
     ) -> None:
         super().__init__()
+        if beyond_accuracy not in ("test", "all", "off"):
+            raise ValueError(f"beyond_accuracy must be 'test', 'all' or 'off', got {beyond_accuracy!r}")
+        if beyond_accuracy_k < 1:
+            raise ValueError(f"beyond_accuracy_k must be >= 1, got {beyond_accuracy_k}")
+        self.beyond_accuracy, self.beyond_accuracy_k = beyond_accuracy, beyond_accuracy_k
+        self._beyond: BeyondAccuracyMetrics | None = None
         if lr_schedule not in ("linear", "constant"):
             raise ValueError(f"lr_schedule must be 'linear' or 'constant', got {lr_schedule!r}")
         self.lr, self.warmup_fraction, self.lr_schedule = lr, warmup_fraction, lr_schedule
@@ -211,11 +227,23 @@ class NewsRecModel(pl.LightningModule):
             seed = int(os.environ.get("PL_GLOBAL_SEED", "0"))
             torch.manual_seed((seed * 1_000_003 + self.current_epoch) % (2**63))
 
+    def _build_beyond(self, stage: str) -> None:
+        """The beyond-accuracy metric for this evaluation, when ``beyond_accuracy`` asks for it
+        and the datamodule can describe its news (``beyond_accuracy_inputs``)."""
+        self._beyond = None
+        wanted = self.beyond_accuracy == "all" or (self.beyond_accuracy == "test" and stage == "test")
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if wanted and dm is not None and hasattr(dm, "beyond_accuracy_inputs"):
+            metric = BeyondAccuracyMetrics(self.beyond_accuracy_k, **dm.beyond_accuracy_inputs()).to(self.device)
+            object.__setattr__(self, "_beyond", metric)  # per evaluation, not a submodule of the model
+
     def on_validation_epoch_start(self) -> None:
         self._build_cache()
+        self._build_beyond("validate")
 
     def on_test_epoch_start(self) -> None:
         self._build_cache()
+        self._build_beyond("test")
 
     def on_predict_epoch_start(self) -> None:
         self._build_cache()
@@ -237,12 +265,23 @@ class NewsRecModel(pl.LightningModule):
             self.log(f"{prefix}/{name}", values[name].float(), prog_bar=name == "auc", sync_dist=False)
         self.log(f"{prefix}/impressions", values["impressions"].float())
         metrics.reset()
+        if self._beyond is not None:
+            beyond = self._beyond.compute()
+            for name in BEYOND_ACCURACY_NAMES:
+                self.log(f"{prefix}/{name}@{self.beyond_accuracy_k}", beyond[name].float(), sync_dist=False)
+            self._beyond = None
 
     def _eval_step(self, batch: dict, metrics: ImpressionMetrics) -> Tensor:
         scores = self(batch)
         labels = batch["labels"]
         mask = batch["candidate_mask"] & (labels >= 0)
         metrics.update(scores.double(), labels.clamp_min(0), mask=mask)
+        if self._beyond is not None:  # on corpus rows: lists of the candidates, histories of the users
+            rows = batch["news_rows"]
+            cmask = batch["candidate_mask"]
+            history = batch["history"].index_select(0, batch["user_index"])
+            hmask = batch["history_mask"].index_select(0, batch["user_index"])
+            self._beyond.update(scores, cmask, rows[batch["candidates"]], rows[history], hmask)
         return scores
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

@@ -171,6 +171,8 @@ class FUM(NewsRecModel):
         lr_schedule: str = "constant",
         weight_decay: float = 0.0,
         news_batch_size: int = 1024,
+        beyond_accuracy: str = "test",
+        beyond_accuracy_k: int = 10,
     ) -> None:
         super().__init__(
             lr=lr,
@@ -178,6 +180,8 @@ class FUM(NewsRecModel):
             lr_schedule=lr_schedule,
             weight_decay=weight_decay,
             news_batch_size=news_batch_size,
+            beyond_accuracy=beyond_accuracy,
+            beyond_accuracy_k=beyond_accuracy_k,
         )
         self.save_hyperparameters()
         genres, news_views = tuple(genres), tuple(news_views)

@@ -49,6 +49,8 @@ class NRMS(NewsRecModel):
         lr_schedule: str = "linear",
         weight_decay: float = 0.0,
         news_batch_size: int = 1024,
+        beyond_accuracy: str = "test",
+        beyond_accuracy_k: int = 10,
     ) -> None:
         super().__init__(
             lr=lr,
@@ -56,6 +58,8 @@ class NRMS(NewsRecModel):
             lr_schedule=lr_schedule,
             weight_decay=weight_decay,
             news_batch_size=news_batch_size,
+            beyond_accuracy=beyond_accuracy,
+            beyond_accuracy_k=beyond_accuracy_k,
         )
         self.save_hyperparameters()
         self.pretrained_words = pretrained_words
