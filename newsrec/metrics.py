@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from collections.abc import Iterable, Sequence
 
@@ -132,7 +133,8 @@ class ImpressionMetrics(Metric):
     padded batch (``update(preds, target, mask=mask)``, also spelt ``update_padded``). Every
     impression's candidates must arrive in one call (newsrec's evaluation always passes whole
     impressions). Impressions with no click or no non-click are skipped and counted in
-    ``skipped``. States are sums and counts, so DDP reduction is exact and cheap.
+    ``skipped``. States are sums and counts, so DDP reduction is exact and cheap. With no valid
+    impression at all, ``compute`` warns (``RuntimeWarning``) and returns NaN for the four values.
 
     Example::
 
@@ -185,6 +187,12 @@ class ImpressionMetrics(Metric):
         n = self.count.double().clamp_min(1)
         out = {name: getattr(self, f"sum_{name}") / n for name in METRIC_NAMES}
         if self.count == 0:
+            warnings.warn(
+                f"ImpressionMetrics: no impression with both a click and a non-click "
+                f"({int(self.skipped)} skipped): AUC, MRR and nDCG are NaN",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             out = {k: torch.tensor(float("nan"), dtype=torch.float64) for k in out}
         out["impressions"] = self.count.double()
         out["skipped"] = self.skipped.double()

@@ -128,3 +128,11 @@ def test_prediction_file(tmp_path):
     with zipfile.ZipFile(tmp_path / "prediction.zip") as zf:
         assert zf.namelist() == ["prediction.txt"]
         assert zf.read("prediction.txt") == b"1 [2,1]\n"
+
+
+def test_no_valid_impression_warns_and_gives_nan():
+    m = ImpressionMetrics()
+    m.update(torch.tensor([0.3, 0.1]), torch.tensor([1, 1]), torch.tensor([0, 0]))  # no non-click
+    with pytest.warns(RuntimeWarning, match="no impression"):
+        out = m.compute()
+    assert torch.isnan(out["auc"]) and out["skipped"] == 1

@@ -81,6 +81,10 @@ def test_read_behaviors_test_split_has_no_labels(tmp_path):
         ("3\tU3\t2019-11-12 13:00\t\tN1-1", "does not match"),
         ("3\tU3\t11/12/2019 1:00:00 PM\tN1-1", "expected 5"),
         ("3\t\t11/12/2019 1:00:00 PM\t\tN1-1", "empty user"),
+        # impossible dates, which strptime would roll over (11/31 -> 12/01, 02/30 -> 03/02)
+        ("3\tU3\t11/31/2019 8:55:22 AM\t\tN1-1", "not a real date"),
+        ("3\tU3\t02/30/2019 8:55:22 AM\t\tN1-1", "not a real date"),
+        ("99999999999999999999\tU3\t11/12/2019 1:00:00 PM\t\tN1-1", "64-bit"),
     ],
 )
 def test_read_behaviors_errors(tmp_path, row, words):
@@ -145,3 +149,9 @@ def test_synthetic_world_is_readable(tiny_world):
     assert b.num_rows > 0 and b.column("labels").null_count == 0
     keys, v = read_vectors(tiny_world / "train" / "entity_embedding.vec")
     assert v.shape[1] == 100
+
+
+def test_real_dates_at_month_ends_are_kept(tmp_path):
+    rows = "1\tU1\t02/29/2020 11:59:59 PM\t\tN1-1\n2\tU2\t12/31/2019 12:00:00 AM\t\tN1-0\n"
+    t = read_behaviors(write(tmp_path, "behaviors.tsv", rows))
+    assert [str(x) for x in t.column("time").to_pylist()] == ["2020-02-29 23:59:59", "2019-12-31 00:00:00"]

@@ -150,10 +150,30 @@ def _parse_behaviors_block(block: pa.RecordBatch, path: Path, first_line: int) -
     if not valid.all():
         row = int(np.argmin(valid))
         raise DataFormatError(path, first_line + row, f"impression id {ids[row].as_py()!r} is not an integer")
-    ints = pc.cast(pc.utf8_trim_whitespace(ids), pa.int64())
+    trimmed = pc.utf8_trim_whitespace(ids)
+    try:
+        ints = pc.cast(trimmed, pa.int64())
+    except pa.ArrowInvalid:  # out of int64's range: find the row (only long ids can overflow)
+        long_rows = np.flatnonzero(pc.greater_equal(pc.utf8_length(trimmed), 19).to_numpy(zero_copy_only=False))
+        row = next(int(r) for r in long_rows if not -(2**63) <= int(trimmed[int(r)].as_py()) < 2**63)
+        raise DataFormatError(
+            path, first_line + row, f"impression id {ids[row].as_py()!r} does not fit a 64-bit integer"
+        ) from None
     # time
     times = pc.strptime(block.column("time"), format=TIME_FORMAT, unit="s", error_is_null=True)
     bad = pc.is_null(times).to_numpy(zero_copy_only=False)
+    if not bad.any():  # strptime rolls impossible dates over (11/31 -> 12/01): check month and day
+        parts = pc.extract_regex(block.column("time"), r"^\s*(?P<m>[0-9]{1,2})/(?P<d>[0-9]{1,2})/")
+        month = pc.cast(pc.struct_field(parts, "m"), pa.int64()).to_numpy(zero_copy_only=False)
+        day = pc.cast(pc.struct_field(parts, "d"), pa.int64()).to_numpy(zero_copy_only=False)
+        rolled = (month != pc.month(times).to_numpy(zero_copy_only=False)) | (
+            day != pc.day(times).to_numpy(zero_copy_only=False)
+        )
+        if rolled.any():
+            row = int(np.argmax(rolled))
+            raise DataFormatError(
+                path, first_line + row, f"time {block.column('time')[row].as_py()!r} is not a real date"
+            )
     if bad.any():
         row = int(np.argmax(bad))
         raise DataFormatError(
