@@ -33,10 +33,12 @@ def _synth(args: argparse.Namespace) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    from newsrec.data.prepare import prepare
+    from newsrec.data.prepare import missing_vector_notes, prepare
 
     out = prepare(args.root, missing=args.missing)
     print(out["corpus"])
+    for note in missing_vector_notes(args.root):
+        print(f"note: {note}")
     for split, b in out.items():
         if split != "corpus":
             print(f"{split}: {len(b)} impressions, {len(b.user_ids)} users, {len(b.history)} history clicks")

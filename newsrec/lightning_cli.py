@@ -65,6 +65,15 @@ class NewsRecCLI(LightningCLI):
         path = self.config[self.subcommand].get("prediction_file", "prediction.zip")
         self.trainer.callbacks.append(PredictionFileWriter(path))
 
+    def before_test(self) -> None:
+        """Say which split ``test`` evaluates when it is not ``test/`` (the default is dev)."""
+        dm = self.datamodule
+        split = getattr(dm, "splits", {}).get("test")
+        if split is not None and split != "test" and self.trainer.is_global_zero:
+            has_test = (Path(dm.root) / "test" / "behaviors.tsv").exists()
+            hint = "pass --data.test_split test to use it" if has_test else f"{dm.root} has no test/ split"
+            print(f"newsrec test: evaluating the {split!r} split (data.test_split; {hint})")
+
     def after_fit(self) -> None:
         ckpt = "best" if self.trainer.checkpoint_callback and self.trainer.checkpoint_callback.best_model_path else None
         if self.trainer.limit_val_batches == 0:

@@ -99,3 +99,39 @@ def test_fit_on_bad_data_is_one_line(tmp_path, capsys):
     assert main(["fit", "--config", str(cfg)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("newsrec: error:") and "behaviors.tsv, line 1" in err[-1] and "0 or 1" in err[-1]
+
+
+def test_missing_vector_files_are_named_in_prepare_and_fit(tiny_world, tmp_path, capsys):
+    import shutil
+    import warnings
+
+    from newsrec.data import MINDDataModule
+
+    root = tmp_path / "w"
+    shutil.copytree(tiny_world, root, ignore=shutil.ignore_patterns("processed"))
+    (root / "word_vectors.txt").unlink()
+    for split in ("train", "dev"):
+        (root / split / "entity_embedding.vec").unlink()
+    assert main(["prepare", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "word_vectors.txt: word embeddings start random" in out and "entity embeddings start random" in out
+    dm = MINDDataModule(str(root))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert dm.word_vectors() is None and dm.entity_vectors() is None
+    notes = [str(w.message) for w in caught if "start random" in str(w.message)]
+    assert len(notes) == 2  # once per datamodule, both files named
+
+
+def test_test_says_which_split_it_evaluates(tiny_world, tmp_path, capsys):
+    init = {"word_dim": 50, "num_heads": 2, "head_dim": 8, "attention_hidden": 8}
+    config = {
+        "model": {"class_path": "newsrec.models.NRMS", "init_args": init},
+        "data": {"root": str(tiny_world), "eval_batch_size": 64},
+        "trainer": {"logger": False, "enable_progress_bar": False, "default_root_dir": str(tmp_path)},
+    }
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    assert main(["test", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "evaluating the 'dev' split" in out and "has no test/ split" in out

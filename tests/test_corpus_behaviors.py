@@ -85,6 +85,24 @@ def test_malformed_entity_json_names_file_and_line(tmp_path):
     assert e.value.line == 2 and "entity JSON" in str(e.value)
 
 
+@pytest.mark.parametrize(
+    "entity, words",
+    [
+        ('{"WikidataId": null, "Confidence": 1.0}', "WikidataId"),
+        ('{"WikidataId": ["Q1"], "Confidence": 1.0}', "WikidataId"),
+        ('{"WikidataId": "Q1", "Confidence": NaN}', "Confidence"),
+        ('{"WikidataId": "Q1", "Confidence": "high"}', "Confidence"),
+        ('{"WikidataId": "Q1", "OccurrenceOffsets": [-3]}', "OccurrenceOffsets"),
+        ('{"WikidataId": "Q1", "Label": 5}', "Label"),
+    ],
+)
+def test_entity_fields_of_the_wrong_type_name_file_and_line(tmp_path, entity, words):
+    (tmp_path / "n.tsv").write_text(f"N1\ta\tb\tt\tx\tu\t[]\t[]\nN2\ta\tb\tt\tx\tu\t[{entity}]\t[]\n")
+    with pytest.raises(DataFormatError) as e:
+        NewsCorpus.from_files([tmp_path / "n.tsv"])
+    assert e.value.line == 2 and "n.tsv" in str(e.value) and words in str(e.value)
+
+
 def test_word_and_entity_vectors(corpus, tmp_path):
     (tmp_path / "g.txt").write_text("tiger 1 2\nwoods 3 4\nunrelated 5 6\n")
     m, cov = load_word_vectors(corpus.vocab, tmp_path / "g.txt")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -62,19 +63,24 @@ def parse_entities(text: str, source_rank: int = 0) -> list[tuple[float, int, in
     if not isinstance(items, list):
         raise ValueError("entity field is not a JSON list")
     out = []
-    for it in items:
+    for k, it in enumerate(items):
         if not isinstance(it, dict) or "WikidataId" not in it:
-            raise ValueError("entity without a WikidataId")
+            raise ValueError(f"entity {k} has no WikidataId")
+        wid = it["WikidataId"]
+        if not isinstance(wid, str) or not wid:
+            raise ValueError(f"entity {k}: WikidataId must be a non-empty string, got {wid!r}")
+        conf = it.get("Confidence", 0.0)
+        if isinstance(conf, bool) or not isinstance(conf, (int, float)) or not math.isfinite(conf):
+            raise ValueError(f"entity {k} ({wid}): Confidence must be a finite number, got {conf!r}")
         offsets = it.get("OccurrenceOffsets") or [0]
-        out.append(
-            (
-                -float(it.get("Confidence", 0.0)),
-                source_rank,
-                int(min(offsets)),
-                str(it["WikidataId"]),
-                str(it.get("Label", "")),
-            )
-        )
+        if not isinstance(offsets, list) or not all(
+            isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets
+        ):
+            raise ValueError(f"entity {k} ({wid}): OccurrenceOffsets must be a list of offsets >= 0, got {offsets!r}")
+        label = it.get("Label", "")
+        if not isinstance(label, str):
+            raise ValueError(f"entity {k} ({wid}): Label must be a string, got {label!r}")
+        out.append((-float(conf), source_rank, int(min(offsets)), wid, label))
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -165,7 +166,10 @@ class MINDDataModule(pl.LightningDataModule):
 
     def word_vectors(self) -> np.ndarray | None:
         """The GloVe-initialised word matrix ``[num_words, dim]`` (or ``None`` without a file)."""
-        if self.word_vectors_file is None or not (self.root / self.word_vectors_file).exists():
+        if self.word_vectors_file is None:
+            return None
+        if not (self.root / self.word_vectors_file).exists():
+            self._note_missing_vectors()
             return None
         path = self.root / self.word_vectors_file
         cache = ArrayCache(self.root / "processed")
@@ -181,11 +185,22 @@ class MINDDataModule(pl.LightningDataModule):
         self.word_coverage = coverage
         return matrix
 
+    def _note_missing_vectors(self) -> None:
+        """Warn once per datamodule about pretrained-vector files the root lacks."""
+        if getattr(self, "_vectors_noted", False):
+            return
+        self._vectors_noted = True
+        from newsrec.data.prepare import missing_vector_notes
+
+        for note in missing_vector_notes(self.root, self.word_vectors_file):
+            warnings.warn(note, UserWarning, stacklevel=3)
+
     def entity_vectors(self) -> np.ndarray | None:
         """The TransE entity matrix ``[num_entity_ids, dim]`` from the splits' ``.vec`` files."""
         files = [self.root / s / "entity_embedding.vec" for s in split_files(self.root)]
         files = [f for f in files if f.exists()]
         if not files:
+            self._note_missing_vectors()
             return None
         matrix, coverage = load_entity_vectors(self.corpus.entity_vocab.stoi, files)
         self.entity_coverage = coverage

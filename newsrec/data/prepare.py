@@ -10,7 +10,7 @@ from newsrec.data.behaviors import Behaviors
 from newsrec.data.cache import ArrayCache, cache_key, file_fingerprint
 from newsrec.data.corpus import CorpusConfig, NewsCorpus
 
-__all__ = ["SPLITS", "split_files", "load_corpus", "load_behaviors", "prepare"]
+__all__ = ["SPLITS", "split_files", "load_corpus", "load_behaviors", "prepare", "missing_vector_notes"]
 
 SPLITS = ("train", "dev", "test")
 
@@ -92,3 +92,19 @@ def prepare(
     for split in split_files(root):
         out[split] = load_behaviors(root, split, corpus, missing=missing, show_progress=show_progress)
     return out
+
+
+def missing_vector_notes(root: str | os.PathLike, word_vectors: str | None = "word_vectors.txt") -> list[str]:
+    """One sentence per pretrained-vector file a root lacks, saying what happens without it
+    (the models then start those embeddings from random values)."""
+    root = Path(root)
+    notes = []
+    if word_vectors is not None and not (root / word_vectors).exists():
+        notes.append(
+            f"no {root / word_vectors}: word embeddings start random (place GloVe there, "
+            "e.g. glove.840B.300d.txt, or set data.word_vectors)"
+        )
+    splits = split_files(root)
+    if splits and not any((d / "entity_embedding.vec").exists() for d in splits.values()):
+        notes.append(f"no entity_embedding.vec in any split of {root}: entity embeddings start random")
+    return notes
