@@ -155,3 +155,18 @@ def test_real_dates_at_month_ends_are_kept(tmp_path):
     rows = "1\tU1\t02/29/2020 11:59:59 PM\t\tN1-1\n2\tU2\t12/31/2019 12:00:00 AM\t\tN1-0\n"
     t = read_behaviors(write(tmp_path, "behaviors.tsv", rows))
     assert [str(x) for x in t.column("time").to_pylist()] == ["2020-02-29 23:59:59", "2019-12-31 00:00:00"]
+
+
+def test_labelled_then_unlabelled_rows_across_blocks_are_an_error(tmp_path):
+    def row(i, labelled):
+        return f"{i}\tU{i}\t11/12/2019 9:00:00 AM\tN1\t" + (f"N{i}-1 N{i + 1}-0" if labelled else f"N{i} N{i + 1}")
+
+    every = write(tmp_path, "all.tsv", "\n".join(row(i, True) for i in range(1, 600)) + "\n")
+    first_block = next(iter_behaviors(every, block_size=1 << 12)).num_rows  # rows of block 1
+    # unlabelled rows from the first line of the second block on: no block is mixed
+    lines = [row(i, i <= first_block) for i in range(1, 600)]
+    p = write(tmp_path, "b.tsv", "\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError) as e:
+        list(iter_behaviors(p, block_size=1 << 12))
+    assert "have no labels while earlier lines do" in str(e.value) and "b.tsv" in str(e.value)
+    assert e.value.line == first_block + 1

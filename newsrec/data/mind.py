@@ -253,6 +253,7 @@ def iter_behaviors(
         return
     read, parse, convert = _csv_options(BEHAVIORS_COLUMNS, block_size)
     line = 1
+    labelled: bool | None = None
     try:
         reader = pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
     except (pa.ArrowInvalid, UnicodeDecodeError) as e:
@@ -269,6 +270,18 @@ def iter_behaviors(
             except (pa.ArrowInvalid, UnicodeDecodeError) as e:
                 raise _locate_bad_line(path, len(BEHAVIORS_COLUMNS), e) from None
             table = _parse_behaviors_block(block, path, line)
+            if table.num_rows:  # labelled or not holds for the whole file, across blocks too
+                block_labelled = table.column("labels").null_count == 0
+                if labelled is None:
+                    labelled = block_labelled
+                elif block_labelled != labelled:
+                    state = "have labels" if block_labelled else "have no labels"
+                    raise DataFormatError(
+                        path,
+                        line,
+                        f"impression tokens {state} while earlier lines {'do not' if block_labelled else 'do'}: "
+                        "a file is either labelled (train/dev) or unlabelled (test) throughout",
+                    )
             line += block.num_rows
             bar.update(min(block_size, bar.total - bar.n))
             yield table
