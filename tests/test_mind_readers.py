@@ -170,3 +170,24 @@ def test_labelled_then_unlabelled_rows_across_blocks_are_an_error(tmp_path):
         list(iter_behaviors(p, block_size=1 << 12))
     assert "have no labels while earlier lines do" in str(e.value) and "b.tsv" in str(e.value)
     assert e.value.line == first_block + 1
+
+
+@pytest.mark.parametrize("bad_line", [2, 50, 300])
+def test_invalid_utf8_in_vectors_names_its_own_line(tmp_path, bad_line):
+    lines = [f"Q{i}\t0.1\t0.2\t".encode() for i in range(1, 400)]
+    lines[bad_line - 1] = b"Q\xff\xfe\t0.1\t0.2\t"
+    p = tmp_path / "e.vec"
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(DataFormatError) as e:
+        read_vectors(p)
+    assert e.value.line == bad_line and "UTF-8" in str(e.value)
+
+
+def test_entity_vector_files_of_different_widths_name_both(tmp_path):
+    from newsrec.data.text import load_entity_vectors
+
+    (tmp_path / "a.vec").write_text("Q1\t0.1\t0.2\t\n")
+    (tmp_path / "b.vec").write_text("Q2\t0.1\t0.2\t0.3\t\n")
+    with pytest.raises(DataFormatError) as e:
+        load_entity_vectors({"Q1": 2, "Q2": 3}, [tmp_path / "a.vec", tmp_path / "b.vec"])
+    assert "b.vec" in str(e.value) and "a.vec" in str(e.value) and "3 wide" in str(e.value)

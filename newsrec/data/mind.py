@@ -346,7 +346,7 @@ def read_vectors(
     tab: bool | None = None
     size = path.stat().st_size
     with (
-        open(path, encoding="utf-8", errors="strict") as f,
+        open(path, "rb") as f,  # binary, decoded line by line: a UTF-8 error names its own line
         progress(
             total=size,
             desc=f"reading {path.name}",
@@ -357,15 +357,16 @@ def read_vectors(
     ):
         lineno = 0
         while True:
-            try:
-                line = f.readline()
-            except UnicodeDecodeError as e:
-                raise DataFormatError(path, lineno + 1, f"not valid UTF-8 ({e.reason})") from None
-            if not line:
+            raw = f.readline()
+            if not raw:
                 break
             lineno += 1
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataFormatError(path, lineno, f"not valid UTF-8 ({e.reason})") from None
             if show_progress and lineno % 10000 == 0:
-                bar.update(f.buffer.tell() - bar.n if hasattr(f, "buffer") else 0)
+                bar.update(f.tell() - bar.n)
             if lineno == 1 and line.startswith("\ufeff"):
                 line = line[1:]
             stripped = line.rstrip("\r\n")

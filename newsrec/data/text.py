@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from newsrec.data.mind import read_vectors
+from newsrec.errors import DataFormatError
 from newsrec.utils import atomic_write
 
 __all__ = [
@@ -183,6 +184,7 @@ def load_entity_vectors(
         paths = [paths]
     all_keys: list[str] = []
     all_vecs: list[np.ndarray] = []
+    vec_paths: list[str | os.PathLike] = []
     wanted = set(entity_index)
     for p in paths:
         if not Path(p).exists():
@@ -190,6 +192,14 @@ def load_entity_vectors(
         keys, vecs = read_vectors(p, keys=wanted)
         all_keys += keys
         if vecs.size:
+            if all_vecs and vecs.shape[1] != all_vecs[0].shape[1]:
+                raise DataFormatError(
+                    p,
+                    None,
+                    f"vectors are {vecs.shape[1]} wide but {vec_paths[0]} has {all_vecs[0].shape[1]}: every "
+                    "split's entity_embedding.vec must have one width",
+                )
+            vec_paths.append(p)
             all_vecs.append(vecs)
     size = max(entity_index.values(), default=UNK) + 1
     if dim is None:
