@@ -135,3 +135,15 @@ def test_test_says_which_split_it_evaluates(tiny_world, tmp_path, capsys):
     assert main(["test", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "evaluating the 'dev' split" in out and "has no test/ split" in out
+
+
+@pytest.mark.parametrize("empty", ["train/news.tsv", "dev/behaviors.tsv"])
+def test_an_empty_split_file_is_one_clear_error(tiny_world, tmp_path, capsys, empty):
+    import shutil
+
+    root = tmp_path / "w"
+    shutil.copytree(tiny_world, root, ignore=shutil.ignore_patterns("processed"))
+    (root / empty).write_text("\ufeff\n")
+    assert main(["prepare", str(root)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and empty.split("/")[1] in err[0] and "is empty" in err[0]

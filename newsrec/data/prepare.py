@@ -9,6 +9,7 @@ from pathlib import Path
 from newsrec.data.behaviors import Behaviors
 from newsrec.data.cache import ArrayCache, cache_key, file_fingerprint
 from newsrec.data.corpus import CorpusConfig, NewsCorpus
+from newsrec.errors import DataFormatError
 
 __all__ = ["SPLITS", "split_files", "load_corpus", "load_behaviors", "prepare", "missing_vector_notes"]
 
@@ -25,6 +26,15 @@ def split_files(root: str | os.PathLike) -> dict[str, Path]:
             "(see newsrec.data.download_mind or `newsrec synth`)"
         )
     return out
+
+
+def _require_rows(path: Path, what: str) -> None:
+    """A used split's file with no rows is an error (it would give an empty vocabulary or no
+    impressions without a word)."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if not head.replace(b"\xef\xbb\xbf", b"").strip():  # nothing but a BOM and white space
+        raise DataFormatError(path, None, f"is empty: a split needs its {what} (fill it, or remove the split folder)")
 
 
 def _corpus_key(root: Path, config: CorpusConfig) -> str:
@@ -46,6 +56,8 @@ def load_corpus(
             got = cache.load(name)  # another process may have built it meanwhile
             if got is None:
                 files = split_files(root)
+                for s in files:
+                    _require_rows(files[s] / "news.tsv", "news")
                 corpus = NewsCorpus.from_files(
                     [files[s] / "news.tsv" for s in files], config, show_progress=show_progress
                 )
@@ -75,6 +87,7 @@ def load_behaviors(
         with cache.lock(name):
             got = cache.load(name)
             if got is None:
+                _require_rows(path / "behaviors.tsv", "impressions")
                 b = Behaviors.from_file(
                     path / "behaviors.tsv", corpus.lookup, missing=missing, show_progress=show_progress
                 )
