@@ -118,6 +118,30 @@ def test_corrupt_cache_is_detected_and_rebuilt(tiny_world, tmp_path):
         load_behaviors(root, "train", corpus)
 
 
+@pytest.mark.parametrize("edit", ["vocabulary word", "null", "news id"])
+def test_an_edited_or_corrupt_manifest_is_detected_and_rebuilt(tiny_world, tmp_path, edit):
+    import json
+
+    root = tmp_path / "w"
+    shutil.copytree(tiny_world, root, ignore=shutil.ignore_patterns("processed"))
+    corpus = load_corpus(root)
+    manifest = next((root / "processed").glob("corpus-*")) / "manifest.json"
+    text = manifest.read_text()
+    if edit == "null":
+        text = "null"
+    else:
+        m = json.loads(text)
+        blob = json.dumps(m["meta"])
+        word = corpus.vocab.itos[5] if edit == "vocabulary word" else corpus.news_ids[3]
+        assert f'"{word}"' in blob
+        m["meta"] = json.loads(blob.replace(f'"{word}"', f'"{word}x"', 1))
+        text = json.dumps(m)
+    manifest.write_text(text)
+    with pytest.warns(CacheCorruptWarning, match="manifest"):
+        again = load_corpus(root)
+    assert again.vocab.itos == corpus.vocab.itos and again.news_ids == corpus.news_ids
+
+
 def _prepare(root: str) -> list[str]:
     return load_corpus(root).news_ids
 

@@ -76,7 +76,9 @@ class ArrayCache:
                 f = tmp / f"{key}.npy"
                 np.save(f, arr, allow_pickle=False)
                 files[key] = {"size": f.stat().st_size, "crc32": _crc32(f)}
-            manifest = {"files": files, "meta": dict(meta or {}), "created": time.time()}
+            manifest = {"files": files, "meta": json.loads(json.dumps(dict(meta or {}), default=str))}
+            manifest["checksum"] = _manifest_checksum(manifest)
+            manifest["created"] = time.time()
             (tmp / MANIFEST).write_text(json.dumps(manifest, default=str))
             target = self.path(name)
             if target.exists():
@@ -99,6 +101,10 @@ class ArrayCache:
             return None
         try:
             manifest = json.loads(mf.read_text())
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+                raise ValueError("manifest is not a JSON object with 'files'")
+            if manifest.get("checksum") != _manifest_checksum(manifest):
+                raise ValueError("manifest checksum mismatch (edited, corrupt, or written by an older newsrec)")
             arrays = {}
             for key, info in manifest["files"].items():
                 f = d / f"{key}.npy"
@@ -107,7 +113,7 @@ class ArrayCache:
                 if verify and _crc32(f) != info["crc32"]:
                     raise ValueError(f"{f.name}: checksum mismatch")
                 arrays[key] = np.load(f, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (ValueError, KeyError, OSError, json.JSONDecodeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError, OSError, json.JSONDecodeError) as e:
             warnings.warn(f"cache entry {d} is corrupt ({e}); rebuilding it", CacheCorruptWarning, stacklevel=2)
             return None
         return arrays, manifest["meta"]
@@ -142,6 +148,13 @@ class ArrayCache:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(lock)
+
+
+def _manifest_checksum(manifest: Mapping[str, Any]) -> int:
+    """CRC-32 of the manifest's files and meta in canonical JSON: the manifest checks itself, so
+    an edited vocabulary or id list in ``meta`` is caught like a changed ``.npy`` file."""
+    body = json.dumps({"files": manifest.get("files"), "meta": manifest.get("meta")}, sort_keys=True, default=str)
+    return zlib.crc32(body.encode("utf-8"))
 
 
 def _stale(lock: Path) -> bool:
