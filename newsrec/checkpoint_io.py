@@ -18,8 +18,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     file beside the target, flushed and renamed: a crash (SIGKILL, a full disk) never leaves a
     truncated ``last.ckpt``. Remote paths (``s3://`` …) fall back to Lightning's writer.
 
-    Use it with ``Trainer(plugins=[AtomicCheckpointIO()])``; the ``newsrec`` CLI does.
+    Checkpoints are always loaded with ``weights_only=True`` (plain tensors and containers; no
+    pickled code runs). Use it with ``Trainer(plugins=[AtomicCheckpointIO()])``; the ``newsrec``
+    CLI does.
     """
+
+    def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+        kwargs = {} if map_location is None else {"map_location": map_location}
+        return super().load_checkpoint(path, weights_only=True, **kwargs)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if "://" in str(path) and not str(path).startswith("file://"):

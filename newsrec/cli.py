@@ -5,13 +5,16 @@
 synthetic MIND world; ``newsrec prepare ROOT`` builds the cached corpus and behaviors;
 ``newsrec baselines ROOT`` prints the popularity, click-transition and item-kNN baselines and
 (for synthetic worlds) the oracle on the dev split; ``newsrec demo`` does all three on a small
-world. Errors in input files are reported as one line and a non-zero exit code (``--verbose`` shows the traceback).
+world. Errors in input files are reported as one line and a non-zero exit code (``--debug``,
+``--verbose`` or ``NEWSREC_DEBUG=1`` show the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import pickle
 import sys
 from pathlib import Path
 
@@ -87,7 +90,7 @@ def _demo(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="newsrec", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--verbose", action="store_true", help="show tracebacks")
+    parser.add_argument("--verbose", "--debug", action="store_true", help="show tracebacks (also NEWSREC_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("synth", help="write a synthetic MIND world")
     p.add_argument("--out", required=True)
@@ -114,8 +117,9 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    verbose = "--verbose" in argv  # accepted anywhere on the line
-    argv = [a for a in argv if a != "--verbose"]
+    # --debug / --verbose (anywhere on the line) or NEWSREC_DEBUG=1: show tracebacks
+    verbose = "--verbose" in argv or "--debug" in argv or os.environ.get("NEWSREC_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a not in ("--verbose", "--debug")]
     if argv and argv[0] in LIGHTNING_COMMANDS:
         from newsrec.lightning_cli import run_lightning_cli
 
@@ -129,6 +133,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run()
+    except pickle.UnpicklingError as e:  # a checkpoint that weights_only loading refuses
+        if verbose:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(
+            "newsrec: error: a checkpoint holds objects that safe (weights_only) loading refuses "
+            f"({first[:200]}); load only checkpoints written by newsrec or that you trust "
+            "(--debug shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
     except (ValueError, FileNotFoundError, OSError) as e:  # bad input: one line, exit code 1
         if verbose:
             raise

@@ -147,3 +147,35 @@ def test_an_empty_split_file_is_one_clear_error(tiny_world, tmp_path, capsys, em
     assert main(["prepare", str(root)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and empty.split("/")[1] in err[0] and "is empty" in err[0]
+
+
+def test_a_malicious_checkpoint_is_refused_in_one_line(tiny_world, tmp_path, capsys, monkeypatch):
+    import os
+
+    import torch
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    ckpt = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": Evil()}, ckpt)
+    init = {"word_dim": 50, "num_heads": 2, "head_dim": 8, "attention_hidden": 8}
+    config = {
+        "model": {"class_path": "newsrec.models.NRMS", "init_args": init},
+        "data": {"root": str(tiny_world)},
+        "trainer": {"logger": False, "enable_progress_bar": False, "default_root_dir": str(tmp_path)},
+    }
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    monkeypatch.delenv("NEWSREC_DEBUG", raising=False)
+    assert main(["test", "--config", str(cfg), "--ckpt_path", str(ckpt)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "weights_only" in err[0] and "trust" in err[0]
+    assert not marker.exists()  # no pickled code ran
+    import pickle
+
+    with pytest.raises(pickle.UnpicklingError):
+        main(["test", "--config", str(cfg), "--ckpt_path", str(ckpt), "--debug"])
