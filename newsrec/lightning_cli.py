@@ -8,6 +8,9 @@ trust.
 
 from __future__ import annotations
 
+import logging
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -87,8 +90,36 @@ class NewsRecCLI(LightningCLI):
             print(format_table({type(self.model).__name__: row}))
 
 
+#: Lightning / jsonargparse notices that say nothing about the user's run (hidden by default;
+#: NEWSREC_DEBUG=1 shows them)
+_QUIET_MESSAGES = (
+    r"(?s)\s*Unable to serialize instance.*",  # jsonargparse on the CLI's own checkpoint plugin
+    r".*isinstance\(treespec, LeafSpec\).*",
+    r".*`tensorboardX` has been removed.*",
+    r".*log_every_n_steps.*",
+    r".*No seed found, seed set to.*",
+    r".*does not have many workers.*",
+)
+_QUIET_LOG_PREFIXES = ("GPU available", "TPU available", "HPU available", "💡 Tip", "Loading `train_dataloader`")
+
+
+class _QuietNotices(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(_QUIET_LOG_PREFIXES)
+
+
+def _quiet_defaults() -> None:
+    if os.environ.get("NEWSREC_DEBUG", "") not in ("", "0"):
+        return
+    for pattern in _QUIET_MESSAGES:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero", "lightning_fabric"):
+        logging.getLogger(name).addFilter(_QuietNotices())
+
+
 def run_lightning_cli(args: list[str] | None = None) -> None:
     """Run Lightning's CLI (``args`` = the command line after ``newsrec``; ``None`` = sys.argv)."""
+    _quiet_defaults()
     NewsRecCLI(
         NewsRecModel,
         MINDDataModule,

@@ -179,3 +179,31 @@ def test_a_malicious_checkpoint_is_refused_in_one_line(tiny_world, tmp_path, cap
 
     with pytest.raises(pickle.UnpicklingError):
         main(["test", "--config", str(cfg), "--ckpt_path", str(ckpt), "--debug"])
+
+
+def test_default_output_has_no_lightning_or_jsonargparse_noise(tiny_world, tmp_path, caplog, monkeypatch):
+    import logging
+    import warnings
+
+    monkeypatch.delenv("NEWSREC_DEBUG", raising=False)
+    init = {"word_dim": 50, "num_heads": 2, "head_dim": 8, "attention_hidden": 8}
+    config = {
+        "model": {"class_path": "newsrec.models.NRMS", "init_args": init},
+        "data": {"root": str(tiny_world), "batch_size": 8},
+        "trainer": {
+            "max_epochs": 1,
+            "limit_train_batches": 2,
+            "limit_val_batches": 2,
+            "enable_progress_bar": False,
+            "default_root_dir": str(tmp_path),
+        },
+    }
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    caplog.set_level(logging.INFO)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["fit", "--config", str(cfg)]) == 0
+    said = [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
+    for noise in ("Unable to serialize", "GPU available", "Tip", "LeafSpec", "tensorboardX", "log_every_n_steps"):
+        assert not any(noise in s for s in said), (noise, said)

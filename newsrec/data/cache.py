@@ -59,6 +59,12 @@ class ArrayCache:
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
+        self._warned: set[str] = set()  # one warning per entry and cache object
+
+    def _warn(self, d: Path, message: str) -> None:
+        if str(d) not in self._warned:
+            self._warned.add(str(d))
+            warnings.warn(message, CacheCorruptWarning, stacklevel=3)
 
     def path(self, name: str) -> Path:
         return self.root / name
@@ -97,14 +103,16 @@ class ArrayCache:
         mf = d / MANIFEST
         if not mf.exists():
             if d.exists():
-                warnings.warn(f"cache entry {d} has no manifest; rebuilding it", CacheCorruptWarning, stacklevel=2)
+                self._warn(d, f"cache entry {d} has no manifest; rebuilding it")
             return None
         try:
             manifest = json.loads(mf.read_text())
             if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
                 raise ValueError("manifest is not a JSON object with 'files'")
-            if manifest.get("checksum") != _manifest_checksum(manifest):
-                raise ValueError("manifest checksum mismatch (edited, corrupt, or written by an older newsrec)")
+            if "checksum" not in manifest:
+                return None  # written by a newsrec before manifests checked themselves: rebuilt quietly
+            if manifest["checksum"] != _manifest_checksum(manifest):
+                raise ValueError("manifest checksum mismatch (edited or corrupt)")
             arrays = {}
             for key, info in manifest["files"].items():
                 f = d / f"{key}.npy"
@@ -114,7 +122,7 @@ class ArrayCache:
                     raise ValueError(f"{f.name}: checksum mismatch")
                 arrays[key] = np.load(f, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (ValueError, KeyError, TypeError, AttributeError, OSError, json.JSONDecodeError) as e:
-            warnings.warn(f"cache entry {d} is corrupt ({e}); rebuilding it", CacheCorruptWarning, stacklevel=2)
+            self._warn(d, f"cache entry {d} is corrupt ({e}); rebuilding it")
             return None
         return arrays, manifest["meta"]
 
