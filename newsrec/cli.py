@@ -36,6 +36,8 @@ def _synth(args: argparse.Namespace) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> None:
+    import numpy as np
+
     from newsrec.data.prepare import missing_vector_notes, prepare
 
     out = prepare(args.root, missing=args.missing)
@@ -44,7 +46,10 @@ def _prepare(args: argparse.Namespace) -> None:
         print(f"note: {note}")
     for split, b in out.items():
         if split != "corpus":
-            print(f"{split}: {len(b)} impressions, {len(b.user_ids)} users, {len(b.history)} history clicks")
+            users = len(np.unique(b.users)) if len(b) else 0
+            extra = len(b.user_ids) - users
+            why = f" (and {extra} users whose impressions were all dropped)" if extra else ""
+            print(f"{split}: {len(b)} impressions, {users} users{why}, {len(b.history)} history clicks")
 
 
 def _baselines(args: argparse.Namespace) -> dict[str, dict[str, float]]:

@@ -81,13 +81,24 @@ class NewsRecCLI(LightningCLI):
         ckpt = "best" if self.trainer.checkpoint_callback and self.trainer.checkpoint_callback.best_model_path else None
         if self.trainer.limit_val_batches == 0:
             return
-        results = self.trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False)
+        loggers = self.trainer.loggers
+        self.trainer.loggers = []  # the fit already logged this validation: no duplicate rows
+        try:
+            results = self.trainer.validate(self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False)
+        finally:
+            self.trainer.loggers = loggers
         if results and self.trainer.is_global_zero:
             from newsrec.cli import format_table
+            from newsrec.data.prepare import drop_note
 
             row = {k.split("/", 1)[1]: v for k, v in results[0].items() if k.startswith("val/")}
             print(f"\nvalidation metrics ({'best checkpoint' if ckpt else 'final model'}):")
             print(format_table({type(self.model).__name__: row}))
+            split = getattr(self.datamodule, "splits", {}).get("validate")
+            if split is not None and hasattr(self.datamodule, "behaviors"):
+                b = self.datamodule.behaviors(split)
+                if b.num_missing:
+                    print(f"note: {drop_note(split, b)}")
 
 
 #: Lightning / jsonargparse notices that say nothing about the user's run (hidden by default;

@@ -207,3 +207,50 @@ def test_default_output_has_no_lightning_or_jsonargparse_noise(tiny_world, tmp_p
     said = [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
     for noise in ("Unable to serialize", "GPU available", "Tip", "LeafSpec", "tensorboardX", "log_every_n_steps"):
         assert not any(noise in s for s in said), (noise, said)
+
+
+def test_drop_counts_are_restated_whenever_the_cache_is_used(tiny_world, tmp_path, capsys):
+    import shutil
+
+    from newsrec.data.prepare import load_behaviors, load_corpus
+
+    root = tmp_path / "w"
+    shutil.copytree(tiny_world, root, ignore=shutil.ignore_patterns("processed"))
+    dev = root / "dev" / "behaviors.tsv"
+    lines = dev.read_text().splitlines()
+    f = lines[0].split("\t")
+    f[4] = "N99999-1"  # an impression whose only candidate is unknown: dropped
+    lines[0] = "\t".join(f)
+    dev.write_text("\n".join(lines) + "\n")
+    corpus = load_corpus(root)
+    with pytest.warns(UserWarning, match="dropped 1 unknown"):
+        load_behaviors(root, "dev", corpus, missing="drop")  # builds the cache
+    with pytest.warns(UserWarning, match="dev: 1 news id occurrences unknown"):
+        load_behaviors(root, "dev", corpus, missing="drop")  # from the cache: said again
+    assert main(["prepare", str(root), "--missing", "drop"]) == 0
+    assert "users whose impressions were all dropped" in capsys.readouterr().out
+
+
+def test_fit_writes_each_validation_once_to_metrics_csv(tiny_world, tmp_path):
+    import csv
+
+    init = {"word_dim": 50, "num_heads": 2, "head_dim": 8, "attention_hidden": 8}
+    config = {
+        "model": {"class_path": "newsrec.models.NRMS", "init_args": init},
+        "data": {"root": str(tiny_world), "batch_size": 8},
+        "trainer": {
+            "max_epochs": 2,
+            "limit_train_batches": 2,
+            "limit_val_batches": 2,
+            "num_sanity_val_steps": 0,
+            "enable_progress_bar": False,
+            "logger": {"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path)}},
+            "default_root_dir": str(tmp_path),
+        },
+    }
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    assert main(["fit", "--config", str(cfg)]) == 0
+    (metrics,) = tmp_path.rglob("metrics.csv")
+    rows = [r for r in csv.DictReader(metrics.open()) if r.get("val/auc")]
+    assert len(rows) == 2  # one per epoch; the closing validation of the best checkpoint adds none

@@ -184,7 +184,7 @@ class Behaviors:
                 path,
                 None,
                 f"{num_missing} news id occurrences are not in the news files, e.g. {missing_examples}"
-                " (pass missing='drop' to drop them)",
+                " (to drop them: --data.missing drop on the command line, missing='drop' in Python)",
             )
         if num_missing:
             warnings.warn(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from newsrec.data.cache import ArrayCache, cache_key, file_fingerprint
 from newsrec.data.corpus import CorpusConfig, NewsCorpus
 from newsrec.errors import DataFormatError
 
-__all__ = ["SPLITS", "split_files", "load_corpus", "load_behaviors", "prepare", "missing_vector_notes"]
+__all__ = ["SPLITS", "split_files", "load_corpus", "load_behaviors", "prepare", "missing_vector_notes", "drop_note"]
 
 SPLITS = ("train", "dev", "test")
 
@@ -93,7 +94,19 @@ def load_behaviors(
                 )
                 cache.save(name, *b.to_cache())
                 return b
-    return Behaviors.from_cache(*got)
+    b = Behaviors.from_cache(*got)
+    if b.num_missing:  # said when the cache was built; say it again whenever it is used
+        warnings.warn(drop_note(split, b), UserWarning, stacklevel=2)
+    return b
+
+
+def drop_note(split: str, behaviors: Behaviors) -> str:
+    """One line on what the ``missing="drop"`` policy removed from a split."""
+    return (
+        f"{split}: {behaviors.num_missing} news id occurrences unknown to the news files were dropped "
+        f"(missing='drop'), and {behaviors.num_dropped_impressions} impressions left without candidates; "
+        "metrics on such data are not comparable with the full data's"
+    )
 
 
 def prepare(
