@@ -77,6 +77,24 @@ class NewsRecCLI(LightningCLI):
             hint = "pass --data.test_split test to use it" if has_test else f"{dm.root} has no test/ split"
             print(f"newsrec test: evaluating the {split!r} split (data.test_split; {hint})")
 
+    def _reference_rows(self) -> dict[str, dict[str, float]]:
+        """Popularity (and, for a synthetic world, the oracle) on the validation split, printed
+        under the model so that its figures mean something."""
+        dm = self.datamodule
+        split = getattr(dm, "splits", {}).get("validate")
+        if split is None or not hasattr(dm, "behaviors"):
+            return {}
+        from newsrec.baselines import evaluate_scores, popularity_scores, read_oracle
+
+        b = dm.behaviors(split)
+        if not b.has_labels or not len(b):
+            return {}
+        rows = {"popularity": evaluate_scores(b, popularity_scores(dm.behaviors("train"), len(dm.corpus)))}
+        oracle = Path(dm.root) / split / "oracle.tsv"
+        if oracle.exists() and not b.num_missing:
+            rows["oracle"] = evaluate_scores(b, read_oracle(oracle))
+        return rows
+
     def after_fit(self) -> None:
         ckpt = "best" if self.trainer.checkpoint_callback and self.trainer.checkpoint_callback.best_model_path else None
         if self.trainer.limit_val_batches == 0:
@@ -93,7 +111,7 @@ class NewsRecCLI(LightningCLI):
 
             row = {k.split("/", 1)[1]: v for k, v in results[0].items() if k.startswith("val/")}
             print(f"\nvalidation metrics ({'best checkpoint' if ckpt else 'final model'}):")
-            print(format_table({type(self.model).__name__: row}))
+            print(format_table({type(self.model).__name__: row, **self._reference_rows()}))
             split = getattr(self.datamodule, "splits", {}).get("validate")
             if split is not None and hasattr(self.datamodule, "behaviors"):
                 b = self.datamodule.behaviors(split)

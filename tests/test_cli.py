@@ -58,7 +58,9 @@ def test_fit_and_predict_through_the_cli(tiny_world, tmp_path, model, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(config))
     assert main(["fit", "--config", str(cfg)]) == 0
-    assert "validation metrics" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "validation metrics" in out
+    assert "\npopularity" in out and "\noracle" in out  # the model's figures beside the references
     ckpts = sorted((tmp_path / "run").rglob("last.ckpt"))
     assert ckpts
     pred = tmp_path / "prediction.zip"
