@@ -235,3 +235,16 @@ def _train_inputs(ds, idx):
     labels[:, 0] = 1
     ids = ds.behaviors.impression_ids[rows]
     return hist, hmask, cands, np.ones(cands.shape, bool), labels, np.arange(len(idx)), ids, rows
+
+
+def test_a_model_with_a_graph_score_refuses_batches_without_its_features(tiny_world):
+    from _models import make
+
+    dm = MINDDataModule(str(tiny_world), eval_batch_size=8)
+    model = make("glory_transitions", dm).eval()
+    req = model.data_requirements()
+    req.transitions = None  # the model's requirements but for the transition features
+    dm.configure(req)
+    batch = next(iter(dm.val_dataloader()))
+    with pytest.raises(ValueError, match="transition_features"), torch.no_grad():
+        model(batch)

@@ -176,6 +176,11 @@ class NewsRecModel(pl.LightningModule):
         users = users.index_select(0, batch["user_index"])
         scores = self.score(users, gather_rows(candidate_news, cand_idx))
         if self.transition_scorer is not None:  # the click graph's candidate-aware term
+            if "transition_features" not in batch:
+                raise ValueError(
+                    f"{type(self).__name__} has a transition scorer but the batch carries no transition_features: "
+                    "configure the data with the model's requirements (dm.configure(model.data_requirements()))"
+                )
             scores = scores + self.transition_scorer(batch["transition_features"], batch["transition_mask"]).to(
                 scores.dtype
             )
