@@ -59,7 +59,8 @@ class NewsRecModel(pl.LightningModule):
             each impression's top-``beyond_accuracy_k``: ``"test"`` (default: in ``test`` only,
             they cost an extra pass over the batch), ``"all"`` (also in validation) or ``"off"``.
             Logged as ``{val,test}/ild@k``, ``category_diversity@k``, ``personalisation@k``,
-            ``novelty@k``, ``serendipity@k``, ``coverage@k`` and ``gini@k``; diversity and
+            ``novelty@k``, ``serendipity@k``, ``coverage@k``, ``gini@k`` and ``ild_excluded@k``
+            (lists of ≤ 1 item, left out of ``ild``); diversity and
             serendipity are measured in the datamodule's model-independent space
             (:meth:`MINDDataModule.beyond_accuracy_inputs`: mean GloVe title vectors).
         beyond_accuracy_k: the list length ``k`` (10).
@@ -272,7 +273,7 @@ class NewsRecModel(pl.LightningModule):
         metrics.reset()
         if self._beyond is not None:
             beyond = self._beyond.compute()
-            for name in BEYOND_ACCURACY_NAMES:
+            for name in (*BEYOND_ACCURACY_NAMES, "ild_excluded"):  # + lists of <= 1 item, left out of ild
                 self.log(f"{prefix}/{name}@{self.beyond_accuracy_k}", beyond[name].float(), sync_dist=False)
             self._beyond = None
 
