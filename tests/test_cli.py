@@ -7,6 +7,21 @@ import yaml
 from newsrec.cli import main
 
 
+def tiny_nrms_config(tmp_path, root, data=None, **trainer) -> str:
+    """A config file for a tiny NRMS on ``root`` (``data`` / ``trainer`` entries override)."""
+    config = {
+        "model": {
+            "class_path": "newsrec.models.NRMS",
+            "init_args": {"word_dim": 50, "num_heads": 2, "head_dim": 8, "attention_hidden": 8},
+        },
+        "data": {"root": str(root), **(data or {})},
+        "trainer": {"enable_progress_bar": False, "default_root_dir": str(tmp_path), **trainer},
+    }
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    return str(cfg)
+
+
 def test_synth_prepare_baselines(tmp_path, capsys):
     root = tmp_path / "w"
     assert (
@@ -126,15 +141,8 @@ def test_missing_vector_files_are_named_in_prepare_and_fit(tiny_world, tmp_path,
 
 
 def test_test_says_which_split_it_evaluates(tiny_world, tmp_path, capsys):
-    init = {"word_dim": 50, "num_heads": 2, "head_dim": 8, "attention_hidden": 8}
-    config = {
-        "model": {"class_path": "newsrec.models.NRMS", "init_args": init},
-        "data": {"root": str(tiny_world), "eval_batch_size": 64},
-        "trainer": {"logger": False, "enable_progress_bar": False, "default_root_dir": str(tmp_path)},
-    }
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump(config))
-    assert main(["test", "--config", str(cfg)]) == 0
+    cfg = tiny_nrms_config(tmp_path, tiny_world, {"eval_batch_size": 64}, logger=False)
+    assert main(["test", "--config", cfg]) == 0
     out = capsys.readouterr().out
     assert "evaluating the 'dev' split" in out and "has no test/ split" in out
 
@@ -164,14 +172,7 @@ def test_a_malicious_checkpoint_is_refused_in_one_line(tiny_world, tmp_path, cap
 
     ckpt = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "payload": Evil()}, ckpt)
-    init = {"word_dim": 50, "num_heads": 2, "head_dim": 8, "attention_hidden": 8}
-    config = {
-        "model": {"class_path": "newsrec.models.NRMS", "init_args": init},
-        "data": {"root": str(tiny_world)},
-        "trainer": {"logger": False, "enable_progress_bar": False, "default_root_dir": str(tmp_path)},
-    }
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump(config))
+    cfg = tiny_nrms_config(tmp_path, tiny_world, logger=False)
     monkeypatch.delenv("NEWSREC_DEBUG", raising=False)
     assert main(["test", "--config", str(cfg), "--ckpt_path", str(ckpt)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -188,24 +189,13 @@ def test_default_output_has_no_lightning_or_jsonargparse_noise(tiny_world, tmp_p
     import warnings
 
     monkeypatch.delenv("NEWSREC_DEBUG", raising=False)
-    init = {"word_dim": 50, "num_heads": 2, "head_dim": 8, "attention_hidden": 8}
-    config = {
-        "model": {"class_path": "newsrec.models.NRMS", "init_args": init},
-        "data": {"root": str(tiny_world), "batch_size": 8},
-        "trainer": {
-            "max_epochs": 1,
-            "limit_train_batches": 2,
-            "limit_val_batches": 2,
-            "enable_progress_bar": False,
-            "default_root_dir": str(tmp_path),
-        },
-    }
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump(config))
+    cfg = tiny_nrms_config(
+        tmp_path, tiny_world, {"batch_size": 8}, max_epochs=1, limit_train_batches=2, limit_val_batches=2
+    )
     caplog.set_level(logging.INFO)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert main(["fit", "--config", str(cfg)]) == 0
+        assert main(["fit", "--config", cfg]) == 0
     said = [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
     for noise in ("Unable to serialize", "GPU available", "Tip", "LeafSpec", "tensorboardX", "log_every_n_steps"):
         assert not any(noise in s for s in said), (noise, said)
@@ -236,22 +226,17 @@ def test_drop_counts_are_restated_whenever_the_cache_is_used(tiny_world, tmp_pat
 def test_fit_writes_each_validation_once_to_metrics_csv(tiny_world, tmp_path):
     import csv
 
-    init = {"word_dim": 50, "num_heads": 2, "head_dim": 8, "attention_hidden": 8}
-    config = {
-        "model": {"class_path": "newsrec.models.NRMS", "init_args": init},
-        "data": {"root": str(tiny_world), "batch_size": 8},
-        "trainer": {
-            "max_epochs": 2,
-            "limit_train_batches": 2,
-            "limit_val_batches": 2,
-            "num_sanity_val_steps": 0,
-            "enable_progress_bar": False,
-            "logger": {"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path)}},
-            "default_root_dir": str(tmp_path),
-        },
-    }
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump(config))
+    logger = {"class_path": "pytorch_lightning.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path)}}
+    cfg = tiny_nrms_config(
+        tmp_path,
+        tiny_world,
+        {"batch_size": 8},
+        max_epochs=2,
+        limit_train_batches=2,
+        limit_val_batches=2,
+        num_sanity_val_steps=0,
+        logger=logger,
+    )
     assert main(["fit", "--config", str(cfg)]) == 0
     (metrics,) = tmp_path.rglob("metrics.csv")
     rows = [r for r in csv.DictReader(metrics.open()) if r.get("val/auc")]
