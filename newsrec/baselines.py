@@ -29,9 +29,7 @@ __all__ = [
 def popularity_scores(train: Behaviors, num_news: int) -> np.ndarray:
     """Click counts of every news in the training impressions and histories (+1 smoothing,
     log-scaled), a float64 ``[num_news]`` array."""
-    clicks = np.bincount(train.candidates[train.labels == 1], minlength=num_news)
-    clicks = clicks + np.bincount(train.history, minlength=num_news)
-    return np.log1p(clicks.astype(np.float64))
+    return np.log1p(train.click_counts(num_news).astype(np.float64))
 
 
 def _tie_break(train: Behaviors, num_news: int) -> np.ndarray:

@@ -37,7 +37,7 @@ def _unit(vectors: Tensor) -> Tensor:
     return vectors / vectors.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def intra_list_diversity(vectors: Tensor, mask: Tensor, *, normalized: bool = False) -> Tensor:
+def intra_list_diversity(vectors: Tensor, mask: Tensor) -> Tensor:
     r"""Mean pairwise cosine distance within each list:
     :math:`\frac{1}{n(n-1)} \sum_{i \ne j} \big(1 - \cos(\mathbf{v}_i, \mathbf{v}_j)\big)` over the
     list's ``n`` valid items. Computed as
@@ -49,13 +49,12 @@ def intra_list_diversity(vectors: Tensor, mask: Tensor, *, normalized: bool = Fa
     Args:
         vectors: ``[B, k, d]`` item vectors.
         mask: bool ``[B, k]``.
-        normalized: the vectors are already unit length (or zero), skip normalising.
 
     Returns:
         float64 ``[B]``; 0 for a list of ≤ 1 valid item (exclude those: ``mask.sum(1) > 1``).
     """
     m = mask.bool()
-    u = (vectors if normalized else _unit(vectors)) * m.unsqueeze(-1).to(vectors.dtype)
+    u = _unit(vectors) * m.unsqueeze(-1).to(vectors.dtype)
     total = u.sum(1).double()
     dots = (total * total).sum(1) - u.double().pow(2).sum((1, 2))  # Σ_{i≠j} cos
     n = m.sum(1).double()
@@ -133,9 +132,7 @@ def novelty(item_ids: Tensor, mask: Tensor, popularity: Tensor) -> Tensor:
     return torch.where(n > 0, total / n.clamp_min(1), torch.zeros_like(total))
 
 
-def serendipity(
-    rec_vectors: Tensor, rec_mask: Tensor, hist_vectors: Tensor, hist_mask: Tensor, *, normalized: bool = False
-) -> Tensor:
+def serendipity(rec_vectors: Tensor, rec_mask: Tensor, hist_vectors: Tensor, hist_mask: Tensor) -> Tensor:
     r"""Mean cosine distance between the list's items and the user's history items:
     :math:`\frac{1}{nH}\sum_{i, j} \big(1 - \cos(\mathbf{r}_i, \mathbf{h}_j)\big)` over valid pairs,
     computed as :math:`1 - (\sum_i \hat{\mathbf{r}}_i)^\top (\sum_j \hat{\mathbf{h}}_j) / (nH)`.
@@ -143,14 +140,13 @@ def serendipity(
     Args:
         rec_vectors: ``[B, k, d]``; rec_mask: bool ``[B, k]``.
         hist_vectors: ``[B, H, d]``; hist_mask: bool ``[B, H]``.
-        normalized: the vectors are already unit length (or zero).
 
     Returns:
         float64 ``[B]``; 0 when the list or the history is empty.
     """
     rm, hm = rec_mask.bool(), hist_mask.bool()
-    r = (rec_vectors if normalized else _unit(rec_vectors)) * rm.unsqueeze(-1).to(rec_vectors.dtype)
-    h = (hist_vectors if normalized else _unit(hist_vectors)) * hm.unsqueeze(-1).to(hist_vectors.dtype)
+    r = _unit(rec_vectors) * rm.unsqueeze(-1).to(rec_vectors.dtype)
+    h = _unit(hist_vectors) * hm.unsqueeze(-1).to(hist_vectors.dtype)
     dots = (r.sum(1).double() * h.sum(1).double()).sum(1)
     n = rm.sum(1).double() * hm.sum(1).double()
     return torch.where(n > 0, 1.0 - dots / n.clamp_min(1), torch.zeros_like(dots))

@@ -250,6 +250,12 @@ class Behaviors:
             return values.astype(np.int64), offsets, self.users[rows].astype(np.int64)
         return values.astype(np.int64), offsets
 
+    def click_counts(self, num_news: int) -> np.ndarray:
+        """int64 ``[num_news]``: clicks of every news in this split's impressions plus its
+        occurrences in the histories (what popularity counts)."""
+        clicks = np.bincount(self.candidates[self.labels == 1], minlength=num_news)
+        return clicks + np.bincount(self.history, minlength=num_news)
+
     # -- persistence ---------------------------------------------------------------------------
     def to_cache(self) -> tuple[dict[str, np.ndarray], dict]:
         arrays = {

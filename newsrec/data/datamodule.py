@@ -227,9 +227,7 @@ class MINDDataModule(pl.LightningDataModule):
             t = titles[start : start + 4096]
             m = (t > 0).unsqueeze(-1).float()
             vectors[start : start + 4096] = (words[t] * m).sum(1) / m.sum(1).clamp_min(1)
-        train = self.behaviors("train")
-        clicks = np.bincount(train.candidates[train.labels == 1], minlength=len(corpus))
-        clicks = clicks + np.bincount(train.history, minlength=len(corpus))
+        clicks = self.behaviors("train").click_counts(len(corpus))
         self._beyond_inputs = {
             "item_categories": torch.from_numpy(np.asarray(corpus.arrays["category"]).astype(np.int64)),
             "item_vectors": vectors,

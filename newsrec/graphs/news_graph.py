@@ -7,7 +7,7 @@ import pyarrow as pa
 import torch
 from torch_geometric.data import Data
 
-__all__ = ["NEWS_GRAPH_METHODS", "as_ragged", "build_news_graph", "aggregate_edges"]
+__all__ = ["NEWS_GRAPH_METHODS", "as_ragged", "build_news_graph", "aggregate_edges", "consecutive_positions"]
 
 NEWS_GRAPH_METHODS = ("dir_seq", "undir_seq", "co_occurrence")
 
@@ -75,6 +75,15 @@ def aggregate_edges(
     return np.stack([s, d]), weights
 
 
+def consecutive_positions(offsets: np.ndarray) -> np.ndarray:
+    """int64 positions ``k`` of the flat click array such that ``values[k]`` and ``values[k + 1]``
+    are consecutive clicks of one sequence (every position but each sequence's last)."""
+    offsets = np.asarray(offsets, np.int64)
+    last = np.zeros(int(offsets[-1]) if len(offsets) else 0, dtype=bool)
+    last[offsets[1:][np.diff(offsets) > 0] - 1] = True
+    return np.flatnonzero(~last)
+
+
 def _pairs_within(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """All ordered pairs of distinct positions within each sequence (Σ n² work)."""
     lengths = np.diff(offsets)
@@ -116,9 +125,7 @@ def build_news_graph(sequences, num_nodes: int, method: str = "dir_seq", *, self
         src, dst = _pairs_within(values, offsets)
         edge_index, weight = aggregate_edges(src, dst, num_nodes, undirected=True, self_loops=self_loops)
     else:
-        last = np.zeros(len(values), dtype=bool)
-        last[offsets[1:][np.diff(offsets) > 0] - 1] = True
-        pos = np.flatnonzero(~last)
+        pos = consecutive_positions(offsets)
         edge_index, weight = aggregate_edges(
             values[pos], values[pos + 1], num_nodes, undirected=method == "undir_seq", self_loops=self_loops
         )

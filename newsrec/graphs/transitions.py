@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from newsrec.graphs.news_graph import aggregate_edges, as_ragged
+from newsrec.graphs.news_graph import as_ragged, consecutive_positions
 
 __all__ = [
     "PairTable",
@@ -100,12 +100,14 @@ class TransitionTable:
 
     def __init__(self, sequences, num_nodes: int) -> None:
         values, offsets = as_ragged(sequences)
-        src, dst = _consecutive_pairs(values, offsets)
-        edge_index, weight = aggregate_edges(src, dst, num_nodes, self_loops=False)
+        pos = consecutive_positions(offsets)
+        src, dst = values[pos], values[pos + 1]
+        keep = src != dst  # no self-loops
+        src, dst = src[keep], dst[keep]
         self.num_nodes = int(num_nodes)
-        self.counts = PairTable(edge_index[0], edge_index[1], weight, num_nodes)
-        self.out_total = np.bincount(edge_index[0], weights=weight, minlength=num_nodes)
-        self.in_total = np.bincount(edge_index[1], weights=weight, minlength=num_nodes)
+        self.counts = PairTable(src, dst, None, num_nodes)  # sums the repeated pairs
+        self.out_total = np.bincount(src, minlength=num_nodes).astype(np.float64)
+        self.in_total = np.bincount(dst, minlength=num_nodes).astype(np.float64)
 
     @property
     def num_edges(self) -> int:
@@ -156,14 +158,6 @@ class TransitionTable:
         return feats.astype(np.float32)
 
 
-def _consecutive_pairs(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(seq[k], seq[k + 1])`` for every k within each sequence."""
-    last = np.zeros(len(values), dtype=bool)
-    last[offsets[1:][np.diff(offsets) > 0] - 1] = True
-    pos = np.flatnonzero(~last)
-    return values[pos], values[pos + 1]
-
-
 class UserFutureEdges:
     """Each user's own click transitions, by position, so that a training sample's features can
     leave out the clicks its user made *after* the sample's history (they are in the global graph
@@ -191,9 +185,7 @@ class UserFutureEdges:
             )
         lengths = np.diff(offsets)
         owner = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
-        last = np.zeros(len(values), dtype=bool)
-        last[offsets[1:][lengths > 0] - 1] = True
-        pos = np.flatnonzero(~last)
+        pos = consecutive_positions(offsets)
         self.k = (pos - offsets[owner[pos]]).astype(np.int64)  # position of each edge in its sequence
         self.user = owner[pos]
         self.src, self.dst = values[pos], values[pos + 1]
