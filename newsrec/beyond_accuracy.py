@@ -55,9 +55,12 @@ def intra_list_diversity(vectors: Tensor, mask: Tensor) -> Tensor:
     """
     m = mask.bool()
     u = _unit(vectors) * m.unsqueeze(-1).to(vectors.dtype)
-    total = u.sum(1).double()
-    dots = (total * total).sum(1) - u.double().pow(2).sum((1, 2))  # Σ_{i≠j} cos
-    n = m.sum(1).double()
+    return _ild_from_sums(u.sum(1).double(), u.double().pow(2).sum((1, 2)), m.sum(1).double())
+
+
+def _ild_from_sums(total: Tensor, sq: Tensor, n: Tensor) -> Tensor:
+    """ILD from ``Σ v̂_i`` ``[B, d]``, ``Σ ‖v̂_i‖²`` ``[B]`` and the item count ``[B]``."""
+    dots = (total * total).sum(1) - sq  # Σ_{i≠j} cos
     n_pairs = n * (n - 1)
     return torch.where(n_pairs > 0, 1.0 - dots / n_pairs.clamp_min(1), torch.zeros_like(dots))
 
@@ -147,9 +150,14 @@ def serendipity(rec_vectors: Tensor, rec_mask: Tensor, hist_vectors: Tensor, his
     rm, hm = rec_mask.bool(), hist_mask.bool()
     r = _unit(rec_vectors) * rm.unsqueeze(-1).to(rec_vectors.dtype)
     h = _unit(hist_vectors) * hm.unsqueeze(-1).to(hist_vectors.dtype)
-    dots = (r.sum(1).double() * h.sum(1).double()).sum(1)
-    n = rm.sum(1).double() * hm.sum(1).double()
-    return torch.where(n > 0, 1.0 - dots / n.clamp_min(1), torch.zeros_like(dots))
+    return _serendipity_from_sums(r.sum(1).double(), h.sum(1).double(), rm.sum(1).double(), hm.sum(1).double())
+
+
+def _serendipity_from_sums(rec_sum: Tensor, hist_sum: Tensor, n: Tensor, n_hist: Tensor) -> Tensor:
+    """Serendipity from ``Σ r̂_i``, ``Σ ĥ_j`` (``[B, d]``) and the two item counts (``[B]``)."""
+    dots = (rec_sum * hist_sum).sum(1)
+    pairs = n * n_hist
+    return torch.where(pairs > 0, 1.0 - dots / pairs.clamp_min(1), torch.zeros_like(dots))
 
 
 def _item_counts(item_ids: Tensor, mask: Tensor, num_items: int) -> Tensor:
@@ -268,8 +276,8 @@ class BeyondAccuracyMetrics(Metric):
         rec_sum = F.embedding_bag(ids, self.item_vectors, per_sample_weights=valid.float(), mode="sum").double()
         hist_sum = F.embedding_bag(hist, self.item_vectors, per_sample_weights=hmask.float(), mode="sum").double()
         sq = (self.unit_norms[ids] * valid).sum(1)  # Σ ‖v̂_i‖² (1 per item, 0 for a zero vector)
-        ild = 1.0 - ((rec_sum * rec_sum).sum(1) - sq) / (n * (n - 1)).clamp_min(1)
-        ser = 1.0 - (rec_sum * hist_sum).sum(1) / (n * n_hist).clamp_min(1)
+        ild = _ild_from_sums(rec_sum, sq, n)
+        ser = _serendipity_from_sums(rec_sum, hist_sum, n, n_hist)
         self.sum_ild = self.sum_ild + ild[multi].sum()
         self.sum_category_diversity = (
             self.sum_category_diversity + category_diversity(cats, valid, self.num_categories).sum()
