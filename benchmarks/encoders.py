@@ -23,8 +23,33 @@ from newsrec.nn import (  # noqa: E402
     MultiHeadSelfAttention,
     TextEncoder,
     UserEncoder,
+    build_graph_encoder,
     to_adjacency,
 )
+
+
+class _Pruned(torch.nn.Module):
+    """The GGNN asked only for ``output_nodes`` (as GLORY asks for the history nodes)."""
+
+    def __init__(self, encoder, output_nodes):
+        super().__init__()
+        self.encoder, self.output_nodes = encoder, output_nodes
+
+    def forward(self, x, edge_index):
+        return self.encoder(x, edge_index, output_nodes=self.output_nodes.to(x.device))[self.output_nodes]
+
+
+class _PyGGatedGraphConv(torch.nn.Module):
+    """``torch_geometric.nn.GatedGraphConv``, the previous full-graph path, for the side-by-side row."""
+
+    def __init__(self, dim, layers):
+        super().__init__()
+        from torch_geometric.nn import GatedGraphConv
+
+        self.conv = GatedGraphConv(dim, layers)
+
+    def forward(self, x, edge_index):
+        return self.conv(x, edge_index)
 
 
 def bench(fn, repeat: int, device: str) -> float:
@@ -100,6 +125,14 @@ def main() -> None:
             [xs, to_adjacency(ei, None, n_nodes)],
         )
     )
+    # before/after the own MessagePassing GGNN: PyG's GatedGraphConv beside it, same graph
+    cases.append(
+        (f"PyG GatedGraphConv 3 layers, {n_nodes} nodes / {n_edges} edges", _PyGGatedGraphConv(D, 3), [xs, ei])
+    )
+    outputs = torch.randperm(n_nodes)[: n_nodes // 20]
+    cases.append((f"GatedGraphEncoder pruned to {len(outputs)} output nodes", _Pruned(ggnn, outputs), [xs, ei]))
+    for kind in ("gcn", "gat", "sage", "gin"):  # GLORY's alternative graph encoders
+        cases.append((f"{kind} 3 layers, {n_nodes} nodes / {n_edges} edges", build_graph_encoder(kind, D, 3), [xs, ei]))
     for name, module, inputs in cases:
         fwd, step = run(module, inputs, rep, dev)
         rows.append({"encoder": name, "forward ms": fwd, "forward+backward ms": step})

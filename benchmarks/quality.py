@@ -142,6 +142,7 @@ def train_and_evaluate(
     )
     trainer = pl.Trainer(max_epochs=epochs, num_sanity_val_steps=0, limit_val_batches=0, **quiet)
     t = time.perf_counter()
+    m.connect_data(dm)
     trainer.fit(m, dm)
     seconds = time.perf_counter() - t
     m.beyond_accuracy = "all"  # beyond-accuracy columns beside AUC (model-independent title space)

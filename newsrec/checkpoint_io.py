@@ -8,7 +8,7 @@ from typing import Any
 
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from newsrec.utils import atomic_path
+from newsrec.core.files import atomic_path
 
 __all__ = ["AtomicCheckpointIO"]
 

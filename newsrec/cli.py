@@ -18,7 +18,9 @@ import pickle
 import sys
 from pathlib import Path
 
-__all__ = ["main"]
+from newsrec.utils import format_table
+
+__all__ = ["main", "format_table"]
 
 
 def _synth(args: argparse.Namespace) -> None:
@@ -74,15 +76,6 @@ def _baselines(args: argparse.Namespace) -> dict[str, dict[str, float]]:
         rows["oracle"] = evaluate_scores(dev, read_oracle(oracle))
     print(format_table(rows))
     return rows
-
-
-def format_table(rows: dict[str, dict[str, float]]) -> str:
-    """A plain-text metrics table (one row per model)."""
-    cols = ["auc", "mrr", "ndcg@5", "ndcg@10"]
-    lines = [f"{'model':<14}" + "".join(f"{c:>10}" for c in cols)]
-    for name, m in rows.items():
-        lines.append(f"{name:<14}" + "".join(f"{m[c]:>10.4f}" for c in cols))
-    return "\n".join(lines)
 
 
 def _demo(args: argparse.Namespace) -> None:

@@ -19,8 +19,9 @@ from pytorch_lightning.cli import LightningCLI
 
 from newsrec.checkpoint_io import AtomicCheckpointIO
 from newsrec.data.datamodule import MINDDataModule
-from newsrec.metrics import write_prediction_file
+from newsrec.data.mind import write_prediction_file
 from newsrec.models.base import NewsRecModel
+from newsrec.utils import format_table
 
 __all__ = ["NewsRecCLI", "PredictionFileWriter", "run_lightning_cli"]
 
@@ -64,12 +65,26 @@ class NewsRecCLI(LightningCLI):
             help="where `predict` writes the leaderboard file (.zip or .txt)",
         )
 
+    def _connect(self, stage: str) -> None:
+        """The model ↔ data handshake (:meth:`NewsRecModel.connect_data`), before every command."""
+        if hasattr(self.model, "connect_data") and hasattr(self.datamodule, "model_inputs"):
+            self.model.connect_data(self.datamodule, stage=stage)
+
+    def before_fit(self) -> None:
+        self._connect("fit")
+
+    def before_validate(self) -> None:
+        self._connect("validate")
+
     def before_predict(self) -> None:
+        self._connect("predict")
         path = self.config[self.subcommand].get("prediction_file", "prediction.zip")
         self.trainer.callbacks.append(PredictionFileWriter(path))
 
     def before_test(self) -> None:
-        """Say which split ``test`` evaluates when it is not ``test/`` (the default is dev)."""
+        """Connect the model to its data, and say which split ``test`` evaluates when it is not
+        ``test/`` (the default is dev)."""
+        self._connect("test")
         dm = self.datamodule
         split = getattr(dm, "splits", {}).get("test")
         if split is not None and split != "test" and self.trainer.is_global_zero:
@@ -106,7 +121,6 @@ class NewsRecCLI(LightningCLI):
         finally:
             self.trainer.loggers = loggers
         if results and self.trainer.is_global_zero:
-            from newsrec.cli import format_table
             from newsrec.data.prepare import drop_note
 
             row = {k.split("/", 1)[1]: v for k, v in results[0].items() if k.startswith("val/")}

@@ -1,14 +1,11 @@
-"""Impression-level ranking metrics as MIND defines them, beyond-accuracy metrics
-(:mod:`newsrec.beyond_accuracy`, re-exported here), and the leaderboard file writer."""
+"""Impression-level ranking metrics as MIND defines them, and the beyond-accuracy metrics
+(:mod:`newsrec.beyond_accuracy`, re-exported here). The leaderboard file writer is
+:func:`newsrec.data.mind.write_prediction_file`."""
 
 from __future__ import annotations
 
-import os
 import warnings
-import zipfile
-from collections.abc import Iterable, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
@@ -25,14 +22,11 @@ from newsrec.beyond_accuracy import (
     serendipity,
     top_k_lists,
 )
-from newsrec.utils import atomic_path, atomic_write
 
 __all__ = [
     "ImpressionMetrics",
     "impression_scores",
     "flat_to_padded",
-    "candidate_ranks",
-    "write_prediction_file",
     "BeyondAccuracyMetrics",
     "BEYOND_ACCURACY_NAMES",
     "intra_list_diversity",
@@ -197,38 +191,3 @@ class ImpressionMetrics(Metric):
         out["impressions"] = self.count.double()
         out["skipped"] = self.skipped.double()
         return out
-
-
-def candidate_ranks(scores: Tensor | np.ndarray) -> list[int]:
-    """Rank of every candidate in file order (1 = highest score; ties keep file order)."""
-    s = torch.as_tensor(scores, dtype=torch.float64)
-    order = torch.sort(s, descending=True, stable=True).indices
-    ranks = torch.empty_like(order)
-    ranks[order] = torch.arange(1, len(s) + 1)
-    return ranks.tolist()
-
-
-def write_prediction_file(
-    path: str | os.PathLike,
-    impression_ids: Sequence[int] | Iterable[int],
-    scores: Iterable[Tensor | np.ndarray | Sequence[float]],
-    *,
-    zip_archive: bool | None = None,
-) -> None:
-    """Write the MIND leaderboard file: one line per impression, ``ImpressionID [r1,r2,...]``.
-
-    ``scores`` holds each impression's candidate scores in file order; ranks start at 1. The
-    file is written atomically. If ``path`` ends in ``.zip`` (or ``zip_archive`` is True) the
-    archive holds a single ``prediction.txt``, as the leaderboard expects.
-    """
-    lines = []
-    for iid, sc in zip(impression_ids, scores, strict=True):
-        lines.append(f"{int(iid)} [{','.join(map(str, candidate_ranks(torch.as_tensor(sc))))}]")
-    text = "\n".join(lines) + ("\n" if lines else "")
-    path = os.fspath(path)
-    if zip_archive or (zip_archive is None and path.endswith(".zip")):
-        with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("prediction.txt", text)
-    else:
-        with atomic_write(path, encoding="utf-8") as f:
-            f.write(text)

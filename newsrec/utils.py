@@ -1,17 +1,13 @@
-"""Small shared helpers: progress bars and atomic file writes."""
+"""Small shared helpers: progress bars and plain-text tables (atomic writes live in
+:mod:`newsrec.core.files`)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-from typing import IO
 
 from tqdm.auto import tqdm
 
-__all__ = ["progress", "atomic_write", "atomic_path"]
+__all__ = ["progress", "format_table"]
 
 
 def progress(*args, disable: bool = False, **kwargs) -> tqdm:
@@ -23,29 +19,10 @@ def progress(*args, disable: bool = False, **kwargs) -> tqdm:
     return tqdm(*args, disable=disable, **kwargs)
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed to ``path``.
-
-    A crash (or an exception) leaves ``path`` untouched: never a truncated file under the
-    final name.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
-    """Open a file for writing that appears under ``path`` only once fully written."""
-    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as f:
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
+def format_table(rows: dict[str, dict[str, float]]) -> str:
+    """A plain-text metrics table (one row per model)."""
+    cols = ["auc", "mrr", "ndcg@5", "ndcg@10"]
+    lines = [f"{'model':<14}" + "".join(f"{c:>10}" for c in cols)]
+    for name, m in rows.items():
+        lines.append(f"{name:<14}" + "".join(f"{m[c]:>10.4f}" for c in cols))
+    return "\n".join(lines)

@@ -13,6 +13,11 @@ VARIANTS = {
     "glory_sampled": (GLORY, dict(TINY_GLORY, graph_edges="sampled", ggnn_edge_weights=True)),
     # beyond the paper: candidate-aware click-graph score + recency in the user encoder
     "glory_transitions": (GLORY, dict(TINY_GLORY, graph_score=True, user_recency=True, graph_score_clicks=8)),
+    # the paper's comparison of graph encoders (GGNN is the default above)
+    "glory_gcn": (GLORY, dict(TINY_GLORY, graph_encoder="gcn")),
+    "glory_gat": (GLORY, dict(TINY_GLORY, graph_encoder="gat")),
+    "glory_sage": (GLORY, dict(TINY_GLORY, graph_encoder="sage")),
+    "glory_gin": (GLORY, dict(TINY_GLORY, graph_encoder="gin")),
     "fum": (FUM, TINY_FUM),
     "fum_concat": (FUM, dict(TINY_FUM, fusion="concat", fine_user_dim=4)),
     "fum_mhsa": (FUM, dict(TINY_FUM, fine_encoder="mhsa", genres=("title", "abstract", "entity_text"))),

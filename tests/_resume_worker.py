@@ -49,7 +49,7 @@ def main() -> None:
         default_root_dir=out,
         accelerator="cpu",
     )
-    trainer.fit(model, dm, ckpt_path="last" if resume else None)
+    trainer.fit(model.connect_data(dm), dm, ckpt_path="last" if resume else None)
     torch.save(model.state_dict(), os.path.join(out, "final.pt"))
 
 

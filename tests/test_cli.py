@@ -241,3 +241,45 @@ def test_fit_writes_each_validation_once_to_metrics_csv(tiny_world, tmp_path):
     (metrics,) = tmp_path.rglob("metrics.csv")
     rows = [r for r in csv.DictReader(metrics.open()) if r.get("val/auc")]
     assert len(rows) == 2  # one per epoch; the closing validation of the best checkpoint adds none
+
+
+@pytest.mark.parametrize("encoder", ["ggnn", "gcn", "gat", "sage", "gin"])
+def test_every_graph_encoder_fits_from_the_glory_demo_config(tiny_world, tmp_path, encoder, capsys):
+    """`newsrec fit --config configs/glory_demo.yaml --model.init_args.graph_encoder X
+    --trainer.fast_dev_run true` for every encoder (on the tests' tiny world)."""
+    config = Path(__file__).parents[1] / "configs" / "glory_demo.yaml"
+    args = ["fit", "--config", str(config), "--model.init_args.graph_encoder", encoder]
+    args += ["--trainer.fast_dev_run", "true", "--data.root", str(tiny_world), "--data.synthetic", "null"]
+    args += ["--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"]
+    assert main(args) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["NRMS", "GLORY", "FUM"])
+def test_every_base_option_reaches_every_model_through_the_cli(tiny_world, tmp_path, model):
+    """The base module's arguments are declared once (NewsRecModel) and reach every model from
+    the command line; a model's own defaults apply where none is given."""
+    from newsrec.data import MINDDataModule
+    from newsrec.lightning_cli import NewsRecCLI
+    from newsrec.models import NewsRecModel
+
+    base = ["--model", f"newsrec.models.{model}", "--data.root", str(tiny_world)]
+    base += ["--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false"]
+    cli = NewsRecCLI(NewsRecModel, MINDDataModule, subclass_mode_model=True, run=False, args=base)
+    defaults = {"NRMS": (1e-4, "linear"), "GLORY": (2e-4, "linear"), "FUM": (1e-4, "constant")}[model]
+    assert (cli.model.lr, cli.model.lr_schedule) == defaults
+    assert cli.model.gradient_check is True
+    options = {
+        "lr": "0.5",
+        "warmup_fraction": "0.25",
+        "lr_schedule": "constant",
+        "weight_decay": "0.01",
+        "gradient_check": "false",
+        "news_batch_size": "7",
+        "beyond_accuracy": "all",
+        "beyond_accuracy_k": "5",
+    }
+    args = base + [x for k, v in options.items() for x in (f"--model.init_args.{k}", v)]
+    m = NewsRecCLI(NewsRecModel, MINDDataModule, subclass_mode_model=True, run=False, args=args).model
+    assert (m.lr, m.warmup_fraction, m.lr_schedule, m.weight_decay) == (0.5, 0.25, "constant", 0.01)
+    assert (m.gradient_check, m.news_batch_size, m.beyond_accuracy, m.beyond_accuracy_k) == (False, 7, "all", 5)
+    assert m.hparams["gradient_check"] is False  # saved, so a checkpoint restores it

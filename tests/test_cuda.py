@@ -71,7 +71,7 @@ def test_fit_and_validate_on_gpu_match_cpu_validation(dm, name, tmp_path):
     trainer = pl.Trainer(
         accelerator="gpu", devices=1, max_epochs=1, limit_train_batches=5, num_sanity_val_steps=0, **quiet
     )
-    trainer.fit(model, dm)
+    trainer.fit(model.connect_data(dm), dm)
     gpu = pl.Trainer(accelerator="gpu", devices=1, **quiet).validate(model, dm, verbose=False)[0]
     cpu = pl.Trainer(accelerator="cpu", **quiet).validate(model.cpu(), dm, verbose=False)[0]
     assert np.isfinite(gpu["val/auc"])

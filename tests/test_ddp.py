@@ -20,6 +20,7 @@ def test_ddp_evaluation_equals_single_process(tiny_world, tmp_path, name):
     torch.manual_seed(0)
     model = small_model(dm, name)
     model.beyond_accuracy = "all"  # beyond-accuracy totals must be DDP-exact too
+    model.connect_data(dm, stage="validate")
     common = dict(
         logger=False,
         enable_progress_bar=False,
@@ -53,7 +54,7 @@ def test_ddp_training_runs_and_shards_batches(tiny_world, tmp_path):
         use_distributed_sampler=False,
         enable_checkpointing=False,
     )
-    trainer.fit(model, dm)
+    trainer.fit(model.connect_data(dm), dm)
     assert trainer.state.finished
 
 
@@ -100,7 +101,7 @@ def test_ddp_prediction_file_has_every_impression_once(tiny_world, tmp_path):
         use_distributed_sampler=False,
         callbacks=[PredictionFileWriter(str(out))],
     )
-    trainer.predict(model, dm, return_predictions=False)
+    trainer.predict(model.connect_data(dm, stage="predict"), dm, return_predictions=False)
     with zipfile.ZipFile(out) as zf:
         text = zf.read("prediction.txt").decode()
     ids = [int(line.split()[0]) for line in text.splitlines()]

@@ -5,7 +5,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from newsrec.metrics import ImpressionMetrics, candidate_ranks, impression_scores, write_prediction_file
+from newsrec.data.mind import candidate_ranks, write_prediction_file
+from newsrec.metrics import ImpressionMetrics, impression_scores
 
 
 def reference(scores, labels):

@@ -9,7 +9,8 @@ from _models import SMALL, TINY_FUM, make
 from newsrec.data import MINDDataModule
 from newsrec.models import FUM, GLORY, NRMS
 
-MODELS = ["nrms", "glory", "glory_sampled", "glory_transitions", "fum", "fum_concat", "fum_mhsa"]
+MODELS = ["nrms", "glory", "glory_sampled", "glory_transitions", "glory_gat", "fum", "fum_concat", "fum_mhsa"]
+GRAPH_VARIANTS = ["glory_gcn", "glory_gat", "glory_sage", "glory_gin"]
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +84,7 @@ def test_cached_evaluation_equals_plain_forward(dm, name, tmp_path):
         enable_model_summary=False,
         default_root_dir=tmp_path,
     )
+    model.connect_data(dm)
     trainer.fit(model, dm)
     cached = trainer.validate(model, dm, verbose=False)[0]
     from newsrec.metrics import ImpressionMetrics
@@ -118,6 +120,7 @@ def test_training_lowers_loss_and_checkpoint_loads_weights_only(dm, tmp_path):
             losses.append(float(outputs["loss"]))
 
     trainer.callbacks.append(Record())
+    model.connect_data(dm)
     trainer.fit(model, dm)
     assert all(np.isfinite(losses))
     k = len(losses) // 3
@@ -145,7 +148,7 @@ def test_empty_histories_give_finite_scores(dm):
 def test_prediction_gives_scores_in_file_order(dm, tmp_path):
     model = make("nrms", dm)
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
-    out = trainer.predict(model, dm)
+    out = trainer.predict(model.connect_data(dm, stage="predict"), dm)
     ids = np.concatenate([o["impression_ids"] for o in out])
     scores = [s for o in out for s in o["scores"]]
     b = dm.behaviors("dev")
@@ -228,14 +231,12 @@ def test_fit_initialises_embeddings_from_pretrained_vectors(dm, tmp_path):
         enable_progress_bar=False,
         default_root_dir=tmp_path,
     )
-    trainer.fit(model, dm)
+    trainer.fit(model.connect_data(dm), dm)
     torch.testing.assert_close(model.word_embedding.weight.detach(), torch.from_numpy(words))
     torch.testing.assert_close(model.entity_embedding.weight.detach(), torch.from_numpy(entities))
     bad = NRMS(num_words=dm.num_words, word_dim=64, num_heads=2, head_dim=8, attention_hidden=8)
     with pytest.raises(ValueError, match="word_dim|dimension"):
-        pl.Trainer(
-            max_epochs=1, limit_train_batches=0, logger=False, enable_progress_bar=False, default_root_dir=tmp_path
-        ).fit(bad, dm)
+        bad.connect_data(dm)
 
 
 @pytest.mark.parametrize("direction", ["in", "out"])
@@ -355,7 +356,7 @@ def test_beyond_accuracy_is_logged_in_test_and_off_in_validation_by_default(dm, 
     from newsrec.metrics import BEYOND_ACCURACY_NAMES, BeyondAccuracyMetrics
 
     torch.manual_seed(0)
-    model = make("nrms", dm)
+    model = make("nrms", dm).connect_data(dm, stage="test")
     quiet = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     val = pl.Trainer(**quiet).validate(model, dm, verbose=False)[0]
     assert not any(f"val/{n}@10" in val for n in BEYOND_ACCURACY_NAMES)
@@ -382,3 +383,58 @@ def test_beyond_accuracy_is_logged_in_test_and_off_in_validation_by_default(dm, 
     model.beyond_accuracy = "all"
     val = pl.Trainer(**quiet).validate(model, dm, verbose=False)[0]
     assert all(f"val/{n}@10" in val for n in BEYOND_ACCURACY_NAMES)
+
+
+@pytest.mark.parametrize("name", GRAPH_VARIANTS)
+def test_every_graph_encoder_keeps_scores_independent_of_other_rows_and_padding(dm, name):
+    torch.manual_seed(0)
+    model = make(name, dm).eval()
+    rows = np.arange(8)
+    with torch.no_grad():
+        whole = model(eval_batch(dm, model, rows))
+        mask = eval_batch(dm, model, rows)["candidate_mask"]
+        for i in (0, 5):
+            alone = model(eval_batch(dm, model, rows[i : i + 1]))
+            n = int(mask[i].sum())
+            torch.testing.assert_close(alone[0, :n], whole[i, :n], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["nrms", "glory", "glory_transitions", "fum"])
+def test_every_model_trains_in_a_plain_pytorch_loop(tiny_world, name):
+    """The handshake serves a plain loop: no Trainer, the same datamodule and model; the loss
+    falls, the pretrained tables were initialised, and evaluation with every news encoded
+    once (the news chunks the handshake hands over) equals the plain forward."""
+    torch.manual_seed(0)
+    dm = MINDDataModule(str(tiny_world), batch_size=8, history_length=20)
+    model = make(name, dm, dropout=0.0).connect_data(dm)
+    torch.testing.assert_close(model.word_embedding.weight.detach(), torch.from_numpy(dm.word_vectors()))
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    model.train()
+    for _epoch in range(2):
+        for batch in dm.train_dataloader():
+            loss = model.training_loss(batch)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(loss.item())
+    k = len(losses) // 3
+    assert np.mean(losses[-k:]) < np.mean(losses[:k])
+    model.eval()
+    batch = next(iter(dm.val_dataloader()))
+    with torch.no_grad():
+        plain = model(batch)
+        model._cache = model.encode_all_news(model.news_chunks())
+        cached = model(batch)
+        model._cache = None
+    m = batch["candidate_mask"]
+    torch.testing.assert_close(cached[m], plain[m], atol=1e-5, rtol=1e-5)
+
+
+def test_a_model_that_missed_the_handshake_says_so(tiny_world):
+    dm = MINDDataModule(str(tiny_world), batch_size=8, history_length=20)
+    model = make("glory", dm)
+    dm.configure(make("nrms", dm).data_requirements())  # configured for another model
+    batch = next(iter(dm.val_dataloader()))
+    with pytest.raises(ValueError, match="connect_data"):
+        model(batch)

@@ -11,6 +11,7 @@ from newsrec.nn import (
     EntityEncoder,
     Fastformer,
     FastformerAttention,
+    GatedGraphConvolution,
     GatedGraphEncoder,
     MultiHeadSelfAttention,
     MultiViewCombiner,
@@ -299,7 +300,7 @@ def test_gated_graph_encoder_pruned_outputs_equal_full(weighted, sparse_aggregat
     """Updating only the nodes (and computing messages only from the senders) that the output
     nodes depend on gives their full-graph outputs and gradients, on a dense graph and on a
     sparse one where most nodes lie beyond the layers' reach."""
-    monkeypatch.setattr(GatedGraphEncoder, "sparse_aggregation_on_cpu", sparse_aggregation)
+    monkeypatch.setattr(GatedGraphConvolution, "sparse_aggregation_on_cpu", sparse_aggregation)
     torch.manual_seed(1)
     enc = GatedGraphEncoder(4, 6, num_layers=3, use_edge_weight=weighted).double()
     n = num_nodes
@@ -347,3 +348,45 @@ def test_text_encoder_length_buckets_skip_padding_exactly():
         torch.testing.assert_close(grad, grads[0])
     with pytest.raises(ValueError, match="length_buckets"):
         TextEncoder(emb, length_buckets=-1)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gated_graph_convolution_equals_pyg_gated_graph_conv(weighted):
+    """newsrec's own GGNN (public MessagePassing API, one layer code path) gives PyG's
+    GatedGraphConv outputs with the same parameters, on edge_index, on a CSR adjacency and,
+    for the output nodes, in the pruned mode."""
+    from torch_geometric.nn import GatedGraphConv
+
+    torch.manual_seed(0)
+    n = 40
+    x, ei = torch.randn(n, 5).double(), torch.randint(0, n, (2, 120))
+    w = (torch.rand(120) + 0.5).double() if weighted else None
+    ref = GatedGraphConv(8, 3).double()
+    mine = GatedGraphConvolution(8, 3).double()
+    mine.load_state_dict(ref.state_dict())  # the same parameter names: old checkpoints load
+    want = ref(x, ei, w)
+    torch.testing.assert_close(mine(x, ei, w), want)
+    torch.testing.assert_close(mine(x, to_adjacency(ei, w, n).to(torch.float64)), want)
+    out = torch.tensor([0, 4, 9])
+    torch.testing.assert_close(mine(x, ei, w, output_nodes=out)[out], want[out])
+
+
+@pytest.mark.parametrize("kind", ["gcn", "gat", "sage", "gin"])
+def test_message_passing_encoders_keep_size_and_ignore_other_subgraphs(kind):
+    """Every alternative graph encoder maps [N, d] to [N, d], and a node's output depends only
+    on its own connected component (disjoint per-user subgraphs never mix)."""
+    from newsrec.nn import build_graph_encoder
+
+    torch.manual_seed(0)
+    enc = build_graph_encoder(kind, 8, 3).eval()
+    a = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    x = torch.randn(6, 8)
+    both = enc(x, torch.cat([a, a + 3], dim=1))
+    assert both.shape == (6, 8)
+    alone = enc(x[:3], a)
+    torch.testing.assert_close(both[:3], alone, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="graph encoder must be one of"):
+        build_graph_encoder("gnn", 8)
+    if kind != "gcn":
+        with pytest.raises(ValueError, match="takes no edge weights"):
+            build_graph_encoder(kind, 8, use_edge_weight=True)

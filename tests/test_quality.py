@@ -42,6 +42,7 @@ def small_glory(dm, **flags) -> GLORY:
 def fit_auc(model, dm, epochs=4) -> float:
     pl.seed_everything(0, verbose=False)
     quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    model.connect_data(dm)
     pl.Trainer(max_epochs=epochs, limit_val_batches=0, num_sanity_val_steps=0, **quiet).fit(model, dm)
     return pl.Trainer(**quiet).validate(model, dm, verbose=False)[0]["val/auc"]
 

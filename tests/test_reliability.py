@@ -13,8 +13,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from newsrec.core.cache import CacheCorruptWarning
 from newsrec.data import read_behaviors, read_news, read_vectors
-from newsrec.data.cache import CacheCorruptWarning
 from newsrec.data.prepare import load_behaviors, load_corpus
 from newsrec.errors import DataFormatError
 

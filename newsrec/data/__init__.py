@@ -1,7 +1,7 @@
 """Everything from files on disk to batches."""
 
+from newsrec.core.cache import ArrayCache, cache_key
 from newsrec.data.behaviors import Behaviors, TrainingSamples, ragged_to_padded
-from newsrec.data.cache import ArrayCache, cache_key
 from newsrec.data.corpus import CorpusConfig, NewsCorpus
 from newsrec.data.datamodule import MINDDataModule
 from newsrec.data.mind import (

@@ -1,6 +1,6 @@
 """Batches for every model: datasets, samplers and the vectorised batch builder.
 
-A batch is a dict:
+A batch is a :class:`~newsrec.core.NewsBatch` (it also reads like a dict):
 
 - ``news``: the features of the ``U`` distinct news the batch needs (histories, candidates and
   sampled graph nodes), e.g. ``title [U, L_title]``; ``news_rows [U]`` are their corpus rows.
@@ -23,12 +23,12 @@ Everything is gathered from numpy arrays in a few vectorised operations per batc
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from newsrec.core import DataRequirements, NewsBatch
 from newsrec.data.behaviors import Behaviors, TrainingSamples
 from newsrec.data.corpus import NewsCorpus
 
@@ -41,29 +41,6 @@ __all__ = [
     "NewsDataset",
     "DataRequirements",
 ]
-
-
-@dataclass
-class DataRequirements:
-    """What a model needs in its batches (declared by the model, read by the datamodule).
-
-    Attributes:
-        news_fields: corpus fields gathered for every news in a batch.
-        news_graph: keyword arguments of the news-graph build and :class:`KHopSampler`
-            (``method``, ``self_loops``, ``num_neighbors``, ``num_hops``, ``direction``,
-            ``edges``), or ``None`` for no subgraphs.
-        entity_neighbors: M_e for the entity-graph neighbours of every news' entities (adds
-            ``news["entity_neighbors"] [U, E, M_e]``), or ``None``.
-        entity_graph: keyword arguments of the entity-graph build (``method``, ``self_loops``).
-        transitions: ``m``, the number of most recent clicks whose click-graph transitions to
-            every candidate the batch carries (``transition_features``), or ``None``.
-    """
-
-    news_fields: tuple[str, ...] = ("title",)
-    news_graph: dict | None = None
-    entity_neighbors: int | None = None
-    entity_graph: dict | None = None
-    transitions: int | None = None
 
 
 class BatchBuilder:
@@ -100,8 +77,8 @@ class BatchBuilder:
         rows: np.ndarray,
         users: np.ndarray | None = None,
         history_lengths: np.ndarray | None = None,
-    ) -> dict:
-        """All arrays hold corpus rows (0 = padding); returns the batch dict (module docstring).
+    ) -> NewsBatch:
+        """All arrays hold corpus rows (0 = padding); returns the batch (module docstring).
 
         ``users`` / ``history_lengths`` (``[B]``, training only): the training user of each
         sample and its full history length, so that transition features leave out the user's
@@ -122,25 +99,25 @@ class BatchBuilder:
             if ents is None:
                 raise ValueError("entity neighbours need the 'entities' news field")
             news["entity_neighbors"] = torch.from_numpy(self.entity_table[ents])
-        batch = {
-            "news": news,
-            "news_rows": torch.from_numpy(news_rows.astype(np.int64)),
-            "history": torch.from_numpy(np.where(history_mask, local(history), 0)),
-            "history_mask": torch.from_numpy(history_mask),
-            "candidates": torch.from_numpy(np.where(candidate_mask, local(candidates), 0)),
-            "candidate_mask": torch.from_numpy(candidate_mask),
-            "labels": torch.from_numpy(labels.astype(np.int64)),
-            "user_index": torch.from_numpy(user_index.astype(np.int64)),
-            "impression_ids": torch.from_numpy(impression_ids.astype(np.int64)),
-            "rows": torch.from_numpy(rows.astype(np.int64)),
-        }
+        batch = NewsBatch(
+            news=news,
+            news_rows=torch.from_numpy(news_rows.astype(np.int64)),
+            history=torch.from_numpy(np.where(history_mask, local(history), 0)),
+            history_mask=torch.from_numpy(history_mask),
+            candidates=torch.from_numpy(np.where(candidate_mask, local(candidates), 0)),
+            candidate_mask=torch.from_numpy(candidate_mask),
+            labels=torch.from_numpy(labels.astype(np.int64)),
+            user_index=torch.from_numpy(user_index.astype(np.int64)),
+            impression_ids=torch.from_numpy(impression_ids.astype(np.int64)),
+            rows=torch.from_numpy(rows.astype(np.int64)),
+        )
         if self.requirements.transitions is not None:
             feats, tmask = self._transitions(history, history_mask, candidates, user_index, users, history_lengths)
-            batch["transition_features"] = torch.from_numpy(feats)
-            batch["transition_mask"] = torch.from_numpy(tmask)
+            batch.transition_features = torch.from_numpy(feats)
+            batch.transition_mask = torch.from_numpy(tmask)
         if subgraph is not None:
             subgraph.node_index = torch.from_numpy(local(subgraph.n_id.numpy()))
-            batch["subgraph"] = subgraph
+            batch.subgraph = subgraph
         return batch
 
     def _transitions(self, history, history_mask, candidates, user_index, users, history_lengths):
@@ -217,7 +194,7 @@ class TrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, key: tuple[int, np.ndarray]) -> dict:
+    def __getitem__(self, key: tuple[int, np.ndarray]) -> NewsBatch:
         epoch, idx = key
         if self._epoch != epoch:
             self._negatives, self._epoch = self.samples.negatives(epoch), epoch
@@ -279,7 +256,7 @@ class ImpressionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.behaviors)
 
-    def __getitem__(self, rows: np.ndarray) -> dict:
+    def __getitem__(self, rows: np.ndarray) -> NewsBatch:
         rows = np.asarray(rows, dtype=np.int64)
         b = self.behaviors
         hist, n = b.histories(rows, self.history_length)

@@ -265,14 +265,14 @@ class NewsCorpus:
         )
 
     def save(self, directory: str | os.PathLike) -> None:
-        from newsrec.data.cache import ArrayCache
+        from newsrec.core.cache import ArrayCache
 
         arrays, meta = self.to_cache()
         ArrayCache(Path(directory).parent).save(Path(directory).name, arrays, meta)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> NewsCorpus:
-        from newsrec.data.cache import ArrayCache
+        from newsrec.core.cache import ArrayCache
 
         got = ArrayCache(Path(directory).parent).load(Path(directory).name)
         if got is None:

@@ -11,9 +11,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
+from newsrec.core import DataRequirements, ModelInputs
+from newsrec.core.cache import ArrayCache, cache_key, file_fingerprint
 from newsrec.data.batching import (
     BatchBuilder,
-    DataRequirements,
     EpochBatchSampler,
     ImpressionBatchSampler,
     ImpressionDataset,
@@ -22,7 +23,6 @@ from newsrec.data.batching import (
     history_order,
 )
 from newsrec.data.behaviors import Behaviors, TrainingSamples
-from newsrec.data.cache import ArrayCache, cache_key, file_fingerprint
 from newsrec.data.corpus import CorpusConfig, NewsCorpus
 from newsrec.data.prepare import load_behaviors, load_corpus, split_files
 from newsrec.data.text import PretrainedCoverage, load_entity_vectors, load_word_vectors
@@ -63,7 +63,8 @@ class MINDDataModule(pl.LightningDataModule):
             embeddings, or ``None``.
         synthetic: if given and ``root`` holds no data yet, a synthetic world is generated
             there first with these :func:`newsrec.data.generate_mind` arguments.
-        requirements: what the model needs; normally taken from the model at ``setup``.
+        requirements: what the model needs; normally given by ``model.connect_data(dm)``
+            (which calls :meth:`configure`).
     """
 
     def __init__(
@@ -111,7 +112,6 @@ class MINDDataModule(pl.LightningDataModule):
         )
         self.missing, self.word_vectors_file, self.synthetic = missing, word_vectors, synthetic
         self.requirements = requirements
-        self._explicit_requirements = requirements is not None
         self._corpus: NewsCorpus | None = None
         self._behaviors: dict[str, Behaviors] = {}
         self._builder: BatchBuilder | None = None
@@ -269,16 +269,17 @@ class MINDDataModule(pl.LightningDataModule):
 
     # -- setup ----------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        if not self._explicit_requirements and self.trainer is not None:
-            model = self.trainer.lightning_module
-            if hasattr(model, "data_requirements"):
-                self.requirements = model.data_requirements()
+        """Lightning's hook: builds the batch builder for the configured requirements (the
+        default ones if :meth:`configure` was never called). It never asks the Trainer for the
+        model: the model's needs arrive through :meth:`configure`
+        (``model.connect_data(dm)`` makes that call)."""
         if self._builder is None or self._builder.requirements != self.requirements:
             self.configure(self.requirements or DataRequirements())
 
     def configure(self, requirements: DataRequirements) -> None:
-        """Build the batch builder for a model's requirements (done by ``setup``; call it
-        directly when using the datamodule without a Trainer)."""
+        """Build what a model's requirements name: graphs, samplers, transition tables and the
+        batch builder. The model → data half of the handshake (:mod:`newsrec.core.requirements`);
+        ``model.connect_data(dm)`` calls it with ``model.data_requirements()``."""
         from newsrec.graphs import EntityNeighborSampler, KHopSampler
 
         self.requirements = requirements
@@ -329,7 +330,7 @@ class MINDDataModule(pl.LightningDataModule):
         """Whether loaders pin their batches (see ``pin_memory``)."""
         if self.pin_memory != "auto":
             return bool(self.pin_memory)
-        trainer = getattr(self, "trainer", None)
+        trainer = getattr(self, "trainer", None)  # only its device: the model comes by configure()
         if trainer is not None:
             return trainer.strategy.root_device.type == "cuda"
         return torch.cuda.is_available()
@@ -374,6 +375,19 @@ class MINDDataModule(pl.LightningDataModule):
         sampler = BatchSampler(SequentialSampler(range(len(ds))), batch_size, drop_last=False)
         return DataLoader(
             ds, sampler=sampler, batch_size=None, collate_fn=_identity, num_workers=0, pin_memory=self._pin()
+        )
+
+    def model_inputs(self) -> ModelInputs:
+        """The data → model half of the handshake (:class:`~newsrec.core.ModelInputs`): the
+        pretrained word and entity matrices, chunks of the whole corpus with the configured
+        fields, the corpus size and the beyond-accuracy inputs. Call :meth:`configure` first."""
+        if self._builder is None:
+            self.configure(self.requirements or DataRequirements())
+        return ModelInputs(
+            pretrained={"words": self.word_vectors, "entities": self.entity_vectors},
+            news_chunks=self.news_dataloader,
+            num_news=len(self.corpus),
+            beyond_accuracy=self.beyond_accuracy_inputs,
         )
 
     def state_dict(self) -> dict:

@@ -25,14 +25,17 @@ import shutil
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import torch
+from torch import Tensor
 
+from newsrec.core.files import atomic_path, atomic_write
 from newsrec.errors import DataFormatError
 from newsrec.utils import progress
 
@@ -46,6 +49,8 @@ __all__ = [
     "download_mind",
     "safe_extract_zip",
     "MIND_URLS",
+    "candidate_ranks",
+    "write_prediction_file",
 ]
 
 NEWS_COLUMNS = (
@@ -601,3 +606,39 @@ def _flatten_single_folder(split_dir: Path) -> None:
                 os.replace(item, split_dir / item.name)
             sub.rmdir()
             return
+
+
+# -- the leaderboard file ---------------------------------------------------------------------------
+def candidate_ranks(scores: Tensor | np.ndarray) -> list[int]:
+    """Rank of every candidate in file order (1 = highest score; ties keep file order)."""
+    s = torch.as_tensor(scores, dtype=torch.float64)
+    order = torch.sort(s, descending=True, stable=True).indices
+    ranks = torch.empty_like(order)
+    ranks[order] = torch.arange(1, len(s) + 1)
+    return ranks.tolist()
+
+
+def write_prediction_file(
+    path: str | os.PathLike,
+    impression_ids: Sequence[int] | Iterable[int],
+    scores: Iterable[Tensor | np.ndarray | Sequence[float]],
+    *,
+    zip_archive: bool | None = None,
+) -> None:
+    """Write the MIND leaderboard file: one line per impression, ``ImpressionID [r1,r2,...]``.
+
+    ``scores`` holds each impression's candidate scores in file order; ranks start at 1. The
+    file is written atomically. If ``path`` ends in ``.zip`` (or ``zip_archive`` is True) the
+    archive holds a single ``prediction.txt``, as the leaderboard expects.
+    """
+    lines = []
+    for iid, sc in zip(impression_ids, scores, strict=True):
+        lines.append(f"{int(iid)} [{','.join(map(str, candidate_ranks(torch.as_tensor(sc))))}]")
+    text = "\n".join(lines) + ("\n" if lines else "")
+    path = os.fspath(path)
+    if zip_archive or (zip_archive is None and path.endswith(".zip")):
+        with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("prediction.txt", text)
+    else:
+        with atomic_write(path, encoding="utf-8") as f:
+            f.write(text)

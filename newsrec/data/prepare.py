@@ -7,8 +7,8 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
+from newsrec.core.cache import ArrayCache, cache_key, file_fingerprint
 from newsrec.data.behaviors import Behaviors
-from newsrec.data.cache import ArrayCache, cache_key, file_fingerprint
 from newsrec.data.corpus import CorpusConfig, NewsCorpus
 from newsrec.errors import DataFormatError
 

@@ -70,7 +70,8 @@ from pathlib import Path
 
 import numpy as np
 
-from newsrec.utils import atomic_write, progress
+from newsrec.core.files import atomic_write
+from newsrec.utils import progress
 
 __all__ = ["SyntheticConfig", "generate_mind", "oracle_auc"]
 

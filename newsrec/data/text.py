@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from newsrec.core.files import atomic_write
 from newsrec.data.mind import read_vectors
 from newsrec.errors import DataFormatError
-from newsrec.utils import atomic_write
 
 __all__ = [
     "PAD",

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from newsrec.data.cache import ArrayCache
+from newsrec.core.cache import ArrayCache
 
 __all__ = ["save_graph", "load_graph"]
 

@@ -9,10 +9,12 @@ import warnings
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from newsrec.data.batching import DataRequirements
+from newsrec.core import DataRequirements, ModelInputs, NewsBatch, as_batch
 from newsrec.metrics import BEYOND_ACCURACY_NAMES, BeyondAccuracyMetrics, ImpressionMetrics
+from newsrec.nn import TextEncoder
+from newsrec.nn.embedding import copy_pretrained_
 
 __all__ = ["NewsRecModel", "gather_rows"]
 
@@ -38,7 +40,15 @@ class NewsRecModel(pl.LightningModule):
       when the model sets :attr:`transition_scorer`, that module's term over the batch's
       click-graph transition features (sparse look-ups done by the data side, so cached news
       vectors still suffice for evaluation and serving);
-    - ``data_requirements() -> DataRequirements``.
+    - ``data_requirements() -> DataRequirements``;
+    - ``pretrained_embeddings() -> {"words": [nn.Embedding, ...], "entities": [...]}``: the
+      tables that start from the data's pretrained matrices (none by default).
+
+    The model meets its data through one explicit handshake, with no Trainer in between:
+    :meth:`connect_data` (``dm.configure(model.data_requirements())``, then
+    :meth:`attach_data` with ``dm.model_inputs()``). The ``newsrec`` CLI makes it before every
+    command; in Python, call ``model.connect_data(dm)`` before ``trainer.fit(model, dm)`` or a
+    plain training loop.
 
     The base class turns that into training (softmax cross-entropy over 1 clicked + K
     non-clicked candidates), evaluation (every news encoded once per evaluation, identical
@@ -47,11 +57,31 @@ class NewsRecModel(pl.LightningModule):
     optimiser (Adam, linear warm-up then linear decay). Nothing a user's scores depend on
     comes from another row of the batch.
 
+    Every model takes these arguments through ``**kwargs`` (its file holds only what is new
+    about it); ``None`` means the model's own default (:attr:`base_defaults`: NRMS and FUM
+    ``lr=1e-4``, GLORY ``2e-4``; FUM a constant rate, the others warm-up + decay).
+
     Args:
+        num_words, num_entity_ids, num_categories, num_subcategories: vocabulary sizes (the
+            CLI links them from the datamodule; a model ignores those it does not use).
+        word_dim: word embedding size (300 for GloVe; must match the pretrained vectors).
+        num_heads, head_dim: the word-level text encoder's and the user encoder's
+            self-attention (20 × 20 = 400 = the model size ``dim``).
+        attention_hidden: additive attention hidden size (200).
+        dropout: dropout rate (0.2).
+        length_buckets: texts are encoded in up to this many groups of similar length, each
+            cut to its longest text, so padding is not computed (:class:`~newsrec.nn.TextEncoder`;
+            exact; default: 8 on the CPU, 1 on a GPU).
+        pretrained_words: initialise the word tables from the data's GloVe file (at
+            :meth:`connect_data` for ``fit``).
+        freeze_words: keep the word embedding fixed.
         lr: Adam learning rate.
         warmup_fraction: fraction of the training steps with linear warm-up (then linear decay
             to zero); ``0`` and ``lr_schedule="constant"`` give a constant rate.
-        lr_schedule: ``"linear"`` (warm-up + decay, as GLORY) or ``"constant"``.
+        lr_schedule: ``"linear"`` (warm-up + decay, as GLORY) or ``"constant"``. The planned
+            number of steps is stored in checkpoints: a resumed run keeps the plan even when
+            ``max_epochs`` changes (a warning says so; steps past the plan run at its final
+            rate, 0 for the linear decay).
         weight_decay: Adam weight decay.
         gradient_check: stop with a clear error when the loss is not finite.
         news_batch_size: news per chunk in the encode-all-news pass.
@@ -74,12 +104,26 @@ class NewsRecModel(pl.LightningModule):
     #: vocabulary sizes every model accepts (the CLI links them from the datamodule; a model
     #: ignores those it does not use)
     data_size_arguments = ("num_words", "num_entity_ids", "num_categories", "num_subcategories")
+    #: the model's defaults for the arguments given as ``None``
+    base_defaults: dict = {"lr": 1e-4, "warmup_fraction": 0.1, "lr_schedule": "linear"}
 
     def __init__(
         self,
-        lr: float = 1e-4,
-        warmup_fraction: float = 0.1,
-        lr_schedule: str = "linear",
+        num_words: int = 2,
+        num_entity_ids: int = 2,
+        num_categories: int = 2,
+        num_subcategories: int = 2,
+        word_dim: int = 300,
+        num_heads: int = 20,
+        head_dim: int = 20,
+        attention_hidden: int = 200,
+        dropout: float = 0.2,
+        length_buckets: int | None = None,
+        pretrained_words: bool = True,
+        freeze_words: bool = False,
+        lr: float | None = None,
+        warmup_fraction: float | None = None,
+        lr_schedule: str | None = None,
         weight_decay: float = 0.0,
         gradient_check: bool = True,
         news_batch_size: int = 1024,
@@ -93,6 +137,10 @@ class NewsRecModel(pl.LightningModule):
             raise ValueError(f"beyond_accuracy_k must be >= 1, got {beyond_accuracy_k}")
         self.beyond_accuracy, self.beyond_accuracy_k = beyond_accuracy, beyond_accuracy_k
         self._beyond: BeyondAccuracyMetrics | None = None
+        defaults = {**NewsRecModel.base_defaults, **type(self).base_defaults}
+        lr = defaults["lr"] if lr is None else lr
+        warmup_fraction = defaults["warmup_fraction"] if warmup_fraction is None else warmup_fraction
+        lr_schedule = defaults["lr_schedule"] if lr_schedule is None else lr_schedule
         if lr_schedule not in ("linear", "constant"):
             raise ValueError(f"lr_schedule must be 'linear' or 'constant', got {lr_schedule!r}")
         self.lr, self.warmup_fraction, self.lr_schedule = lr, warmup_fraction, lr_schedule
@@ -103,6 +151,17 @@ class NewsRecModel(pl.LightningModule):
         #: optional :class:`~newsrec.nn.TransitionScorer` whose term is added to ``score``; it
         #: reads ``batch["transition_features"]`` (ask for them with ``DataRequirements.transitions``)
         self.transition_scorer: torch.nn.Module | None = None
+        self._inputs: ModelInputs | None = None  # from attach_data: the handshake's data half
+        self._planned_steps: int | None = None  # the LR schedule's plan (kept in checkpoints)
+        # what every model shares: vocabulary sizes, the word table and the text encoder's sizes
+        self.num_words, self.num_entity_ids = num_words, num_entity_ids
+        self.num_categories, self.num_subcategories = num_categories, num_subcategories
+        self.word_dim, self.num_heads, self.head_dim = word_dim, num_heads, head_dim
+        self.attention_hidden, self.dropout_rate, self.length_buckets = attention_hidden, dropout, length_buckets
+        self.dim = num_heads * head_dim
+        self.pretrained_words = pretrained_words
+        self.word_embedding = nn.Embedding(num_words, word_dim, padding_idx=0)
+        self.word_embedding.weight.requires_grad_(not freeze_words)
 
     # -- protocol ---------------------------------------------------------------------------------
     def data_requirements(self) -> DataRequirements:
@@ -126,37 +185,77 @@ class NewsRecModel(pl.LightningModule):
         """Dot products: ``users [B, d]``, ``candidates [B, C, d]`` → ``[B, C]``."""
         return torch.einsum("bd,bcd->bc", users, candidates)
 
-    # -- pretrained vectors -------------------------------------------------------------------------
+    def pretrained_embeddings(self) -> dict[str, list[nn.Embedding]]:
+        """The embedding tables that start from the data's pretrained matrices, by kind
+        (``"words"``, ``"entities"``: the keys of :attr:`ModelInputs.pretrained`): by default
+        the word table when ``pretrained_words``; a model adds its own tables."""
+        return {"words": [self.word_embedding]} if self.pretrained_words else {}
+
+    def text_encoder(self) -> TextEncoder:
+        """A new word-level text encoder (MHSA + attention pooling, ``[U, L] → [U, dim]``) over
+        the shared word table, with the base sizes: each model's title (FUM: and abstract)
+        encoder."""
+        return TextEncoder(
+            self.word_embedding,
+            self.num_heads,
+            self.head_dim,
+            self.attention_hidden,
+            self.dropout_rate,
+            self.length_buckets,
+        )
+
+    # -- the handshake -----------------------------------------------------------------------------
+    def connect_data(self, data, stage: str = "fit") -> NewsRecModel:
+        """Meet the data: ``data.configure(self.data_requirements())``, then
+        ``self.attach_data(data.model_inputs(), init_pretrained=stage == "fit")``.
+
+        ``data`` is any object with ``configure(DataRequirements)`` and ``model_inputs() ->
+        ModelInputs`` (:class:`~newsrec.data.MINDDataModule`). With ``stage="fit"`` the
+        :meth:`pretrained_embeddings` tables are initialised from the pretrained matrices (a
+        checkpoint restored afterwards, as in a resumed fit, overwrites them); for
+        ``"validate"``, ``"test"``, ``"predict"`` and serving they are left as they are.
+        Returns the model."""
+        data.configure(self.data_requirements())
+        self.attach_data(data.model_inputs(), init_pretrained=stage == "fit")
+        return self
+
+    def attach_data(self, inputs: ModelInputs, *, init_pretrained: bool = False) -> None:
+        """Receive the data side's :class:`~newsrec.core.ModelInputs` (the news chunks the
+        evaluation, serving and GLORY's approximate mode encode, the beyond-accuracy inputs)
+        and, with ``init_pretrained``, copy the pretrained matrices into the tables of
+        :meth:`pretrained_embeddings`."""
+        self._inputs = inputs
+        if init_pretrained:
+            for kind, tables in self.pretrained_embeddings().items():
+                source = inputs.pretrained.get(kind)
+                vectors = source() if source is not None else None
+                if vectors is None:
+                    continue
+                for table in tables:
+                    copy_pretrained_(table, vectors, name=f"pretrained {kind} vectors")
+
     def setup(self, stage: str) -> None:
-        """Initialise embeddings from the datamodule's pretrained vectors (fit only; a restored
-        checkpoint overwrites them afterwards)."""
-        if stage != "fit" or self.trainer is None or getattr(self.trainer, "datamodule", None) is None:
-            return
-        dm = self.trainer.datamodule
-        for attr, getter, flag in (
-            ("word_embedding", "word_vectors", "pretrained_words"),
-            ("entity_embedding", "entity_vectors", "pretrained_entities"),
-        ):
-            emb = getattr(self, attr, None)
-            if emb is None or not getattr(self, flag, False) or not hasattr(dm, getter):
-                continue
-            vectors = getattr(dm, getter)()
-            if vectors is None:
-                continue
-            if tuple(vectors.shape) != tuple(emb.weight.shape):
-                raise ValueError(
-                    f"pretrained {getter} have shape {tuple(vectors.shape)} but the model's {attr} is "
-                    f"{tuple(emb.weight.shape)}: set the model's dimension to {vectors.shape[1]} "
-                    f"(or disable {flag})"
-                )
-            with torch.no_grad():
-                emb.weight.copy_(torch.as_tensor(vectors))
-                if emb.padding_idx is not None:
-                    emb.weight[emb.padding_idx].zero_()
+        """Lightning's hook: only a warning when a fit starts on a model that never met its
+        data (its pretrained tables then stay randomly initialised)."""
+        if stage == "fit" and self._inputs is None and any(self.pretrained_embeddings().values()):
+            warnings.warn(
+                f"{type(self).__name__} was not connected to its data, so its embeddings are not initialised from "
+                "the pretrained vectors: call model.connect_data(dm) before trainer.fit(model, dm)",
+                UserWarning,
+                stacklevel=2,
+            )
 
     # -- forward -------------------------------------------------------------------------------------
-    def forward(self, batch: dict) -> Tensor:
-        """Scores ``[B, C]`` of a batch (padded candidates get scores too; mask them)."""
+    def forward(self, batch: NewsBatch) -> Tensor:
+        """Scores ``[B, C]`` of a :class:`~newsrec.core.NewsBatch` (or a dict with its fields;
+        padded candidates get scores too: mask them with ``candidate_mask``)."""
+        batch = as_batch(batch)
+        missing = [f for f in self.data_requirements().news_fields if f not in batch.news]
+        if missing:
+            raise ValueError(
+                f"{type(self).__name__} needs the news fields {missing}, which the batch lacks: configure the data "
+                "with the model's requirements (model.connect_data(dm))"
+            )
         cand_idx = batch["candidates"]
         if self._cache is not None and not self.training:
             cand_all, hist_all = self._cache
@@ -180,7 +279,7 @@ class NewsRecModel(pl.LightningModule):
             if "transition_features" not in batch:
                 raise ValueError(
                     f"{type(self).__name__} has a transition scorer but the batch carries no transition_features: "
-                    "configure the data with the model's requirements (dm.configure(model.data_requirements()))"
+                    "configure the data with the model's requirements (model.connect_data(dm))"
                 )
             scores = scores + self.transition_scorer(batch["transition_features"], batch["transition_mask"]).to(
                 scores.dtype
@@ -188,7 +287,11 @@ class NewsRecModel(pl.LightningModule):
         return scores
 
     # -- training -------------------------------------------------------------------------------------
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+    def training_loss(self, batch: NewsBatch, batch_idx: int = 0) -> Tensor:
+        """The loss of a training batch (softmax cross-entropy of the clicked news, column 0,
+        against its ``K`` non-clicked candidates): what :meth:`training_step` returns, callable
+        from a plain PyTorch loop. With ``gradient_check``, a non-finite loss is an error
+        naming the step and the batch's impression ids."""
         scores = self(batch)
         scores = scores.masked_fill(~batch["candidate_mask"], torch.finfo(scores.dtype).min)
         target = torch.zeros(len(scores), dtype=torch.long, device=scores.device)
@@ -199,7 +302,11 @@ class NewsRecModel(pl.LightningModule):
                 f"non-finite training loss ({loss.item()}) at global step {self.global_step}, batch {batch_idx}; "
                 f"impression ids of the batch: {ids[:20]}{' …' if len(ids) > 20 else ''}"
             )
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(scores))
+        return loss
+
+    def training_step(self, batch: NewsBatch, batch_idx: int) -> Tensor:
+        loss = self.training_loss(batch, batch_idx)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["candidates"]))
         return loss
 
     # -- evaluation ----------------------------------------------------------------------------------
@@ -215,13 +322,19 @@ class NewsRecModel(pl.LightningModule):
             hists.append(h)
         return torch.cat(cands), torch.cat(hists)
 
+    def news_chunks(self):
+        """The attached data's chunks of the whole corpus (see :meth:`attach_data`), or ``None``."""
+        return None if self._inputs is None else self._inputs.news_chunks(self.news_batch_size)
+
     def _build_cache(self) -> None:
+        """Encode every news once for this evaluation; without attached data (no handshake),
+        evaluation runs the plain forward on every batch instead (same scores, slower)."""
         self._cache = None
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is not None and hasattr(dm, "news_dataloader"):
+        chunks = self.news_chunks()
+        if chunks is not None:
             was_training = self.training
             self.eval()
-            self._cache = self.encode_all_news(dm.news_dataloader(self.news_batch_size))
+            self._cache = self.encode_all_news(chunks)
             self.train(was_training)
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
@@ -235,12 +348,12 @@ class NewsRecModel(pl.LightningModule):
 
     def _build_beyond(self, stage: str) -> None:
         """The beyond-accuracy metric for this evaluation, when ``beyond_accuracy`` asks for it
-        and the datamodule can describe its news (``beyond_accuracy_inputs``)."""
+        and the attached data can describe its news (:attr:`ModelInputs.beyond_accuracy`)."""
         self._beyond = None
         wanted = self.beyond_accuracy == "all" or (self.beyond_accuracy == "test" and stage == "test")
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if wanted and dm is not None and hasattr(dm, "beyond_accuracy_inputs"):
-            metric = BeyondAccuracyMetrics(self.beyond_accuracy_k, **dm.beyond_accuracy_inputs()).to(self.device)
+        source = None if self._inputs is None else self._inputs.beyond_accuracy
+        if wanted and source is not None:
+            metric = BeyondAccuracyMetrics(self.beyond_accuracy_k, **source()).to(self.device)
             object.__setattr__(self, "_beyond", metric)  # per evaluation, not a submodule of the model
 
     def on_validation_epoch_start(self) -> None:
@@ -307,11 +420,23 @@ class NewsRecModel(pl.LightningModule):
         optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         if self.lr_schedule == "constant":
             return optimizer
-        total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
-        if not math.isfinite(total) or total <= 0:
+        estimated = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
+        if self._planned_steps is not None:  # resumed: keep the checkpoint's plan
+            total = self._planned_steps
+            if math.isfinite(estimated) and int(estimated) != total:
+                warnings.warn(
+                    f"the learning-rate schedule keeps the plan of {total} steps stored in the checkpoint (this run "
+                    f"would plan {int(estimated)}): steps past the plan run at its final rate. Start a new run "
+                    "(no --ckpt_path) to re-plan the schedule.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        elif not math.isfinite(estimated) or estimated <= 0:
             warnings.warn("unknown number of training steps: using a constant learning rate", stacklevel=2)
             return optimizer
-        total = int(total)
+        else:
+            total = int(estimated)
+        self._planned_steps = total
         warm = max(int(round(self.warmup_fraction * total)), 0)
 
         def factor(step: int) -> float:
@@ -321,6 +446,15 @@ class NewsRecModel(pl.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self._planned_steps is not None:
+            checkpoint["newsrec_planned_steps"] = int(self._planned_steps)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        planned = checkpoint.get("newsrec_planned_steps")
+        if self._trainer is not None:  # a resumed fit (not load_from_checkpoint): keep the plan
+            self._planned_steps = int(planned) if planned is not None else None
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

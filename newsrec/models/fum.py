@@ -5,14 +5,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from newsrec.data.batching import DataRequirements
+from newsrec.core import DataRequirements
 from newsrec.models.base import NewsRecModel, gather_rows
-from newsrec.nn import AdditiveAttention, Fastformer, MultiHeadSelfAttention, TextEncoder, UserEncoder
+from newsrec.nn import AdditiveAttention, Fastformer, MultiHeadSelfAttention, UserEncoder
 
 __all__ = ["FUM", "FUM_GENRES"]
 
 #: text genres the fine-grained user model can read, per clicked news
 FUM_GENRES = ("title", "abstract", "category", "subcategory", "entity_text")
+
+
+def _category_tower(num_categories: int, category_dim: int, dropout: float) -> nn.Sequential:
+    """Category id → embedding → Dense → ReLU → dropout (``[U]`` → ``[U, category_dim]``)."""
+    return nn.Sequential(
+        nn.Embedding(num_categories, category_dim, padding_idx=0),
+        nn.Linear(category_dim, category_dim),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+    )
 
 
 class FUMNewsEncoder(nn.Module):
@@ -21,26 +31,36 @@ class FUMNewsEncoder(nn.Module):
     encoder (MHSA + pooling), all concatenated → Dense(``dim``) → ReLU (the official code;
     ``activation="none"`` leaves the vector linear, as NRMS's and GLORY's news vectors are).
 
+    Args:
+        text_encoder: a factory of word-level text encoders (``[U, L] → [U, d_t]``), called
+            once for the title and once for the abstract (:meth:`NewsRecModel.text_encoder`).
+        entity_embedding: the entity table.
+        num_categories, num_subcategories: vocabulary sizes.
+        category_dim: category and subcategory embedding size.
+        entity_heads, entity_head_dim: entity self-attention.
+        attention_hidden, dropout: additive attention hidden size and dropout rate.
+        dim: output size.
+        views: what it reads, from ``title``, ``abstract``, ``category``, ``subcategory``,
+            ``entities``.
+        activation: ``"relu"`` or ``"none"``.
+
     Shapes: ``news`` dict of ``title [U, Lt]``, ``abstract [U, La]``, ``category [U]``,
     ``subcategory [U]``, ``entities [U, E]`` → ``[U, dim]``.
     """
 
     def __init__(
         self,
-        word_embedding: nn.Embedding,
+        text_encoder,
         entity_embedding: nn.Embedding,
         num_categories: int,
         num_subcategories: int,
-        num_heads: int,
-        head_dim: int,
-        attention_hidden: int,
-        dropout: float,
         category_dim: int,
         entity_heads: int,
         entity_head_dim: int,
+        attention_hidden: int,
+        dropout: float,
         dim: int,
         views: tuple[str, ...],
-        length_buckets: int | None = None,
         activation: str = "relu",
     ) -> None:
         super().__init__()
@@ -49,26 +69,16 @@ class FUMNewsEncoder(nn.Module):
         self.views = views
         size = 0
         if "title" in views:
-            self.title = TextEncoder(word_embedding, num_heads, head_dim, attention_hidden, dropout, length_buckets)
+            self.title = text_encoder()
             size += self.title.out_dim
         if "abstract" in views:
-            self.abstract = TextEncoder(word_embedding, num_heads, head_dim, attention_hidden, dropout, length_buckets)
+            self.abstract = text_encoder()
             size += self.abstract.out_dim
         if "category" in views:
-            self.category = nn.Sequential(
-                nn.Embedding(num_categories, category_dim, padding_idx=0),
-                nn.Linear(category_dim, category_dim),
-                nn.ReLU(),
-                nn.Dropout(dropout),
-            )
+            self.category = _category_tower(num_categories, category_dim, dropout)
             size += category_dim
         if "subcategory" in views:
-            self.subcategory = nn.Sequential(
-                nn.Embedding(num_subcategories, category_dim, padding_idx=0),
-                nn.Linear(category_dim, category_dim),
-                nn.ReLU(),
-                nn.Dropout(dropout),
-            )
+            self.subcategory = _category_tower(num_subcategories, category_dim, dropout)
             size += category_dim
         if "entities" in views:
             self.entity_embedding = entity_embedding
@@ -112,11 +122,14 @@ class FUM(NewsRecModel):
     Score :math:`r = u^\top n`. Padding (short titles, short histories) is masked everywhere, and
     a user vector never depends on the candidates (cacheable).
 
+    FUM's own arguments follow; the shared ones (vocabulary sizes, ``word_dim`` = 300,
+    ``num_heads`` × ``head_dim`` = 20 × 20 = ``dim``, ``attention_hidden`` = 200, ``dropout`` =
+    0.2, ``length_buckets``, ``pretrained_words`` (both word tables: the news encoder's and the
+    fine-grained model's), ``freeze_words``, the optimiser's) are :class:`NewsRecModel`'s and
+    arrive through ``**kwargs``.
+
     Args:
-        num_words, num_entity_ids, num_categories, num_subcategories: sizes (from the datamodule).
-        word_dim, entity_dim: embedding sizes (GloVe 300, TransE 100).
-        num_heads, head_dim: news and coarse-user self-attention (20 × 20 = 400 = ``dim``).
-        attention_hidden: additive attention hidden size (200).
+        entity_dim: entity embedding size (TransE 100).
         category_dim: category/subcategory embedding size (128).
         entity_heads, entity_head_dim: entity self-attention (5 × 40).
         news_views: what the news encoder reads (default: title, abstract, category,
@@ -131,28 +144,22 @@ class FUM(NewsRecModel):
         fine_dim, fine_heads, fine_layers: fine-grained encoder size (120 = 3 × 40, 1 layer).
         use_fine, use_coarse: the paper's Figure 3 ablations.
         fusion: ``"sum"`` or ``"concat"``; ``fine_user_dim``: the fine part's size for concat (30).
-        dropout: 0.2.
-        length_buckets: texts are encoded in up to this many groups of similar length, each
-            cut to its longest text, so padding is not computed (:class:`TextEncoder`; exact;
-            default: 8 on the CPU, 1 on a GPU).
+        pretrained_entities: initialise the entity table from TransE.
+        **kwargs: the :class:`NewsRecModel` arguments (FUM defaults to a constant learning
+            rate, as the official code; ``gradient_check``, ``beyond_accuracy``, …).
     """
+
+    base_defaults = {"lr": 1e-4, "warmup_fraction": 0.0, "lr_schedule": "constant"}
 
     def __init__(
         self,
-        num_words: int = 2,
-        num_entity_ids: int = 2,
-        num_categories: int = 2,
-        num_subcategories: int = 2,
-        word_dim: int = 300,
+        news_views: tuple[str, ...] = ("title", "abstract", "category", "subcategory", "entities"),
+        news_activation: str = "relu",
         entity_dim: int = 100,
-        num_heads: int = 20,
-        head_dim: int = 20,
-        attention_hidden: int = 200,
         category_dim: int = 128,
         entity_heads: int = 5,
         entity_head_dim: int = 40,
-        news_views: tuple[str, ...] = ("title", "abstract", "category", "subcategory", "entities"),
-        news_activation: str = "relu",
+        pretrained_entities: bool = True,
         genres: tuple[str, ...] = ("title", "category", "subcategory"),
         fine_encoder: str = "fastformer",
         fine_dim: int = 120,
@@ -162,27 +169,9 @@ class FUM(NewsRecModel):
         use_coarse: bool = True,
         fusion: str = "sum",
         fine_user_dim: int = 30,
-        dropout: float = 0.2,
-        length_buckets: int | None = None,
-        pretrained_words: bool = True,
-        pretrained_entities: bool = True,
-        lr: float = 1e-4,
-        warmup_fraction: float = 0.0,
-        lr_schedule: str = "constant",
-        weight_decay: float = 0.0,
-        news_batch_size: int = 1024,
-        beyond_accuracy: str = "test",
-        beyond_accuracy_k: int = 10,
+        **kwargs,
     ) -> None:
-        super().__init__(
-            lr=lr,
-            warmup_fraction=warmup_fraction,
-            lr_schedule=lr_schedule,
-            weight_decay=weight_decay,
-            news_batch_size=news_batch_size,
-            beyond_accuracy=beyond_accuracy,
-            beyond_accuracy_k=beyond_accuracy_k,
-        )
+        super().__init__(**kwargs)
         self.save_hyperparameters()
         genres, news_views = tuple(genres), tuple(news_views)
         bad = [g for g in genres if g not in FUM_GENRES]
@@ -196,47 +185,42 @@ class FUM(NewsRecModel):
             raise ValueError(f"fine_encoder must be 'fastformer' or 'mhsa', got {fine_encoder!r}")
         if use_fine and not genres:
             raise ValueError("the fine-grained model needs at least one genre")
-        self.pretrained_words, self.pretrained_entities = pretrained_words, pretrained_entities
+        self.pretrained_entities = pretrained_entities
         self.genres, self.use_fine, self.use_coarse, self.fusion = genres, use_fine, use_coarse, fusion
-        dim = num_heads * head_dim
-        self.dim = dim
-        self.word_embedding = nn.Embedding(num_words, word_dim, padding_idx=0)
-        self.entity_embedding = nn.Embedding(num_entity_ids, entity_dim, padding_idx=0)
+        dim, hidden, dropout, word_dim = self.dim, self.attention_hidden, self.dropout_rate, self.word_dim
+        self.entity_embedding = nn.Embedding(self.num_entity_ids, entity_dim, padding_idx=0)
         self.news_encoder = FUMNewsEncoder(
-            self.word_embedding,
+            self.text_encoder,
             self.entity_embedding,
-            num_categories,
-            num_subcategories,
-            num_heads,
-            head_dim,
-            attention_hidden,
-            dropout,
+            self.num_categories,
+            self.num_subcategories,
             category_dim,
             entity_heads,
             entity_head_dim,
+            hidden,
+            dropout,
             dim,
             news_views,
-            length_buckets,
             news_activation,
         )
         coarse_out = dim if (fusion == "sum" or not use_fine) else dim - fine_user_dim
         fine_out = dim if (fusion == "sum" or not use_coarse) else fine_user_dim
         if use_coarse:
-            self.coarse_user = UserEncoder(dim, num_heads, head_dim, attention_hidden, dropout)
+            self.coarse_user = UserEncoder(dim, self.num_heads, self.head_dim, hidden, dropout)
             self.coarse_proj = nn.Linear(dim, coarse_out) if coarse_out != dim or fusion == "concat" else None
         if use_fine:
             # the fine-grained model has its own embedding tables (as the official code)
-            self.fine_word_embedding = nn.Embedding(num_words, word_dim, padding_idx=0)
-            self.fine_category_embedding = nn.Embedding(num_categories, word_dim, padding_idx=0)
-            self.fine_subcategory_embedding = nn.Embedding(num_subcategories, word_dim, padding_idx=0)
+            self.fine_word_embedding = nn.Embedding(self.num_words, word_dim, padding_idx=0)
+            self.fine_category_embedding = nn.Embedding(self.num_categories, word_dim, padding_idx=0)
+            self.fine_subcategory_embedding = nn.Embedding(self.num_subcategories, word_dim, padding_idx=0)
             self.fine_dropout = nn.Dropout(dropout)
             self.fine_input = nn.Linear(word_dim, fine_dim)
             if fine_encoder == "fastformer":
                 self.fine_encoder = Fastformer(fine_dim, fine_heads, fine_layers)
             else:
                 self.fine_encoder = _StackedSelfAttention(fine_dim, fine_heads, fine_layers)
-            self.fine_news_pooling = AdditiveAttention(fine_dim, attention_hidden)
-            self.fine_user_pooling = AdditiveAttention(fine_dim, attention_hidden)
+            self.fine_news_pooling = AdditiveAttention(fine_dim, hidden)
+            self.fine_user_pooling = AdditiveAttention(fine_dim, hidden)
             self.fine_proj = nn.Linear(fine_dim, fine_out)
 
     def data_requirements(self) -> DataRequirements:
@@ -244,12 +228,14 @@ class FUM(NewsRecModel):
         fields |= set(self.genres)
         return DataRequirements(news_fields=tuple(sorted(fields)))
 
-    # -- pretrained: the fine-grained word table starts from GloVe too ----------------------------
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        if stage == "fit" and self.use_fine and self.pretrained_words:
-            with torch.no_grad():
-                self.fine_word_embedding.weight.copy_(self.word_embedding.weight)
+    def pretrained_embeddings(self) -> dict[str, list[nn.Embedding]]:
+        """The fine-grained word table starts from GloVe too (as the official code)."""
+        tables = super().pretrained_embeddings()
+        if self.pretrained_words and self.use_fine:
+            tables["words"].append(self.fine_word_embedding)
+        if self.pretrained_entities:
+            tables["entities"] = [self.entity_embedding]
+        return tables
 
     # -- protocol ------------------------------------------------------------------------------------
     def encode_news(self, news: dict[str, Tensor], history_news: Tensor | None = None) -> Tensor:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from newsrec.data.batching import DataRequirements
+from newsrec.core import DataRequirements
 from newsrec.graphs.transitions import NUM_TRANSITION_FEATURES
 from newsrec.models.base import NewsRecModel, gather_rows
 from newsrec.nn import (
+    GRAPH_ENCODERS,
     EntityEncoder,
-    GatedGraphEncoder,
     MultiViewCombiner,
-    TextEncoder,
     TransitionScorer,
     UserEncoder,
+    build_graph_encoder,
 )
 
 __all__ = ["GLORY"]
@@ -39,17 +39,14 @@ class GLORY(NewsRecModel):
     :math:`\mathbf{h}^g_{ec}` encoding the top-:math:`M_e` entity-graph neighbours of the
     candidate's entities. Score :math:`s = \mathbf{u}^\top\mathbf{c}`.
 
+    GLORY's own arguments follow; the shared ones (vocabulary sizes, ``word_dim`` = 300,
+    ``num_heads`` × ``head_dim`` = 20 × 20 = the model size, ``attention_hidden`` = 200,
+    ``dropout`` = 0.2, ``length_buckets``, ``pretrained_words``, ``freeze_words``, the optimiser's)
+    are :class:`NewsRecModel`'s and arrive through ``**kwargs``.
+
     Args:
-        num_words, num_entity_ids: vocabulary sizes (from the datamodule; ``num_categories`` and
-            ``num_subcategories`` are accepted and unused).
-        word_dim, entity_dim: embedding sizes (300 GloVe, 100 TransE).
-        num_heads, head_dim: news/user self-attention (20 × 20 = 400 = the model size).
+        entity_dim: entity embedding size (100, TransE).
         entity_heads, entity_head_dim: entity self-attention (5 × 20).
-        attention_hidden: additive attention hidden size (200).
-        dropout: 0.2.
-        length_buckets: texts are encoded in up to this many groups of similar length, each
-            cut to its longest text, so padding is not computed (:class:`TextEncoder`; exact;
-            default: 8 on the CPU, 1 on a GPU).
         use_news_graph: the global news graph view (ablation: False).
         use_entity_graph: the global entity graph view (ablation: False).
         graph_method: ``"dir_seq"`` | ``"undir_seq"`` | ``"co_occurrence"``.
@@ -58,9 +55,14 @@ class GLORY(NewsRecModel):
             code); ``"out"``: the news clicked just after it (messages flow against the clicks).
         graph_edges: ``"induced"`` (paper) or ``"sampled"`` subgraph edges.
         num_graph_neighbors, num_graph_hops: M_n = 8, K_n = 2.
-        ggnn_layers: 3.
-        ggnn_edge_weights: how GGNN messages are weighted: ``False`` / ``"none"`` (official
-            code: every neighbour counts alike), ``True`` / ``"count"`` (by click counts), or
+        graph_encoder: the encoder over each user's subgraph: ``"ggnn"`` (the paper's gated
+            graph network, default), or ``"gcn"``, ``"gat"``, ``"sage"``, ``"gin"`` from
+            :mod:`torch_geometric.nn` with the same layer count and size
+            (:func:`~newsrec.nn.build_graph_encoder`; the paper's comparison of graph encoders).
+        ggnn_layers: layers of the graph encoder (3), whichever it is.
+        ggnn_edge_weights: how graph messages are weighted (``ggnn``; ``gcn`` takes ``"count"``):
+            ``False`` / ``"none"`` (official code: every neighbour counts alike), ``True`` /
+            ``"count"`` (by click counts), or
             ``"mean"`` (by click counts divided by the counts of all the subgraph's edges into
             the same node, a weighted mean: a news' main transition is not outvoted by its
             one-off ones).
@@ -83,27 +85,19 @@ class GLORY(NewsRecModel):
         user_recency: **beyond the paper** (opt-in): a learned recency embedding added to each
             clicked news before the user encoder (:class:`~newsrec.nn.UserEncoder`'s
             ``recency_positions``), so the user vector can weigh the last clicks more.
-        pretrained_words, pretrained_entities: initialise embeddings from GloVe / TransE.
-        lr: 2e-4 (paper); other :class:`NewsRecModel` arguments as there.
+        pretrained_entities: initialise the entity table from TransE.
+        **kwargs: the :class:`NewsRecModel` arguments (``lr`` defaults to 2e-4, the paper's).
     """
 
     history_is_candidate = False
+    base_defaults = {"lr": 2e-4}
 
     def __init__(
         self,
-        num_words: int = 2,
-        num_entity_ids: int = 2,
-        num_categories: int = 2,
-        num_subcategories: int = 2,
-        word_dim: int = 300,
         entity_dim: int = 100,
-        num_heads: int = 20,
-        head_dim: int = 20,
         entity_heads: int = 5,
         entity_head_dim: int = 20,
-        attention_hidden: int = 200,
-        dropout: float = 0.2,
-        length_buckets: int | None = None,
+        pretrained_entities: bool = True,
         use_news_graph: bool = True,
         use_entity_graph: bool = True,
         graph_method: str = "dir_seq",
@@ -112,6 +106,7 @@ class GLORY(NewsRecModel):
         graph_edges: str = "induced",
         num_graph_neighbors: int = 8,
         num_graph_hops: int = 2,
+        graph_encoder: str = "ggnn",
         ggnn_layers: int = 3,
         ggnn_edge_weights: bool | str = False,
         entity_graph_method: str = "inter_news",
@@ -122,48 +117,26 @@ class GLORY(NewsRecModel):
         graph_score_clicks: int = 50,
         graph_score_hidden: int = 16,
         user_recency: bool = False,
-        pretrained_words: bool = True,
-        pretrained_entities: bool = True,
-        freeze_words: bool = False,
-        lr: float = 2e-4,
-        warmup_fraction: float = 0.1,
-        lr_schedule: str = "linear",
-        weight_decay: float = 0.0,
-        news_batch_size: int = 1024,
-        beyond_accuracy: str = "test",
-        beyond_accuracy_k: int = 10,
+        **kwargs,
     ) -> None:
-        super().__init__(
-            lr=lr,
-            warmup_fraction=warmup_fraction,
-            lr_schedule=lr_schedule,
-            weight_decay=weight_decay,
-            news_batch_size=news_batch_size,
-            beyond_accuracy=beyond_accuracy,
-            beyond_accuracy_k=beyond_accuracy_k,
-        )
+        super().__init__(**kwargs)
         self.save_hyperparameters()
-        self.pretrained_words, self.pretrained_entities = pretrained_words, pretrained_entities
+        self.pretrained_entities = pretrained_entities
         self.use_news_graph, self.use_entity_graph = use_news_graph, use_entity_graph
-        dim = num_heads * head_dim
-        self.dim = dim
-        self.word_embedding = nn.Embedding(num_words, word_dim, padding_idx=0)
-        self.word_embedding.weight.requires_grad_(not freeze_words)
-        self.entity_embedding = nn.Embedding(num_entity_ids, entity_dim, padding_idx=0)
-        self.title_encoder = TextEncoder(
-            self.word_embedding, num_heads, head_dim, attention_hidden, dropout, length_buckets
-        )
-        self.entity_encoder = EntityEncoder(
-            self.entity_embedding, dim, entity_heads, entity_head_dim, attention_hidden, dropout
-        )
+        dim, hidden, dropout = self.dim, self.attention_hidden, self.dropout_rate
+        self.entity_embedding = nn.Embedding(self.num_entity_ids, entity_dim, padding_idx=0)
+        self.title_encoder = self.text_encoder()
+        self.entity_encoder = EntityEncoder(self.entity_embedding, dim, entity_heads, entity_head_dim, hidden, dropout)
         weighting = _EDGE_WEIGHTINGS.get(ggnn_edge_weights) if isinstance(ggnn_edge_weights, (bool, str)) else None
         if weighting is None:
             raise ValueError(
                 f"ggnn_edge_weights must be one of False, True, 'none', 'count', 'mean'; got {ggnn_edge_weights!r}"
             )
+        if graph_encoder not in GRAPH_ENCODERS:
+            raise ValueError(f"graph_encoder must be one of {GRAPH_ENCODERS}, got {graph_encoder!r}")
         self.graph_encoder = (
-            GatedGraphEncoder(
-                dim,
+            build_graph_encoder(
+                graph_encoder,
                 dim,
                 ggnn_layers,
                 use_edge_weight=weighting != "none",
@@ -173,14 +146,14 @@ class GLORY(NewsRecModel):
             else None
         )
         self.global_entity_encoder = (
-            EntityEncoder(self.entity_embedding, dim, entity_heads, entity_head_dim, attention_hidden, dropout)
+            EntityEncoder(self.entity_embedding, dim, entity_heads, entity_head_dim, hidden, dropout)
             if use_entity_graph
             else None
         )
-        self.history_aggregator = MultiViewCombiner(dim, attention_hidden)
-        self.candidate_aggregator = MultiViewCombiner(dim, attention_hidden)
+        self.history_aggregator = MultiViewCombiner(dim, hidden)
+        self.candidate_aggregator = MultiViewCombiner(dim, hidden)
         self.user_encoder = UserEncoder(
-            dim, num_heads, head_dim, attention_hidden, recency_positions=graph_score_clicks if user_recency else 0
+            dim, self.num_heads, self.head_dim, hidden, recency_positions=graph_score_clicks if user_recency else 0
         )
         if graph_score_clicks < 1:
             raise ValueError(f"graph_score_clicks must be >= 1, got {graph_score_clicks}")
@@ -210,18 +183,28 @@ class GLORY(NewsRecModel):
             transitions=h.graph_score_clicks if h.graph_score else None,
         )
 
+    def pretrained_embeddings(self) -> dict[str, list[nn.Embedding]]:
+        tables = super().pretrained_embeddings()
+        if self.pretrained_entities:
+            tables["entities"] = [self.entity_embedding]
+        return tables
+
     # -- approximate mode: cached neighbour vectors -------------------------------------------------
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         super().on_train_batch_start(batch, batch_idx)
         every = self.neighbor_cache_every
         if every > 0 and (self._neighbor_cache is None or self.global_step - self._neighbor_cache_step >= every):
-            dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-            if dm is not None and hasattr(dm, "news_dataloader"):
-                was = self.training
-                self.eval()
-                _, self._neighbor_cache = self.encode_all_news(dm.news_dataloader(self.news_batch_size))
-                self.train(was)
-                self._neighbor_cache_step = self.global_step
+            chunks = self.news_chunks()
+            if chunks is None:
+                raise RuntimeError(
+                    "GLORY's approximate mode (neighbor_cache_every > 0) encodes every news from the attached data: "
+                    "call model.connect_data(dm) before training"
+                )
+            was = self.training
+            self.eval()
+            _, self._neighbor_cache = self.encode_all_news(chunks)
+            self.train(was)
+            self._neighbor_cache_step = self.global_step
 
     def encode_batch_news(self, batch: dict) -> Tensor:
         if not (self.training and self.neighbor_cache_every > 0 and self._neighbor_cache is not None):
@@ -236,14 +219,24 @@ class GLORY(NewsRecModel):
         return cached.index_copy(0, idx, fresh)
 
     # -- protocol -----------------------------------------------------------------------------------
+    #: the views packed side by side in the history-side vectors, ``dim`` wide each
+    history_views = ("title", "entity")
+
     def encode_history_news(self, news: dict[str, Tensor]) -> Tensor:
-        """``[U, 2·dim]``: local title and local entity vectors, side by side."""
+        """``[U, 2·dim]``: the :attr:`history_views`, local title and local entity vectors,
+        side by side (one tensor, so that the base class caches and gathers them as one;
+        :meth:`split_history_views` takes them apart)."""
         return torch.cat([self.title_encoder(news["title"]), self.entity_encoder(news["entities"])], dim=-1)
+
+    def split_history_views(self, history_news: Tensor) -> tuple[Tensor, Tensor]:
+        """``[U, 2·dim]`` → (title ``[U, dim]``, entity ``[U, dim]``)."""
+        title, entity = torch.split(history_news, self.dim, dim=-1)
+        return title, entity
 
     def encode_news(self, news: dict[str, Tensor], history_news: Tensor | None = None) -> Tensor:
         if history_news is None:
             history_news = self.encode_history_news(news)
-        views = [history_news[:, : self.dim], history_news[:, self.dim :]]
+        views = list(self.split_history_views(history_news))
         if self.global_entity_encoder is not None:
             nbr = news["entity_neighbors"]  # [U, E, M]
             views.append(self.global_entity_encoder(nbr.reshape(len(nbr), -1)))
@@ -251,8 +244,8 @@ class GLORY(NewsRecModel):
 
     def encode_users(self, batch: dict, history_news: Tensor) -> Tensor:
         hist = batch["history"]
-        local = history_news[:, : self.dim]
-        views = [gather_rows(local, hist), gather_rows(history_news[:, self.dim :], hist)]
+        local, entity = self.split_history_views(history_news)
+        views = [gather_rows(local, hist), gather_rows(entity, hist)]
         if self.graph_encoder is not None:
             views.append(self._graph_view(batch["subgraph"], local, hist.shape))
         news = self.history_aggregator(torch.stack(views, dim=2))  # [B_u, L, dim]

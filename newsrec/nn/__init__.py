@@ -1,25 +1,37 @@
 """Reusable encoders, importable without Lightning (PyTorch Geometric layer style)."""
 
 from newsrec.nn.attention import AdditiveAttention, MultiHeadSelfAttention, masked_softmax
-from newsrec.nn.embedding import pretrained_embedding
+from newsrec.nn.embedding import copy_pretrained_, pretrained_embedding
 from newsrec.nn.fastformer import Fastformer, FastformerAttention, FastformerLayer
-from newsrec.nn.graph import GatedGraphEncoder, to_adjacency
+from newsrec.nn.graph import (
+    GRAPH_ENCODERS,
+    GatedGraphConvolution,
+    GatedGraphEncoder,
+    MessagePassingEncoder,
+    build_graph_encoder,
+    to_adjacency,
+)
 from newsrec.nn.news import EntityEncoder, MultiViewCombiner, TextEncoder
 from newsrec.nn.transition import TransitionScorer
 from newsrec.nn.user import UserEncoder
 
 __all__ = [
+    "GRAPH_ENCODERS",
     "AdditiveAttention",
     "EntityEncoder",
     "Fastformer",
     "FastformerAttention",
     "FastformerLayer",
+    "GatedGraphConvolution",
     "GatedGraphEncoder",
+    "MessagePassingEncoder",
     "MultiHeadSelfAttention",
     "MultiViewCombiner",
     "TextEncoder",
     "TransitionScorer",
     "UserEncoder",
+    "build_graph_encoder",
+    "copy_pretrained_",
     "masked_softmax",
     "pretrained_embedding",
     "to_adjacency",

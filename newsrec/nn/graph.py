@@ -1,4 +1,6 @@
-"""Graph encoders built on :class:`torch_geometric.nn.GatedGraphConv` (GLORY's global news encoder)."""
+"""Graph encoders for GLORY's global news graph: a gated graph neural network written on PyG's
+:class:`~torch_geometric.nn.conv.MessagePassing` (the paper's), and GCN / GAT / GraphSAGE / GIN
+stacks from :mod:`torch_geometric.nn` for the comparison of graph encoders."""
 
 from __future__ import annotations
 
@@ -6,10 +8,22 @@ import warnings
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn import GatedGraphConv
-from torch_geometric.utils import to_torch_csr_tensor
+from torch_geometric.nn import MessagePassing
+from torch_geometric.nn.inits import uniform
+from torch_geometric.nn.models import GAT, GCN, GIN, GraphSAGE
+from torch_geometric.utils import spmm, to_torch_csr_tensor
 
-__all__ = ["GatedGraphEncoder", "to_adjacency"]
+__all__ = [
+    "GRAPH_ENCODERS",
+    "GatedGraphConvolution",
+    "GatedGraphEncoder",
+    "MessagePassingEncoder",
+    "build_graph_encoder",
+    "to_adjacency",
+]
+
+#: graph encoder names :func:`build_graph_encoder` accepts (``ggnn`` is GLORY's)
+GRAPH_ENCODERS = ("ggnn", "gcn", "gat", "sage", "gin")
 
 
 def to_adjacency(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int) -> Tensor:
@@ -29,8 +43,134 @@ def _positions(index: Tensor, num_nodes: int) -> Tensor:
     return out
 
 
+class GatedGraphConvolution(MessagePassing):
+    r"""The gated graph convolution (Li et al., 2016), on PyG's public
+    :class:`~torch_geometric.nn.conv.MessagePassing` API:
+
+    .. math::
+        \mathbf{h}_i^{(0)} = \mathbf{x}_i \,\Vert\, \mathbf{0}, \qquad
+        \mathbf{m}_i^{(l)} = \sum_{j \in \mathcal{N}(i)} e_{j,i}\, \mathbf{W}^{(l)} \mathbf{h}_j^{(l-1)},
+        \qquad \mathbf{h}_i^{(l)} = \operatorname{GRU}\big(\mathbf{m}_i^{(l)}, \mathbf{h}_i^{(l-1)}\big)
+
+    for :math:`l = 1..L`, messages flowing source → target (``edge_index[0] → edge_index[1]``),
+    :math:`e_{j,i}` the edge weight (1 without weights). The same parameters (``weight [L, d,
+    d]``, ``rnn``) and outputs as :class:`torch_geometric.nn.GatedGraphConv` with ``aggr="add"``
+    (tested), plus one thing it cannot do: ``output_nodes``, which updates at layer ``l`` only
+    the nodes within ``L - l`` hops of the nodes whose outputs are needed. Every layer runs
+    through :meth:`layer` whichever way it is called: one code path.
+
+    Args:
+        channels: node state size ``d`` (inputs narrower than ``d`` are zero-padded).
+        num_layers: propagation steps ``L``.
+
+    Shapes:
+        - **x**: ``[N, F]`` with ``F <= d``; **edge_index**: ``[2, E]`` long or a sparse CSR
+          ``adj_t [N, N]`` (row = target; its values are the edge weights); **edge_weight**:
+          ``[E]`` or ``None``; **output_nodes**: bool ``[N]`` or an index, or ``None``.
+        - **output**: ``[N, d]`` (with ``output_nodes``, only those rows are final).
+    """
+
+    #: With ``output_nodes`` on the CPU, sum the messages with a sparse matrix product (2-3x
+    #: faster on large subgraphs; on a GPU gather + ``index_add`` is faster below ~10^5 edges).
+    sparse_aggregation_on_cpu: bool = True
+
+    def __init__(self, channels: int, num_layers: int) -> None:
+        super().__init__(aggr="add")
+        self.channels, self.num_layers = channels, num_layers
+        self.weight = nn.Parameter(torch.empty(num_layers, channels, channels))
+        self.rnn = nn.GRUCell(channels, channels)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        uniform(self.channels, self.weight)
+        self.rnn.reset_parameters()
+
+    def message(self, x_j: Tensor, edge_weight: Tensor | None) -> Tensor:
+        return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
+
+    def message_and_aggregate(self, adj_t: Tensor, x: Tensor) -> Tensor:
+        return spmm(adj_t, x, reduce="sum")
+
+    def layer(self, index: int, h: Tensor, senders: Tensor, aggregate) -> Tensor:
+        """One propagation step, the only one: ``aggregate(senders W^(l))`` returns the summed
+        messages of the nodes being updated and their rows of ``h`` (``None`` = all), then the
+        GRU gives those nodes' new states. ``senders`` are the states of the nodes that send
+        (``h`` itself, or the rows of ``h`` the aggregation indexes)."""
+        agg, rows = aggregate(senders @ self.weight[index])
+        return self.rnn(agg, h if rows is None else h.index_select(0, rows))
+
+    def forward(
+        self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None, *, output_nodes: Tensor | None = None
+    ) -> Tensor:
+        if x.shape[-1] > self.channels:
+            raise ValueError(f"node features of size {x.shape[-1]} exceed the state size {self.channels}")
+        if x.shape[-1] < self.channels:
+            x = torch.cat([x, x.new_zeros(x.shape[0], self.channels - x.shape[-1])], dim=-1)
+        if output_nodes is None:
+            h = x
+            for index in range(self.num_layers):
+                h = self.layer(index, h, h, lambda m: (self.propagate(edge_index, x=m, edge_weight=edge_weight), None))
+            return h
+        if edge_index.layout == torch.sparse_csr:
+            raise ValueError("output_nodes needs edge_index, not a sparse adjacency")
+        return self._pruned(x, edge_index, edge_weight, output_nodes)
+
+    def _pruned(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None, output_nodes: Tensor) -> Tensor:
+        n, L = x.shape[0], self.num_layers
+        src, dst = edge_index
+        # distance of every node to the output nodes, following edges backwards (BFS, L steps)
+        dist = torch.full((n,), L + 1, dtype=torch.long, device=x.device)
+        out_mask = torch.zeros(n, dtype=torch.bool, device=x.device)
+        out_mask[output_nodes] = True
+        dist[out_mask] = 0
+        for k in range(1, L + 1):
+            reach = dist[dst] == k - 1
+            dist[src[reach]] = torch.minimum(dist[src[reach]], torch.full_like(src[reach], k))
+        # sparse aggregation (CPU): edges sorted by target once, so each layer's rows come sorted
+        sparse = x.device.type == "cpu" and self.sparse_aggregation_on_cpu
+        if sparse:
+            order = torch.argsort(dst, stable=True)
+            src, dst = src[order], dst[order]
+            if edge_weight is not None:
+                edge_weight = edge_weight[order]
+        h = x
+        for index in range(L):
+            need = torch.nonzero(dist <= L - 1 - index).flatten()
+            if need.numel() == 0:
+                break
+            position = _positions(need, n)
+            e = position[dst] >= 0
+            # messages only from the nodes that send to ``need`` (within one more hop)
+            senders = torch.nonzero(dist <= L - index).flatten()
+            all_send = senders.numel() == n
+            sender = src[e] if all_send else _positions(senders, n)[src[e]]
+            rows = position[dst[e]]  # sorted when ``sparse``: position grows with the node id
+            weights = edge_weight[e] if edge_weight is not None else None
+
+            def aggregate(m: Tensor, need=need, sender=sender, rows=rows, weights=weights) -> tuple[Tensor, Tensor]:
+                if sparse:  # agg = A m with A [need, senders]: no [E, d] message tensor
+                    crow = torch.zeros(need.numel() + 1, dtype=torch.long, device=m.device)
+                    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=need.numel()), 0)
+                    values = weights.to(m.dtype) if weights is not None else m.new_ones(rows.numel())
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+                        adj = torch.sparse_csr_tensor(crow, sender, values, (need.numel(), m.shape[0]))
+                    return torch.sparse.mm(adj, m), need
+                msg = self.message(m.index_select(0, sender), None if weights is None else weights.to(m.dtype))
+                return msg.new_zeros(need.numel(), m.shape[-1]).index_add_(0, rows, msg), need
+
+            states = h if all_send else h.index_select(0, senders)
+            h = h.index_copy(0, need, self.layer(index, h, states, aggregate))
+        return h
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, num_layers={self.num_layers}"
+
+
 class GatedGraphEncoder(nn.Module):
     r"""A gated graph neural network (Li et al., 2016), GLORY's global news encoder:
+    :class:`GatedGraphConvolution`, with optional edge weighting and an input projection.
 
     .. math::
         \mathbf{m}_i^{(l)} = \sum_{j \in \mathcal{N}(i)} e_{j,i}\, \mathbf{W}^{(l)} \mathbf{h}_j^{(l-1)},
@@ -59,10 +199,6 @@ class GatedGraphEncoder(nn.Module):
         - **output**: ``[N, hidden_dim]``.
     """
 
-    #: With ``output_nodes`` on the CPU, sum the messages with a sparse matrix product (2-3x
-    #: faster on large subgraphs; on a GPU gather + ``index_add`` is faster below ~10^5 edges).
-    sparse_aggregation_on_cpu: bool = True
-
     def __init__(
         self,
         in_dim: int,
@@ -77,7 +213,7 @@ class GatedGraphEncoder(nn.Module):
         self.in_dim, self.hidden_dim, self.num_layers = in_dim, hidden_dim, num_layers
         self.use_edge_weight, self.normalize_edge_weight = use_edge_weight, normalize_edge_weight
         self.input_proj = nn.Linear(in_dim, hidden_dim) if in_dim > hidden_dim else None
-        self.conv = GatedGraphConv(hidden_dim, num_layers, aggr="add")
+        self.conv = GatedGraphConvolution(hidden_dim, num_layers)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -101,11 +237,7 @@ class GatedGraphEncoder(nn.Module):
         if self.input_proj is not None:
             x = self.input_proj(x)
         if self.normalize_edge_weight:
-            edge_index, edge_weight = self._normalized(edge_index, edge_weight, x.shape[0])
-        if output_nodes is not None:
-            if edge_index.layout == torch.sparse_csr:
-                raise ValueError("output_nodes needs edge_index, not a sparse adjacency")
-            return self._pruned(x, edge_index, edge_weight if self.use_edge_weight else None, output_nodes)
+            edge_index, edge_weight = _normalized(edge_index, edge_weight, x.shape[0])
         if edge_index.layout == torch.sparse_csr:
             if not self.use_edge_weight:
                 edge_index = torch.sparse_csr_tensor(
@@ -114,79 +246,87 @@ class GatedGraphEncoder(nn.Module):
                     torch.ones_like(edge_index.values()),
                     edge_index.shape,
                 )
-            return self.conv(x, edge_index)
-        return self.conv(x, edge_index, edge_weight if self.use_edge_weight else None)
-
-    @staticmethod
-    def _normalized(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int) -> tuple[Tensor, Tensor | None]:
-        """The weights divided by the sum of the weights into each target node (rows of a CSR
-        ``adj_t``); ``edge_weight`` ``None`` counts as ones."""
-        if edge_index.layout == torch.sparse_csr:
-            crow, values = edge_index.crow_indices(), edge_index.values()
-            rows = torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device), crow.diff())
-            total = values.new_zeros(len(crow) - 1).index_add_(0, rows, values)
-            values = values / total.index_select(0, rows).clamp_min(torch.finfo(values.dtype).tiny)
-            return torch.sparse_csr_tensor(crow, edge_index.col_indices(), values, edge_index.shape), edge_weight
-        if edge_weight is None:
-            edge_weight = torch.ones(edge_index.shape[1], device=edge_index.device)
-        target = edge_index[1]
-        total = edge_weight.new_zeros(num_nodes).index_add_(0, target, edge_weight)
-        return edge_index, edge_weight / total.index_select(0, target).clamp_min(torch.finfo(edge_weight.dtype).tiny)
-
-    def _pruned(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None, output_nodes: Tensor) -> Tensor:
-        n, L = x.shape[0], self.num_layers
-        if x.shape[-1] < self.hidden_dim:
-            x = torch.cat([x, x.new_zeros(n, self.hidden_dim - x.shape[-1])], dim=-1)
-        src, dst = edge_index
-        # distance of every node to the output nodes, following edges backwards (BFS, L steps)
-        far = L + 1
-        dist = torch.full((n,), far, dtype=torch.long, device=x.device)
-        out_mask = torch.zeros(n, dtype=torch.bool, device=x.device)
-        out_mask[output_nodes] = True
-        dist[out_mask] = 0
-        for k in range(1, L + 1):
-            reach = dist[dst] == k - 1
-            dist[src[reach]] = torch.minimum(dist[src[reach]], torch.full_like(src[reach], k))
-        # sparse aggregation (CPU): edges sorted by target once, so each layer's rows come sorted
-        sparse = x.device.type == "cpu" and self.sparse_aggregation_on_cpu
-        if sparse:
-            order = torch.argsort(dst, stable=True)
-            src, dst = src[order], dst[order]
-            if edge_weight is not None:
-                edge_weight = edge_weight[order]
-        h = x
-        for layer in range(L):
-            need = torch.nonzero(dist <= L - 1 - layer).flatten()
-            if need.numel() == 0:
-                break
-            position = _positions(need, n)
-            e = position[dst] >= 0
-            # messages only from the nodes that send to ``need`` (within one more hop)
-            senders = torch.nonzero(dist <= L - layer).flatten()
-            if senders.numel() == n:
-                m, sender = h @ self.conv.weight[layer], src[e]
-            else:
-                m = h.index_select(0, senders) @ self.conv.weight[layer]
-                sender = _positions(senders, n)[src[e]]
-            if sparse:  # agg = A m with A [need, senders]: no [E, d] message tensor is materialised
-                rows = position[dst[e]]  # sorted: position grows with the node id
-                crow = torch.zeros(need.numel() + 1, dtype=torch.long, device=x.device)
-                crow[1:] = torch.cumsum(torch.bincount(rows, minlength=need.numel()), 0)
-                values = edge_weight[e].to(m.dtype) if edge_weight is not None else m.new_ones(rows.numel())
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-                    adj = torch.sparse_csr_tensor(crow, sender, values, (need.numel(), m.shape[0]))
-                agg = torch.sparse.mm(adj, m)
-            else:
-                msg = m.index_select(0, sender)
-                if edge_weight is not None:
-                    msg = msg * edge_weight[e].unsqueeze(-1).to(msg.dtype)
-                agg = msg.new_zeros(need.numel(), m.shape[-1]).index_add_(0, position[dst[e]], msg)
-            h = h.index_copy(0, need, self.conv.rnn(agg, h.index_select(0, need)))
-        return h
+            return self.conv(x, edge_index, output_nodes=output_nodes)
+        return self.conv(x, edge_index, edge_weight if self.use_edge_weight else None, output_nodes=output_nodes)
 
     def extra_repr(self) -> str:
         return (
             f"{self.in_dim}, {self.hidden_dim}, num_layers={self.num_layers}, "
             f"use_edge_weight={self.use_edge_weight}, normalize_edge_weight={self.normalize_edge_weight}"
         )
+
+
+def _normalized(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int) -> tuple[Tensor, Tensor | None]:
+    """The weights divided by the sum of the weights into each target node (rows of a CSR
+    ``adj_t``); ``edge_weight`` ``None`` counts as ones."""
+    if edge_index.layout == torch.sparse_csr:
+        crow, values = edge_index.crow_indices(), edge_index.values()
+        rows = torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device), crow.diff())
+        total = values.new_zeros(len(crow) - 1).index_add_(0, rows, values)
+        values = values / total.index_select(0, rows).clamp_min(torch.finfo(values.dtype).tiny)
+        return torch.sparse_csr_tensor(crow, edge_index.col_indices(), values, edge_index.shape), edge_weight
+    if edge_weight is None:
+        edge_weight = torch.ones(edge_index.shape[1], device=edge_index.device)
+    target = edge_index[1]
+    total = edge_weight.new_zeros(num_nodes).index_add_(0, target, edge_weight)
+    return edge_index, edge_weight / total.index_select(0, target).clamp_min(torch.finfo(edge_weight.dtype).tiny)
+
+
+_BASIC_GNNS = {"gcn": GCN, "gat": GAT, "sage": GraphSAGE, "gin": GIN}
+
+
+class MessagePassingEncoder(nn.Module):
+    r"""``num_layers`` layers of a :mod:`torch_geometric.nn` convolution, ReLU between layers,
+    ``dim`` wide throughout (PyG's :class:`~torch_geometric.nn.models.GCN`,
+    :class:`~torch_geometric.nn.models.GAT`, :class:`~torch_geometric.nn.models.GraphSAGE` or
+    :class:`~torch_geometric.nn.models.GIN`): the alternatives to GLORY's GGNN, e.g. for GCN
+    :math:`\mathbf{H}^{(l)} = \sigma(\hat{\mathbf{D}}^{-1/2} \hat{\mathbf{A}} \hat{\mathbf{D}}^{-1/2}
+    \mathbf{H}^{(l-1)} \mathbf{W}^{(l)})` (:math:`\sigma` = ReLU except after the last layer).
+
+    Args:
+        kind: ``"gcn"``, ``"gat"`` (one head), ``"sage"`` (mean aggregation) or ``"gin"`` (an
+            MLP per layer).
+        dim: input, hidden and output size.
+        num_layers: layers (GLORY's 3).
+        use_edge_weight: weight messages by ``edge_weight`` (``gcn`` only; the others have no
+            scalar edge weights, so asking for them is an error).
+
+    Shapes: **x** ``[N, dim]``, **edge_index** ``[2, E]``, **edge_weight** ``[E]`` or ``None`` →
+    ``[N, dim]``. ``output_nodes`` is accepted for the common interface and ignored: every node
+    is computed (exact for the output nodes too).
+    """
+
+    def __init__(self, kind: str, dim: int, num_layers: int = 3, use_edge_weight: bool = False) -> None:
+        super().__init__()
+        if kind not in _BASIC_GNNS:
+            raise ValueError(f"graph encoder must be one of {GRAPH_ENCODERS}, got {kind!r}")
+        if use_edge_weight and kind != "gcn":
+            raise ValueError(
+                f"the {kind!r} graph encoder takes no edge weights: use 'ggnn' or 'gcn' for weighted edges"
+            )
+        self.kind, self.in_dim, self.hidden_dim, self.use_edge_weight = kind, dim, dim, use_edge_weight
+        self.gnn = _BASIC_GNNS[kind](dim, dim, num_layers, dim)
+
+    def reset_parameters(self) -> None:
+        self.gnn.reset_parameters()
+
+    def forward(
+        self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None, *, output_nodes: Tensor | None = None
+    ) -> Tensor:
+        if self.kind == "gcn" and self.use_edge_weight:
+            return self.gnn(x, edge_index, edge_weight=edge_weight)
+        return self.gnn(x, edge_index)
+
+
+def build_graph_encoder(
+    kind: str, dim: int, num_layers: int = 3, *, use_edge_weight: bool = False, normalize_edge_weight: bool = False
+) -> nn.Module:
+    """GLORY's graph encoder by name (:data:`GRAPH_ENCODERS`): ``"ggnn"`` →
+    :class:`GatedGraphEncoder`, else :class:`MessagePassingEncoder`; ``dim`` in and out."""
+    if kind == "ggnn":
+        return GatedGraphEncoder(dim, dim, num_layers, use_edge_weight, normalize_edge_weight)
+    if normalize_edge_weight and kind != "gcn":
+        raise ValueError(f"the {kind!r} graph encoder takes no edge weights: use 'ggnn' or 'gcn' for weighted edges")
+    if kind == "gcn" and normalize_edge_weight:
+        raise ValueError("edge weight normalisation is for 'ggnn' ('gcn' normalises by degrees itself)")
+    return MessagePassingEncoder(kind, dim, num_layers, use_edge_weight)

@@ -1,0 +1,70 @@
+"""What a model asks of the data side, and what the data side hands a model back.
+
+The handshake is two calls, with no Trainer in between::
+
+    dm.configure(model.data_requirements())     # the data side builds what the model needs
+    model.attach_data(dm.model_inputs())        # the model gets its pretrained vectors and news
+
+:meth:`NewsRecModel.connect_data(dm) <newsrec.models.NewsRecModel.connect_data>` makes both.
+The same two calls serve a Lightning ``Trainer`` (the ``newsrec`` CLI makes them before every
+command), a plain PyTorch loop and the serving code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DataRequirements", "ModelInputs"]
+
+
+@dataclass
+class DataRequirements:
+    """What a model needs in its batches (declared by the model, read by the data side).
+
+    Attributes:
+        news_fields: corpus fields gathered for every news in a batch (``title``, ``abstract``,
+            ``category``, ``subcategory``, ``entities``, ``entity_text``).
+        news_graph: keyword arguments of the news-graph build and :class:`~newsrec.graphs.KHopSampler`
+            (``method``, ``self_loops``, ``num_neighbors``, ``num_hops``, ``direction``,
+            ``edges``), or ``None`` for no subgraphs.
+        entity_neighbors: M_e for the entity-graph neighbours of every news' entities (adds
+            ``news["entity_neighbors"] [U, E, M_e]``), or ``None``.
+        entity_graph: keyword arguments of the entity-graph build (``method``, ``self_loops``).
+        transitions: ``m``, the number of most recent clicks whose click-graph transitions to
+            every candidate the batch carries (``transition_features``), or ``None``.
+    """
+
+    news_fields: tuple[str, ...] = ("title",)
+    news_graph: dict | None = None
+    entity_neighbors: int | None = None
+    entity_graph: dict | None = None
+    transitions: int | None = None
+
+
+@dataclass
+class ModelInputs:
+    """What the data side gives a model once it is configured for the model's requirements.
+
+    Every field is a callable, evaluated only when the model needs it (a GloVe matrix is built
+    only for ``fit``; the news chunks only for evaluation, serving or GLORY's approximate mode).
+
+    Attributes:
+        pretrained: ``{"words": () -> [num_words, d] | None, "entities": () -> [num_entity_ids, d]
+            | None}``: pretrained matrices in the vocabularies' row order (``None`` when the
+            data has no such file).
+        news_chunks: ``batch_size -> iterable of {"news": {field: [n, ...]}, "news_rows": [n]}``:
+            every news of the corpus, rows ``0..N-1`` in order, with the fields the model asked
+            for (and ``entity_neighbors`` when asked).
+        num_news: ``N``, the corpus size (row 0 is the padding news).
+        beyond_accuracy: ``() -> dict`` of :class:`~newsrec.metrics.BeyondAccuracyMetrics`
+            arguments (``item_categories``, ``item_vectors``, ``click_counts``, …), or ``None``.
+    """
+
+    pretrained: dict[str, Callable[[], np.ndarray | None]]
+    news_chunks: Callable[[int], Iterable[dict[str, Any]]]
+    num_news: int
+    beyond_accuracy: Callable[[], dict] | None = None
