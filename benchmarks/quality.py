@@ -59,6 +59,11 @@ MODEL_SPECS = {
     "glory_mean": ("GLORY", dict(SAMPLED, ggnn_edge_weights="mean")),
     "glory_undirected_mean": ("GLORY", dict(SAMPLED, graph_method="undir_seq", ggnn_edge_weights="mean")),
     "glory_approx": ("GLORY", dict(SAMPLED, neighbor_cache_every=20)),
+    # the paper's comparison of graph encoders (GGNN = glory_approx), approximate mode
+    **{
+        f"glory_{kind}_approx": ("GLORY", dict(SAMPLED, graph_encoder=kind, neighbor_cache_every=20))
+        for kind in ("gcn", "gat", "sage", "gin")
+    },
     # beyond the paper: candidate-aware click-graph score (c), recency in the user encoder (b)
     "glory_graph_score": ("GLORY", dict(SAMPLED, graph_score=True)),
     "glory_recency": ("GLORY", dict(SAMPLED, user_recency=True)),

@@ -78,6 +78,29 @@ def _baselines(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     return rows
 
 
+def _serve(args: argparse.Namespace) -> None:
+    try:
+        import uvicorn
+
+        from newsrec.serving.app import ServiceLimits, create_app
+    except ImportError:
+        raise SystemExit("newsrec serve needs fastapi and uvicorn: pip install 'newsrec-pyg[serve]'") from None
+    from newsrec.serving import Recommender
+
+    rec = Recommender.from_checkpoint(
+        args.ckpt_path,
+        root=args.root,
+        device=args.device,
+        search=args.search,
+        index_dir=None if args.index_dir == "none" else args.index_dir,
+    )
+    limits = ServiceLimits(max_k=args.max_k, max_history=args.max_history, max_candidates=args.max_candidates)
+    print(
+        f"serving {type(rec.model).__name__} over {rec.num_news} news on http://{args.host}:{args.port} (docs: /docs)"
+    )
+    uvicorn.run(create_app(rec, limits), host=args.host, port=args.port, log_level=args.log_level)
+
+
 def _demo(args: argparse.Namespace) -> None:
     root = Path(args.root)
     if not (root / "train" / "behaviors.tsv").exists():
@@ -104,6 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("baselines", help="popularity, transition, item-kNN and oracle metrics on the dev split")
     p.add_argument("root")
     p.set_defaults(func=_baselines)
+    p = sub.add_parser("serve", help="serve a trained model over HTTP (extra [serve]: fastapi + uvicorn)")
+    p.add_argument("--ckpt_path", required=True, help="a checkpoint written by newsrec fit")
+    p.add_argument("--root", help="the MIND root (default: the one recorded at training)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--search", choices=["exact", "faiss"], default="exact", help="faiss: approximate, for ~1M news")
+    p.add_argument(
+        "--index_dir", default="auto", help="where the news index persists (auto: ROOT/processed/serving; none)"
+    )
+    p.add_argument("--max_k", type=int, default=1000)
+    p.add_argument("--max_history", type=int, default=1000)
+    p.add_argument("--max_candidates", type=int, default=10_000)
+    p.add_argument("--log_level", default="info")
+    p.set_defaults(func=_serve)
     p = sub.add_parser("demo", help="generate a small synthetic world (once) and evaluate baselines on it")
     p.add_argument("--root", default="data/synthetic-demo")
     p.set_defaults(func=_demo)

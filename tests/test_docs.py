@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,5 +28,7 @@ def test_docs_build_strict(tmp_path):
 def test_readme_test_command_is_what_ci_runs():
     readme = (ROOT / "README.md").read_text()
     block = readme.split("<!-- test-command -->", 1)[1].split("```bash", 1)[1].split("```", 1)[0].strip()
-    assert "pytest" in block and "[test]" in block
+    extras = set(re.search(r"\.\[([^\]]*)\]", block).group(1).split(","))
+    # the service tests skip without [serve]: CI must install it, or they would never run
+    assert "pytest" in block and {"test", "serve"} <= extras, block
     assert "README.md" in (ROOT / ".ci" / "run").read_text()

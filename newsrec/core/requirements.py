@@ -62,9 +62,13 @@ class ModelInputs:
         num_news: ``N``, the corpus size (row 0 is the padding news).
         beyond_accuracy: ``() -> dict`` of :class:`~newsrec.metrics.BeyondAccuracyMetrics`
             arguments (``item_categories``, ``item_vectors``, ``click_counts``, …), or ``None``.
+        signature: ``() -> dict`` of plain JSON values describing the data (root, corpus
+            settings, vocabulary and news-id checksums); models store it in their checkpoints
+            so that serving can find and check the data, or ``None``.
     """
 
     pretrained: dict[str, Callable[[], np.ndarray | None]]
     news_chunks: Callable[[int], Iterable[dict[str, Any]]]
     num_news: int
     beyond_accuracy: Callable[[], dict] | None = None
+    signature: Callable[[], dict] | None = None

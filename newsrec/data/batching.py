@@ -40,6 +40,7 @@ __all__ = [
     "ImpressionBatchSampler",
     "NewsDataset",
     "DataRequirements",
+    "news_features",
 ]
 
 
@@ -55,8 +56,10 @@ class BatchBuilder:
         entity_table: np.ndarray | None = None,
         transition_table=None,
         future_edges=None,
+        arrays: dict[str, np.ndarray] | None = None,
     ) -> None:
-        self.fields = {f: np.asarray(corpus.arrays[f]) for f in requirements.news_fields}
+        source = corpus.arrays if arrays is None else arrays  # ``arrays``: the corpus plus added news
+        self.fields = {f: np.asarray(source[f]) for f in requirements.news_fields}
         self.requirements = requirements
         self.khop_sampler = khop_sampler
         self.entity_table = entity_table  # [num_entities, M_e] neighbour ids, 0 = none
@@ -270,11 +273,23 @@ class ImpressionDataset(Dataset):
         )
 
 
+def news_features(
+    arrays: dict[str, np.ndarray], fields: Sequence[str], rows: np.ndarray, entity_table: np.ndarray | None = None
+) -> dict[str, torch.Tensor]:
+    """The features of news ``rows`` (``{field: [n, ...]}`` int64 tensors from ``arrays``), plus
+    ``entity_neighbors [n, E, M_e]`` when an entity-neighbour table is given."""
+    rows = np.asarray(rows, dtype=np.int64)
+    news = {f: torch.from_numpy(np.asarray(arrays[f])[rows].astype(np.int64)) for f in fields}
+    if entity_table is not None:
+        news["entity_neighbors"] = torch.from_numpy(entity_table[np.asarray(arrays["entities"])[rows]])
+    return news
+
+
 class NewsDataset(Dataset):
     """Chunks of the whole corpus (for encoding every news once per evaluation)."""
 
     def __init__(self, corpus: NewsCorpus, fields: Sequence[str], entity_table: np.ndarray | None = None) -> None:
-        self.fields = {f: np.asarray(corpus.arrays[f]) for f in fields}
+        self.arrays, self.fields = corpus.arrays, tuple(fields)
         self.entity_table = entity_table
         self.num_news = len(corpus)
 
@@ -283,7 +298,7 @@ class NewsDataset(Dataset):
 
     def __getitem__(self, rows: np.ndarray) -> dict:
         rows = np.asarray(rows, dtype=np.int64)
-        news = {f: torch.from_numpy(a[rows].astype(np.int64)) for f, a in self.fields.items()}
-        if self.entity_table is not None:
-            news["entity_neighbors"] = torch.from_numpy(self.entity_table[self.fields["entities"][rows]])
-        return {"news": news, "news_rows": torch.from_numpy(rows)}
+        return {
+            "news": news_features(self.arrays, self.fields, rows, self.entity_table),
+            "news_rows": torch.from_numpy(rows),
+        }

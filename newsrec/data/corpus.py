@@ -92,6 +92,24 @@ def _pad_rows(rows: list[list[int]], length: int) -> np.ndarray:
     return out
 
 
+def _pick_entities(found: list, limit: int, entity_id) -> tuple[list[int], list[str]]:
+    """The first ``limit`` distinct entities of sorted ``found`` tuples that ``entity_id`` maps to
+    an id (``None`` = skip), and their labels."""
+    ids, labels, used = [], [], set()
+    for _, _, _, wid, label in found:
+        if wid in used:
+            continue
+        used.add(wid)
+        eid = entity_id(wid)
+        if eid is None:
+            continue
+        ids.append(eid)
+        labels.append(label)
+        if len(ids) == limit:
+            break
+    return ids, labels
+
+
 class NewsCorpus:
     """All news as fixed-size integer arrays; row 0 is the padding news (all zeros).
 
@@ -211,15 +229,7 @@ class NewsCorpus:
                 except (ValueError, TypeError) as e:
                     raise DataFormatError(names[t], r + 1, f"malformed {src} entity JSON ({e})") from None
             found.sort()
-            ids, labels, used = [], [], set()
-            for _, _, _, wid, label in found:
-                if wid in used:
-                    continue
-                used.add(wid)
-                ids.append(entity_vocab.add(wid))
-                labels.append(label)
-                if len(ids) == config.num_entities:
-                    break
+            ids, labels = _pick_entities(found, config.num_entities, entity_vocab.add)
             entity_rows.append(ids)
             entity_text_rows.append(vocab.encode([w for lb in labels for w in tokenize(lb)]))
         arrays = {
@@ -233,6 +243,40 @@ class NewsCorpus:
             "entity_text": _pad_rows([[]] + entity_text_rows, config.entity_text_length),
         }
         return cls(news_ids, arrays, vocab, categories, subcategories, entity_vocab, config, num_train)
+
+    def encode_rows(self, rows: Sequence[dict], *, name: str = "news rows") -> dict[str, np.ndarray]:
+        """Arrays of new news (one dict per article with MIND's news.tsv fields: ``title``,
+        ``abstract``, ``category``, ``subcategory``, ``title_entities``, ``abstract_entities``;
+        missing text fields count as empty), tokenised with this corpus's vocabularies exactly as
+        :meth:`build` does: unknown words are ``<unk>``, unknown categories ``1``, and entities
+        without an id here are left out (they have no vector). Used by serving to add fresh
+        articles without retraining. Returns ``{field: [len(rows), ...]}`` in the corpus dtypes."""
+        cfg = self.config
+        known = self.entity_vocab.stoi
+        titles, abstracts, cats, subcats, ents, ent_text = [], [], [], [], [], []
+        for i, row in enumerate(rows):
+            found = []
+            for rank, src in enumerate(cfg.entity_sources):
+                try:
+                    found += parse_entities(row.get(f"{src}_entities") or "", rank)
+                except (ValueError, TypeError) as e:
+                    raise DataFormatError(name, i + 1, f"malformed {src} entity JSON ({e})") from None
+            found.sort()
+            ids, labels = _pick_entities(found, cfg.num_entities, known.get)
+            titles.append(self.vocab.encode(tokenize(row.get("title") or "")))
+            abstracts.append(self.vocab.encode(tokenize(row.get("abstract") or "")))
+            cats.append(self.category_vocab[row.get("category") or ""])
+            subcats.append(self.subcategory_vocab[row.get("subcategory") or ""])
+            ents.append(ids)
+            ent_text.append(self.vocab.encode([w for lb in labels for w in tokenize(lb)]))
+        return {
+            "title": _pad_rows(titles, cfg.title_length),
+            "abstract": _pad_rows(abstracts, cfg.abstract_length),
+            "category": np.array(cats, dtype=np.int32).reshape(-1),
+            "subcategory": np.array(subcats, dtype=np.int32).reshape(-1),
+            "entities": _pad_rows(ents, cfg.num_entities),
+            "entity_text": _pad_rows(ent_text, cfg.entity_text_length),
+        }
 
     # -- persistence -------------------------------------------------------------------------
     def to_cache(self) -> tuple[dict[str, np.ndarray], dict]:

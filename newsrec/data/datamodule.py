@@ -116,6 +116,7 @@ class MINDDataModule(pl.LightningDataModule):
         self._behaviors: dict[str, Behaviors] = {}
         self._builder: BatchBuilder | None = None
         self._entity_table: np.ndarray | None = None
+        self._news_graph = self._transition_table = None
 
     # -- preparation ------------------------------------------------------------------------------
     def _ensure_root(self) -> None:
@@ -294,6 +295,7 @@ class MINDDataModule(pl.LightningDataModule):
         transitions = future = None
         if requirements.transitions is not None:
             transitions, future = self._transition_tables()
+        self._news_graph, self._transition_table = news_graph, transitions
         self._builder = BatchBuilder(
             self.corpus,
             requirements,
@@ -377,6 +379,54 @@ class MINDDataModule(pl.LightningDataModule):
             ds, sampler=sampler, batch_size=None, collate_fn=_identity, num_workers=0, pin_memory=self._pin()
         )
 
+    def serving_builder(self, arrays: dict[str, np.ndarray] | None = None) -> BatchBuilder:
+        """A batch builder whose news fields come from ``arrays`` (``{field: [N', ...]}``: the
+        corpus's rows, some perhaps updated, then added news at rows ``len(corpus)…``, as the
+        serving side keeps them; ``None``: the corpus itself). Added news have no click-graph
+        edges: they are isolated nodes of the news graph (GLORY's sampler is rebuilt over the
+        larger node set) and have no transitions. Call :meth:`configure` first."""
+        from torch_geometric.data import Data
+
+        from newsrec.graphs import KHopSampler
+
+        req = self.builder.requirements
+        if arrays is None:
+            return self._builder
+        n_added = len(next(iter(arrays.values()))) - len(self.corpus)
+        sampler = self._builder.khop_sampler
+        if self._news_graph is not None and n_added > 0:
+            g = self._news_graph
+            graph = Data(edge_index=g.edge_index, edge_weight=g.edge_weight, num_nodes=int(g.num_nodes) + n_added)
+            opts = {k: v for k, v in req.news_graph.items() if k not in ("method", "self_loops")}
+            sampler = KHopSampler(graph, **opts)
+        return BatchBuilder(
+            self.corpus,
+            req,
+            khop_sampler=sampler,
+            entity_table=self._entity_table,
+            transition_table=self._transition_table,
+            arrays=arrays,
+        )
+
+    def signature(self) -> dict:
+        """What a trained model's data must match (stored in its checkpoints; checked by
+        serving): the root, the corpus settings and CRC-32 checksums of the vocabulary and of
+        the news ids in corpus order."""
+        import zlib
+        from dataclasses import asdict
+
+        corpus = self.corpus
+        return {
+            "root": str(self.root.resolve()),
+            "corpus_config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(corpus.config).items()},
+            "history_length": self.history_length,
+            "missing": self.missing,
+            "word_vectors": self.word_vectors_file,
+            "vocabulary_crc32": zlib.crc32("\n".join(corpus.vocab.itos).encode()),
+            "news_ids_crc32": zlib.crc32("\n".join(corpus.news_ids).encode()),
+            "num_news": len(corpus),
+        }
+
     def model_inputs(self) -> ModelInputs:
         """The data → model half of the handshake (:class:`~newsrec.core.ModelInputs`): the
         pretrained word and entity matrices, chunks of the whole corpus with the configured
@@ -388,6 +438,7 @@ class MINDDataModule(pl.LightningDataModule):
             news_chunks=self.news_dataloader,
             num_news=len(self.corpus),
             beyond_accuracy=self.beyond_accuracy_inputs,
+            signature=self.signature,
         )
 
     def state_dict(self) -> dict:

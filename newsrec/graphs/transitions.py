@@ -26,7 +26,8 @@ NUM_TRANSITION_FEATURES = 4
 
 
 class PairTable:
-    """A sparse map ``(a, b) → value`` over node ids in ``[0, num_nodes)``; absent pairs are 0.
+    """A sparse map ``(a, b) → value`` over node ids in ``[0, num_nodes)``; absent pairs are 0,
+    and so are pairs with an id outside that range (news added after the table was built).
 
     Args:
         src, dst: int ``[E]`` pairs (repeats are summed).
@@ -52,7 +53,8 @@ class PairTable:
         if not len(self.keys):
             return np.zeros(a.shape)
         pos = np.minimum(np.searchsorted(self.keys, key), len(self.keys) - 1)
-        found = self.keys[pos] == key
+        inside = ((a >= 0) & (a < self.num_nodes) & (b >= 0) & (b < self.num_nodes)).reshape(-1)
+        found = (self.keys[pos] == key) & inside
         return np.where(found, self.values[pos], 0.0).reshape(a.shape)
 
 
@@ -113,6 +115,24 @@ class TransitionTable:
     def num_edges(self) -> int:
         return len(self.counts)
 
+    def neighbours(self, nodes: np.ndarray) -> np.ndarray:
+        """Sorted distinct news with a transition to or from any of ``nodes`` (ids outside the
+        table have none): the only candidates whose features are not all zero."""
+        nodes = np.unique(np.asarray(nodes, np.int64))
+        nodes = nodes[(nodes >= 0) & (nodes < self.num_nodes)]
+        if not len(nodes) or not len(self.counts):
+            return np.zeros(0, np.int64)
+        n = self.num_nodes
+        if getattr(self, "_reverse_keys", None) is None:  # (dst, src) keys, sorted, built once
+            keys = self.counts.keys
+            self._reverse_keys = np.sort((keys % n) * n + keys // n)
+        out = []
+        for keys in (self.counts.keys, self._reverse_keys):
+            lo, hi = np.searchsorted(keys, nodes * n), np.searchsorted(keys, (nodes + 1) * n)
+            take = np.repeat(lo - np.cumsum(np.r_[0, (hi - lo)[:-1]]), hi - lo) + np.arange(int((hi - lo).sum()))
+            out.append(keys[take] % n)
+        return np.unique(np.concatenate(out))
+
     def features(
         self,
         recent: np.ndarray,
@@ -138,8 +158,9 @@ class TransitionTable:
         c = candidates[:, :, None]  # [R, C, 1]
         fwd = self.counts.lookup(h, c)  # [R, C, m]  h -> c
         bwd = self.counts.lookup(c, h)  # c -> h
-        out_h = np.broadcast_to(self.out_total[h], fwd.shape)
-        in_h = np.broadcast_to(self.in_total[h], fwd.shape)
+        known = np.minimum(h, self.num_nodes - 1)  # news added after the build have no clicks
+        out_h = np.broadcast_to(np.where(h < self.num_nodes, self.out_total[known], 0.0), fwd.shape)
+        in_h = np.broadcast_to(np.where(h < self.num_nodes, self.in_total[known], 0.0), fwd.shape)
         if subtract is not None:
             fwd = np.maximum(fwd - subtract[0], 0.0)
             bwd = np.maximum(bwd - subtract[1], 0.0)

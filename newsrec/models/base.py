@@ -448,8 +448,13 @@ class NewsRecModel(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Besides Lightning's content: the LR plan, the model's class path and the data
+        signature (plain values only, so ``torch.load(weights_only=True)`` reads it all)."""
         if self._planned_steps is not None:
             checkpoint["newsrec_planned_steps"] = int(self._planned_steps)
+        checkpoint["newsrec_model"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        if self._inputs is not None and self._inputs.signature is not None:
+            checkpoint["newsrec_data"] = self._inputs.signature()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         planned = checkpoint.get("newsrec_planned_steps")

@@ -1,0 +1,297 @@
+"""Serving benchmark: ``Recommender.recommend`` latency (k = 10) over 50k and 1M news, exact and
+faiss; the ANN's recall@k against exact search; index build times; HTTP throughput of
+``newsrec serve`` under a bounded load from 127.0.0.1.
+
+    python benchmarks/serving.py [--news 50000] [--models nrms fum glory] [--requests 300]
+                                 [--threads N] [--no-http] [--no-1m]
+
+What is measured, per model:
+
+* a synthetic world of ``--news`` news is generated once (``benchmarks/.cache``), the model is
+  trained for ``--steps`` steps (so its vectors have a trained model's structure; accuracy is not
+  the point here), and a checkpoint is written as ``newsrec fit`` writes it;
+* **index build (50k)**: ``Recommender.from_checkpoint`` end to end (load, corpus, graphs,
+  every news encoded once);
+* **latency**: ``recommend(history, k=10)`` over the whole index for ``--requests`` distinct dev
+  histories (user cache missed on every call; the cache-hit figure is printed beside it);
+* **1M news**: the served index is grown to 10^6 rows whose vectors are drawn from a Gaussian
+  fitted to the model's real news vectors (mean and covariance), with the real model computing
+  the user vector; exact search and faiss (IVF, nlist = 4·√N, nprobe 32), both re-scored by the
+  model; recall@10 of faiss against exact on the same queries; faiss build time on 1M vectors.
+  Encoding 1M real news is not run here: its time is the 50k encoding rate times 20 (printed);
+* **HTTP**: ``newsrec serve`` in its own process, C concurrent httpx clients (C = 1, 2, 4, 8),
+  ``--http-requests`` requests each level, all to 127.0.0.1, stopped after 60 s per level;
+  the throughput reported is the best level whose p99 ≤ 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine, table  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(__file__).parent / ".cache"
+
+
+def world(news: int, users: int) -> Path:
+    from newsrec.data import generate_mind
+
+    path = CACHE / f"serving-{users}u-{news}n"
+    if not (path / "world.json").exists():
+        generate_mind(str(path), num_users=users, num_news=news, seed=0, show_progress=True)
+    return path
+
+
+def make_model(name: str, dm):
+    from newsrec import models
+
+    common = dict(
+        num_words=dm.num_words,
+        num_categories=dm.num_categories,
+        num_subcategories=dm.num_subcategories,
+        num_entity_ids=dm.num_entity_ids,
+    )
+    if name == "nrms":
+        return models.NRMS(**common)
+    if name == "fum":
+        return models.FUM(**common)
+    if name == "glory":
+        return models.GLORY(**common)
+    if name == "glory_transitions":
+        return models.GLORY(graph_score=True, **common)
+    raise SystemExit(f"unknown model {name}")
+
+
+def train(name: str, root: Path, steps: int, out: Path) -> Path:
+    import pytorch_lightning as pl
+
+    from newsrec.data import MINDDataModule
+
+    torch.manual_seed(0)
+    dm = MINDDataModule(str(root), batch_size=32)
+    dm.prepare_data()
+    model = make_model(name, dm).connect_data(dm)
+    ckpt = pl.callbacks.ModelCheckpoint(dirpath=str(out), save_last=True)
+    pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=steps,
+        limit_val_batches=0,
+        callbacks=[ckpt],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(model, dm)
+    return out / "last.ckpt"
+
+
+def percentiles(ms: list[float]) -> tuple[float, float]:
+    a = np.asarray(ms)
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+def dev_histories(rec, n: int, seed: int = 0) -> list[list[str]]:
+    b = rec.dm.behaviors("dev")
+    rows = np.random.default_rng(seed).permutation(len(b))
+    hist, lengths = b.histories(rows, rec.history_length)
+    ids = rec.dm.corpus.news_ids
+    out, seen = [], set()
+    for h, n_ in zip(hist, lengths):
+        key = tuple(h[:n_].tolist())
+        if n_ and key not in seen:
+            seen.add(key)
+            out.append([ids[x] for x in key])
+        if len(out) == n:
+            break
+    return out
+
+
+def latency(rec, histories, k: int = 10) -> tuple[float, float, float]:
+    """p50, p99 of cache-missing calls (ms) and the median of cache-hitting calls."""
+    rec._users.clear()
+    rec.recommend(histories[0], k=k)  # warm-up
+    rec._users.clear()
+    miss = []
+    for h in histories:
+        t = time.perf_counter()
+        rec.recommend(h, k=k)
+        miss.append((time.perf_counter() - t) * 1e3)
+    hit = []
+    for h in histories[:50]:
+        t = time.perf_counter()
+        rec.recommend(h, k=k)
+        hit.append((time.perf_counter() - t) * 1e3)
+    p50, p99 = percentiles(miss)
+    return p50, p99, float(np.median(hit))
+
+
+def grow_to(rec, total: int, seed: int = 0) -> None:
+    """Grow the served index to ``total`` rows with vectors drawn from a Gaussian fitted to the
+    model's real news vectors (news fields copied from real rows: only the vectors matter to
+    the whole-index search)."""
+    s = rec._state
+    n = len(s["ids"])
+    extra = total - n
+    g = torch.Generator().manual_seed(seed)
+    state = {"ids": s["ids"] + [f"S{i}" for i in range(extra)], "changed": []}
+    src = torch.randint(1, n, (extra,), generator=g)
+    state["arrays"] = {f: np.concatenate([a, a[src.numpy()]]) for f, a in s["arrays"].items()}
+    for name in ("candidate", "history"):
+        real = s[name][1:].double()
+        mu = real.mean(0)
+        cov = torch.cov(real.T) + 1e-6 * torch.eye(real.shape[1], dtype=torch.float64)
+        chol = torch.linalg.cholesky(cov)
+        draw = mu + torch.randn(extra, real.shape[1], generator=g, dtype=torch.float64) @ chol.T
+        state[name] = torch.cat([s[name], draw.to(s[name].dtype)])
+    rec._install(state)
+
+
+def recall_at_k(rec, histories, k: int = 10) -> float:
+    """faiss top-k ∩ exact top-k over the whole index (model scores), averaged."""
+    from newsrec.serving.search import ExactSearch
+
+    faiss_search = rec._state["search"]
+    got = [set(i for i, _ in r) for r in rec.recommend_many(histories, k=k)]
+    rec._state["search"] = ExactSearch(rec._state["candidate"].float())
+    rec._users.clear()
+    want = [set(i for i, _ in r) for r in rec.recommend_many(histories, k=k)]
+    rec._state["search"] = faiss_search
+    return float(np.mean([len(a & b) / max(len(b), 1) for a, b in zip(got, want)]))
+
+
+# -- HTTP ---------------------------------------------------------------------------------------------
+def http_load(ckpt: Path, root: Path, histories, per_level: int, levels=(1, 2, 4, 8)) -> list[dict]:
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "newsrec.cli", "serve", "--ckpt_path", str(ckpt), "--root", str(root),
+           "--port", str(port), "--index_dir", "none", "--log_level", "warning"]  # fmt: skip
+    env = dict(os.environ, NEWSREC_PROGRESS="0")
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    rows = []
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"newsrec serve exited: {server.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("newsrec serve did not start in 600 s")
+            time.sleep(0.5)
+        for clients in levels:
+            bodies = [{"history": histories[i % len(histories)], "k": 10} for i in range(per_level)]
+            times: list[float] = []
+            stop = time.monotonic() + 60
+
+            def worker(part, times=times, stop=stop):
+                with httpx.Client(base_url=url, timeout=30) as c:
+                    for body in part:
+                        if time.monotonic() > stop:
+                            return
+                        t = time.perf_counter()
+                        r = c.post("/recommend", json=body)
+                        r.raise_for_status()
+                        times.append((time.perf_counter() - t) * 1e3)
+
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(clients) as pool:
+                list(pool.map(worker, [bodies[i::clients] for i in range(clients)]))
+            wall = time.perf_counter() - t0
+            p50, p99 = percentiles(times)
+            rows.append({"clients": clients, "requests": len(times), "rps": len(times) / wall, "p50": p50, "p99": p99})
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--news", type=int, default=50_000)
+    ap.add_argument("--users", type=int, default=3000)
+    ap.add_argument("--models", nargs="+", default=["nrms", "fum", "glory"])
+    ap.add_argument("--steps", type=int, default=60, help="training steps before serving")
+    ap.add_argument("--requests", type=int, default=300)
+    ap.add_argument("--http-requests", type=int, default=400)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--no-http", action="store_true")
+    ap.add_argument("--no-1m", action="store_true")
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    os.environ.setdefault("NEWSREC_PROGRESS", "0")
+    from newsrec.serving import Recommender
+    from newsrec.serving.search import FaissSearch
+
+    print(f"machine: {machine()}")
+    root = world(a.news, a.users)
+    lat_rows, big_rows, http_rows = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in a.models:
+            ckpt = train(name, root, a.steps, Path(tmp) / name)
+            t = time.perf_counter()
+            rec = Recommender.from_checkpoint(ckpt, index_dir=None)
+            build = time.perf_counter() - t
+            t = time.perf_counter()
+            with torch.inference_mode():
+                rec.model.encode_all_news(rec.dm.news_dataloader(1024))
+            encode = time.perf_counter() - t
+            histories = dev_histories(rec, a.requests)
+            p50, p99, hit = latency(rec, histories)
+            lat_rows.append([name, f"{rec.num_news:,}", "exact", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}",
+                             f"{build:.1f} s ({rec.num_news / encode:,.0f} news/s encoding)", "1 (exact)"])  # fmt: skip
+            rec._install(dict(rec._state), FaissSearch(rec._state["candidate"].float()))
+            p50, p99, hit = latency(rec, histories)
+            rec_k = recall_at_k(rec, histories)
+            lat_rows.append([name, f"{rec.num_news:,}", "faiss", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}", "",
+                             f"{rec_k:.3f}"])  # fmt: skip
+            if not a.no_1m:
+                rec.search_kind = "exact"
+                grow_to(rec, 1_000_000)
+                p50, p99, hit = latency(rec, histories[:100])
+                big_rows.append([name, "1,000,000", "exact", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}",
+                                 f"~{1e6 / (rec.num_corpus_news / encode):.0f} s (encoding, extrapolated)",
+                                 "1 (exact)"])  # fmt: skip
+                t = time.perf_counter()
+                search = FaissSearch(rec._state["candidate"].float())
+                faiss_build = time.perf_counter() - t
+                rec._install(dict(rec._state), search)
+                p50, p99, hit = latency(rec, histories[:100])
+                rec_k = recall_at_k(rec, histories[:100])
+                big_rows.append([name, "1,000,000", "faiss", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}",
+                                 f"{faiss_build:.1f} s (faiss train + add)", f"{rec_k:.3f}"])  # fmt: skip
+            if not a.no_http:
+                for row in http_load(ckpt, root, histories, a.http_requests):
+                    http_rows.append([name, row["clients"], row["requests"], f"{row['rps']:.0f}",
+                                      f"{row['p50']:.1f}", f"{row['p99']:.1f}"])  # fmt: skip
+            del rec
+    head = ["model", "news", "search", "p50 ms", "p99 ms", "cached-user ms", "index build", "recall@10"]
+    print("\nrecommend(history, k=10) over the whole index, one request at a time, user cache missed")
+    print(table([dict(zip(head, r)) for r in lat_rows + big_rows], head))
+    if http_rows:
+        print("\nHTTP POST /recommend (k=10) to newsrec serve on 127.0.0.1, bounded load")
+        cols = ["model", "concurrent clients", "requests", "requests/s", "p50 ms", "p99 ms"]
+        print(table([dict(zip(cols, r)) for r in http_rows], cols))
+
+
+if __name__ == "__main__":
+    main()

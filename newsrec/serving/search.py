@@ -1,0 +1,105 @@
+"""Top-k search over news vectors by inner product: exact (a matrix product) or approximate
+(faiss, extra ``[serve]``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["ExactSearch", "FaissSearch", "make_search"]
+
+
+class ExactSearch:
+    """Exact top-k by ``vectors @ query``.
+
+    Args:
+        vectors: ``[N, d]`` float (row ``i`` = news row ``i``).
+
+    Shapes: :meth:`search` takes ``queries [B, d]`` and returns ``(scores [B, k], rows [B, k])``.
+    """
+
+    exact = True
+
+    def __init__(self, vectors: Tensor) -> None:
+        self.vectors = vectors
+
+    def updated(self, vectors: Tensor, rows: Tensor) -> ExactSearch:
+        """The search over the new full ``vectors`` (``rows`` changed or were added)."""
+        return ExactSearch(vectors)
+
+    def search(self, queries: Tensor, k: int, allowed: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``allowed``: optional bool ``[N]`` (False rows are never returned)."""
+        scores = queries @ self.vectors.T
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, float("-inf"))
+        k = min(k, scores.shape[1])
+        top = torch.topk(scores, k, dim=1)
+        return top.values, top.indices
+
+
+class FaissSearch:
+    """Approximate top-k with a faiss inverted-file index (``IndexIVFFlat``, inner product):
+    the vectors are split into ``nlist`` clusters and a query scans the ``nprobe`` nearest ones.
+    Meant for indexes of ~10^6 news; the recall against :class:`ExactSearch` is measured in
+    ``benchmarks/serving.py``.
+
+    Args:
+        vectors: ``[N, d]`` float.
+        nlist: clusters (default ``4·√N``, at least 1).
+        nprobe: clusters scanned per query (default 32).
+        seed: seed of the clustering.
+    """
+
+    exact = False
+
+    def __init__(self, vectors: Tensor, nlist: int | None = None, nprobe: int = 32, seed: int = 0) -> None:
+        try:
+            import faiss
+        except ImportError:
+            raise ImportError("the faiss index needs faiss-cpu: pip install 'newsrec-pyg[serve]'") from None
+        x = np.ascontiguousarray(vectors.detach().float().cpu().numpy())
+        n, d = x.shape
+        nlist = max(1, min(nlist or int(4 * np.sqrt(n)), n))
+        quantizer = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        train = x if n <= 256 * nlist else x[np.random.default_rng(seed).choice(n, 256 * nlist, replace=False)]
+        index.cp.seed = seed
+        index.train(train)
+        index.add_with_ids(x, np.arange(n, dtype=np.int64))
+        index.nprobe = min(nprobe, nlist)
+        self.index, self.num_vectors, self.quantizer = index, n, quantizer
+
+    def updated(self, vectors: Tensor, rows: Tensor) -> FaissSearch:
+        """Replace / add the vectors of ``rows`` (of the new full ``vectors``) in place, without
+        re-clustering (the clusters stay those of the build)."""
+        ids = np.ascontiguousarray(rows.cpu().numpy().astype(np.int64))
+        self.index.remove_ids(ids)
+        self.index.add_with_ids(np.ascontiguousarray(vectors[rows].detach().float().cpu().numpy()), ids)
+        self.num_vectors = int(vectors.shape[0])
+        return self
+
+    def search(self, queries: Tensor, k: int, allowed: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Like :meth:`ExactSearch.search`; with ``allowed``, more rows are fetched and the
+        disallowed ones dropped (rows that cannot be filled are ``-1`` with score ``-inf``)."""
+        q = np.ascontiguousarray(queries.detach().float().cpu().numpy())
+        banned = 0 if allowed is None else int((~allowed).sum())
+        fetch = min(k + banned, self.num_vectors)
+        scores, rows = self.index.search(q, fetch)
+        scores, rows = torch.from_numpy(scores), torch.from_numpy(rows).long()
+        ok = rows >= 0
+        if allowed is not None:
+            ok &= allowed[rows.clamp_min(0)]
+        scores = scores.masked_fill(~ok, float("-inf"))
+        order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+        rows = torch.gather(rows.masked_fill(~ok, -1), 1, order)
+        return torch.gather(scores, 1, order), rows
+
+
+def make_search(kind: str, vectors: Tensor, **options):
+    """``"exact"`` → :class:`ExactSearch`, ``"faiss"`` → :class:`FaissSearch`."""
+    if kind == "exact":
+        return ExactSearch(vectors)
+    if kind == "faiss":
+        return FaissSearch(vectors, **options)
+    raise ValueError(f"search must be 'exact' or 'faiss', got {kind!r}")

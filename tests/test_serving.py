@@ -1,0 +1,188 @@
+"""Serving: Recommender scores equal the model's offline scores, fresh news, persistence, ANN."""
+
+import shutil
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from _models import make
+
+from newsrec.data import MINDDataModule
+from newsrec.serving import Recommender
+
+SERVED = ["nrms", "glory", "glory_transitions", "fum"]
+
+
+def train_checkpoint(root, name, out) -> str:
+    """A checkpoint of a tiny model trained for a few steps (the way `newsrec fit` writes it)."""
+    torch.manual_seed(0)
+    dm = MINDDataModule(str(root), batch_size=8, history_length=20)
+    model = make(name, dm).connect_data(dm)
+    ckpt = pl.callbacks.ModelCheckpoint(dirpath=str(out), save_last=True)
+    quiet = dict(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    pl.Trainer(max_epochs=1, limit_train_batches=4, limit_val_batches=0, callbacks=[ckpt], **quiet).fit(model, dm)
+    return str(out / "last.ckpt")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tiny_world, tmp_path_factory):
+    base = tmp_path_factory.mktemp("ckpts")
+    return {name: train_checkpoint(tiny_world, name, base / name) for name in SERVED}
+
+
+def offline(ckpt, root, name):
+    """The model's offline scores: the evaluation path (every news encoded once, whole
+    impressions) on dev impressions, with their histories and candidates as news ids."""
+    cls = type(make(name, MINDDataModule(str(root))))
+    model = cls.load_from_checkpoint(ckpt, weights_only=True).eval()
+    dm = MINDDataModule(str(root), history_length=20)
+    model.connect_data(dm, stage="predict")
+    b, ids = dm.behaviors("dev"), dm.corpus.news_ids
+    rows = np.arange(min(12, len(b)))
+    batch = dm.val_dataloader().dataset[rows]
+    with torch.no_grad():
+        model._cache = model.encode_all_news(model.news_chunks())
+        scores = model(batch)
+    out = []
+    for i, r in enumerate(batch["rows"].tolist()):
+        hist, n = b.histories(np.array([r]), 20)
+        cands, _, mask = b.impressions(np.array([r]))
+        cand_ids = [ids[x] for x in cands[0][mask[0]]]
+        want = scores[i][batch["candidate_mask"][i]].tolist()
+        out.append(([ids[x] for x in hist[0, : n[0]]], cand_ids, want))
+    return out
+
+
+@pytest.mark.parametrize("name", SERVED)
+def test_served_scores_equal_offline_scores(checkpoints, tiny_world, tmp_path, name):
+    rec = Recommender.from_checkpoint(checkpoints[name], index_dir=tmp_path / "index")
+    for history, cands, want in offline(checkpoints[name], tiny_world, name):
+        got = dict(rec.recommend(history, k=len(cands), candidates=cands, exclude_history=False))
+        np.testing.assert_allclose([got[c] for c in cands], want, rtol=1e-5, atol=1e-5)
+    # ranking the whole index gives the same scores as naming every news as a candidate
+    history = offline(checkpoints[name], tiny_world, name)[0][0]
+    everything = [n for n in rec._state["ids"][1:]]
+    full = rec.recommend(history, k=rec.num_news, exclude_history=False)
+    named = dict(rec.recommend(history, k=rec.num_news, candidates=everything, exclude_history=False))
+    assert len(full) == rec.num_news
+    np.testing.assert_allclose([s for _, s in full], [named[n] for n, _ in full], rtol=1e-5, atol=1e-5)
+    assert [s for _, s in full] == sorted((s for _, s in full), reverse=True)
+
+
+@pytest.mark.parametrize("name", ["nrms", "glory_transitions"])
+def test_batched_requests_equal_single_requests_and_permuting_candidates(checkpoints, tiny_world, name):
+    rec = Recommender.from_checkpoint(checkpoints[name], index_dir=None)
+    cases = offline(checkpoints[name], tiny_world, name)[:6]
+    many = rec.recommend_many([h for h, _, _ in cases], k=5)
+    for (history, _, _), got in zip(cases, many):
+        assert list(got) == list(rec.recommend(history, k=5))
+    history, cands, _ = cases[0]
+    a = dict(rec.recommend(history, k=len(cands), candidates=cands, exclude_history=False))
+    b = dict(rec.recommend(history, k=len(cands), candidates=cands[::-1], exclude_history=False))
+    assert a.keys() == b.keys() and all(a[c] == pytest.approx(b[c], abs=1e-6) for c in a)
+
+
+def test_unknown_ids_history_limits_and_exclusion(checkpoints):
+    rec = Recommender.from_checkpoint(checkpoints["nrms"], index_dir=None)
+    ids = rec._state["ids"]
+    history = [ids[1], "N-not-there", ids[2]]
+    got = rec.recommend(history, k=rec.num_news)
+    assert got.unknown_history == ["N-not-there"]
+    assert {ids[1], ids[2]}.isdisjoint(n for n, _ in got) and len(got) == rec.num_news - 2
+    with pytest.raises(KeyError, match="N-nope"):
+        rec.recommend(history, candidates=[ids[3], "N-nope"])
+    with pytest.raises(ValueError, match="k must be"):
+        rec.recommend(history, k=0)
+    assert rec.recommend(["N-not-there"], k=3).unknown_history == ["N-not-there"]  # empty known history
+
+
+@pytest.mark.parametrize("name", ["nrms", "glory_transitions", "fum"])
+def test_fresh_news_is_rankable_at_once_and_survives_a_restart(checkpoints, tiny_world, tmp_path, name):
+    root = tmp_path / "world"
+    shutil.copytree(tiny_world, root)
+    rec = Recommender.from_checkpoint(checkpoints[name], root=root, index_dir=tmp_path / "index")
+    ids = rec._state["ids"]
+    corpus = rec.dm.corpus
+    words = [corpus.vocab.itos[i] for i in corpus.arrays["title"][5] if i > 1]
+    fresh = {"news_id": "Nfresh", "category": "news", "title": " ".join(words), "abstract": "x"}
+    assert rec.add_news([fresh]) == {"added": 1, "updated": 0}
+    assert rec.num_news == len(ids) - 1 + 1
+    history = [ids[3], ids[4]]
+    got = dict(rec.recommend(history, k=3, candidates=[ids[6], "Nfresh", ids[7]]))
+    assert "Nfresh" in got
+    full = dict(rec.recommend(history, k=rec.num_news))
+    assert full["Nfresh"] == pytest.approx(got["Nfresh"], abs=1e-5)
+    # fresh news in a history works too (GLORY: an isolated node, no transitions)
+    assert len(rec.recommend(history + ["Nfresh"], k=3)) == 3
+    # an update replaces the article's vector; a restart reloads the index with both
+    assert rec.add_news([dict(fresh, title="completely different words here")]) == {"added": 0, "updated": 1}
+    updated = dict(rec.recommend(history, k=3, candidates=["Nfresh", ids[6], ids[7]]))["Nfresh"]
+    again = Recommender.from_checkpoint(checkpoints[name], root=root, index_dir=tmp_path / "index")
+    assert again.num_news == rec.num_news
+    assert dict(again.recommend(history, k=3, candidates=["Nfresh", ids[6], ids[7]]))["Nfresh"] == pytest.approx(
+        updated, abs=1e-5
+    )
+
+
+def test_bad_articles_are_refused_and_leave_the_index_alone(checkpoints):
+    rec = Recommender.from_checkpoint(checkpoints["nrms"], index_dir=None)
+    before = rec.num_news
+    for rows, match in (
+        ([{"news_id": "A", "title": ""}], "title is required"),
+        ([{"news_id": "A", "title": "t", "colour": "red"}], "unknown field"),
+        ([{"news_id": "A", "title": 3}], "must be a string"),
+        ([{"news_id": "A", "title": "t"}, {"news_id": "A", "title": "u"}], "more than once"),
+        ([{"news_id": "A", "title": "t", "title_entities": "[{"}], "entity JSON"),
+    ):
+        with pytest.raises((ValueError, TypeError), match=match):
+            rec.add_news(rows)
+    assert rec.num_news == before and "A" not in rec._state["index"]
+
+
+def test_a_stale_index_is_never_used_and_a_mismatched_root_is_one_error(checkpoints, tiny_world, tmp_path):
+    index = tmp_path / "index"
+    rec = Recommender.from_checkpoint(checkpoints["nrms"], index_dir=index)
+    rec.add_news([{"news_id": "Nonly-for-nrms", "title": "a story"}])
+    other = Recommender.from_checkpoint(checkpoints["fum"], index_dir=index)  # another checkpoint
+    assert "Nonly-for-nrms" not in other._state["index"]
+    # a root whose vocabulary differs from the training one
+    root = tmp_path / "changed"
+    shutil.copytree(tiny_world, root)
+    news = root / "train" / "news.tsv"
+    lines = news.read_text().splitlines()
+    cols = lines[0].split("\t")
+    cols[3] = "an entirely new vocabulary word zyxw"
+    news.write_text("\n".join(["\t".join(cols)] + lines[1:]) + "\n")
+    with pytest.raises(ValueError, match="does not match"):
+        Recommender.from_checkpoint(checkpoints["nrms"], root=root, index_dir=None)
+
+
+def test_faiss_search_recalls_the_exact_top_k():
+    pytest.importorskip("faiss")
+    from newsrec.serving import ExactSearch, FaissSearch
+
+    torch.manual_seed(0)  # news vectors cluster by topic: 40 topics
+    centres = torch.randn(40, 32) * 3
+    vectors = centres[torch.randint(0, 40, (5000,))] + torch.randn(5000, 32)
+    queries = centres[torch.randint(0, 40, (20,))] + torch.randn(20, 32)
+    exact = ExactSearch(vectors).search(queries, 10)[1]
+    ann = FaissSearch(vectors, nprobe=16).search(queries, 10)[1]
+    recall = np.mean([len(set(a.tolist()) & set(e.tolist())) / 10 for a, e in zip(ann, exact)])
+    assert recall > 0.8, recall
+    allowed = torch.ones(5000, dtype=torch.bool)
+    allowed[exact[:, 0]] = False  # the best of every query banned
+    got = FaissSearch(vectors, nprobe=16).search(queries, 10, allowed)[1]
+    assert not any(int(e) in set(g.tolist()) for g, e in zip(got, exact[:, 0]))
+
+
+def test_faiss_backed_recommender_rescores_exactly(checkpoints):
+    pytest.importorskip("faiss")
+    exact = Recommender.from_checkpoint(checkpoints["nrms"], index_dir=None)
+    ann = Recommender.from_checkpoint(checkpoints["nrms"], index_dir=None, search="faiss")
+    history = exact._state["ids"][1:4]
+    e, a = dict(exact.recommend(history, k=10)), dict(ann.recommend(history, k=10))
+    assert all(a[n] == pytest.approx(e[n], abs=1e-5) for n in a.keys() & e.keys())
+    assert len(a.keys() & e.keys()) >= 7  # a tiny index: the inverted lists cover nearly all
+    ann.add_news([{"news_id": "Nann", "title": "fresh words"}])
+    assert "Nann" in dict(ann.recommend(history, k=3, candidates=["Nann", history[0]], exclude_history=False))
