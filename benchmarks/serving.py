@@ -16,7 +16,7 @@ What is measured, per model:
   histories (user cache missed on every call; the cache-hit figure is printed beside it);
 * **1M news**: the served index is grown to 10^6 rows whose vectors are drawn from a Gaussian
   fitted to the model's real news vectors (mean and covariance), with the real model computing
-  the user vector; exact search and faiss (IVF, nlist = 4·√N, nprobe 32), both re-scored by the
+  the user vector; exact search and faiss (IVF, its defaults: nlist = √N, nprobe = nlist/16), both re-scored by the
   model; recall@10 of faiss against exact on the same queries; faiss build time on 1M vectors.
   Encoding 1M real news is not run here: its time is the 50k encoding rate times 20 (printed);
 * **HTTP**: ``newsrec serve`` in its own process, C concurrent httpx clients (C = 1, 2, 4, 8),
@@ -63,6 +63,7 @@ def make_model(name: str, dm):
         num_categories=dm.num_categories,
         num_subcategories=dm.num_subcategories,
         num_entity_ids=dm.num_entity_ids,
+        pretrained_words=False,  # the papers' sizes (300-d words); the synthetic vectors are 50-d
     )
     if name == "nrms":
         return models.NRMS(**common)
@@ -228,7 +229,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--news", type=int, default=50_000)
     ap.add_argument("--users", type=int, default=3000)
-    ap.add_argument("--models", nargs="+", default=["nrms", "fum", "glory"])
+    ap.add_argument("--models", nargs="+", default=["nrms", "fum", "glory", "glory_transitions"])
     ap.add_argument("--steps", type=int, default=60, help="training steps before serving")
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--http-requests", type=int, default=400)

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 
 from newsrec.core.files import atomic_path
 
-__all__ = ["AtomicCheckpointIO"]
+__all__ = ["AtomicCheckpointIO", "BestCheckpoint", "LastCheckpoint", "find_last_checkpoint"]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -35,3 +36,99 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, tmp, storage_options)
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that keeps its best across a resume into another folder.
+
+    A resumed ``newsrec fit`` logs to a new ``version_N`` folder; Lightning's ``ModelCheckpoint``
+    then restores only ``best_model_path`` and forgets its score, so the first validation after
+    the resume became the "best" even when it was worse. Here the best path and score are
+    restored too (when that file still exists), and only a better checkpoint replaces it.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        score, path = state_dict.get("best_model_score"), state_dict.get("best_model_path")
+        if not self.best_k_models and score is not None and path and os.path.isfile(path):
+            self.best_model_score = score
+            self.best_model_path = self.kth_best_model_path = path
+            self.best_k_models = {path: score}
+            self.kth_value = score
+
+
+class LastCheckpoint(Checkpoint):
+    """Keep ``last.ckpt`` the latest training state: after every training epoch (validation
+    included), every ``every_n_train_steps`` optimiser steps when set, and when training stops
+    early (``max_time``, ``max_steps``, a callback). Lightning's ``ModelCheckpoint(save_last=True)``
+    with a ``monitor`` rewrites ``last.ckpt`` only when the monitored value improves, so a resume
+    from it repeated epochs.
+
+    A mid-epoch ``last.ckpt`` resumes exactly: newsrec's training loader records its epoch and
+    position (``state_dict``) and every step's dropout is seeded from ``(seed, global step)``.
+
+    Args:
+        dirpath: folder of ``last.ckpt``; default: the folder of the trainer's other checkpoint
+            callback (e.g. ``ModelCheckpoint``), else ``default_root_dir/checkpoints``.
+        every_n_train_steps: also save every N optimiser steps (0: epoch ends only).
+        filename: the file name (``last.ckpt``).
+    """
+
+    def __init__(self, dirpath: str | os.PathLike | None = None, every_n_train_steps: int = 0,
+                 filename: str = "last.ckpt") -> None:  # fmt: skip
+        if every_n_train_steps < 0:
+            raise ValueError(f"every_n_train_steps must be >= 0, got {every_n_train_steps}")
+        self.dirpath = None if dirpath is None else str(dirpath)
+        self.every_n_train_steps = int(every_n_train_steps)
+        self.filename = filename
+        self._saved: tuple[int, str] | None = None  # (global step, where) of the last save
+
+    @property
+    def state_key(self) -> str:
+        return f"LastCheckpoint[{self.filename}]"
+
+    @property
+    def path(self) -> str:
+        assert self.dirpath is not None, "LastCheckpoint.path is known once the trainer is set up"
+        return os.path.join(self.dirpath, self.filename)
+
+    def _save(self, trainer, where: str) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run or self._saved == (trainer.global_step, where):
+            return
+        if self.dirpath is None:  # resolved at the first save: the other callbacks are set up by then
+            others = [c for c in trainer.checkpoint_callbacks if c is not self and getattr(c, "dirpath", None)]
+            default = os.path.join(trainer.default_root_dir, "checkpoints")
+            self.dirpath = trainer.strategy.broadcast(str(others[0].dirpath) if others else default)
+        self._saved = (trainer.global_step, where)
+        trainer.save_checkpoint(self.path)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """Every N steps, and at the batch where training will stop (``max_steps``, or
+        ``should_stop`` set by ``max_time``'s timer or a callback): saved here, the checkpoint is
+        a mid-epoch state that resumes at the next batch. Saved after the loop ended, Lightning
+        marks the epoch finished and a resume would skip the rest of it."""
+        step, n = trainer.global_step, self.every_n_train_steps
+        stopping = trainer.should_stop or (trainer.max_steps not in (None, -1) and step >= trainer.max_steps)
+        if (n and step % n == 0 and step > 0) or stopping:
+            self._save(trainer, "batch")
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # Lightning calls this also when max_steps ends the loop mid-epoch: that state was saved
+        # at its batch end, and saving here would mark the unfinished epoch finished
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self._save(trainer, "epoch")
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self._saved is None or self._saved[0] != trainer.global_step:  # a stop not seen at a batch end
+            self._save(trainer, "end")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"dirpath": self.dirpath, "every_n_train_steps": self.every_n_train_steps}
+
+
+def find_last_checkpoint(*folders: str | os.PathLike, filename: str = "last.ckpt") -> Path | None:
+    """The newest ``filename`` (by modification time) anywhere under ``folders``, or ``None``:
+    what ``newsrec fit --ckpt_path last`` resumes from. Lightning's own ``"last"`` looks only in
+    the *new* run's version folder, which a fresh invocation has just created empty."""
+    found = [p for f in folders if f and Path(f).is_dir() for p in Path(f).rglob(filename) if p.is_file()]
+    return max(found, key=lambda p: (p.stat().st_mtime_ns, str(p))) if found else None

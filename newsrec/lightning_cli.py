@@ -14,10 +14,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from pytorch_lightning.callbacks import BasePredictionWriter, ModelCheckpoint
+from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.cli import LightningCLI
 
-from newsrec.checkpoint_io import AtomicCheckpointIO
+from newsrec.checkpoint_io import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, find_last_checkpoint
 from newsrec.data.datamodule import MINDDataModule
 from newsrec.data.mind import write_prediction_file
 from newsrec.models.base import NewsRecModel
@@ -60,6 +60,12 @@ class NewsRecCLI(LightningCLI):
         for name in NewsRecModel.data_size_arguments:
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
         parser.add_argument(
+            "--checkpoint_every_n_steps",
+            type=int,
+            default=0,
+            help="also write last.ckpt every N optimiser steps (default 0: after every epoch only)",
+        )
+        parser.add_argument(
             "--prediction_file",
             default="prediction.zip",
             help="where `predict` writes the leaderboard file (.zip or .txt)",
@@ -70,14 +76,39 @@ class NewsRecCLI(LightningCLI):
         if hasattr(self.model, "connect_data") and hasattr(self.datamodule, "model_inputs"):
             self.model.connect_data(self.datamodule, stage=stage)
 
+    def _resolve_last(self) -> None:
+        """``--ckpt_path last``: the newest ``last.ckpt`` of the run, anywhere under the trainer's
+        ``default_root_dir`` (every ``version_N`` folder) or a checkpoint callback's folder.
+        Lightning's own ``last`` looks only in the new, empty version folder of this invocation."""
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") != "last":
+            return
+        folders = [self.trainer.default_root_dir]
+        folders += [getattr(c, "dirpath", None) for c in self.trainer.checkpoint_callbacks]
+        found = find_last_checkpoint(*folders)
+        if self.trainer.is_global_zero:
+            where = ", ".join(dict.fromkeys(str(f) for f in folders if f))
+            print(f"newsrec {self.subcommand}: " + (f"resuming from {found}" if found else
+                  f"no last.ckpt under {where}: starting from the beginning"))  # fmt: skip
+        config["ckpt_path"] = None if found is None else str(found)
+
     def before_fit(self) -> None:
         self._connect("fit")
+        every = int(self.config_init[self.subcommand].get("checkpoint_every_n_steps") or 0)
+        if every < 0:
+            raise SystemExit(f"--checkpoint_every_n_steps must be >= 0, got {every}")
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, LastCheckpoint) and every:
+                callback.every_n_train_steps = every
+        self._resolve_last()
 
     def before_validate(self) -> None:
         self._connect("validate")
+        self._resolve_last()
 
     def before_predict(self) -> None:
         self._connect("predict")
+        self._resolve_last()
         path = self.config[self.subcommand].get("prediction_file", "prediction.zip")
         self.trainer.callbacks.append(PredictionFileWriter(path))
 
@@ -85,6 +116,7 @@ class NewsRecCLI(LightningCLI):
         """Connect the model to its data, and say which split ``test`` evaluates when it is not
         ``test/`` (the default is dev)."""
         self._connect("test")
+        self._resolve_last()
         dm = self.datamodule
         split = getattr(dm, "splits", {}).get("test")
         if split is not None and split != "test" and self.trainer.is_global_zero:
@@ -142,6 +174,9 @@ _QUIET_MESSAGES = (
     r".*log_every_n_steps.*",
     r".*No seed found, seed set to.*",
     r".*does not have many workers.*",
+    r".*configured with multiple `ModelCheckpoint` callbacks.*",  # the first is newsrec's best
+    r"(?s).*The dirpath has changed from.*",  # a resume logs to a new version: BestCheckpoint keeps the best
+    r".*skip_none parameter was deprecated.*",
 )
 _QUIET_LOG_PREFIXES = ("GPU available", "TPU available", "HPU available", "💡 Tip", "Loading `train_dataloader`")
 
@@ -172,8 +207,12 @@ def run_lightning_cli(args: list[str] | None = None) -> None:
         trainer_defaults={
             "use_distributed_sampler": False,  # newsrec shards its own batches without padding
             "plugins": [AtomicCheckpointIO()],
+            # the best checkpoint by validation AUC, and last.ckpt = the latest state (every epoch,
+            # and every --checkpoint_every_n_steps): ModelCheckpoint's own save_last lags behind
+            # when the monitored value does not improve
             "callbacks": [
-                ModelCheckpoint(monitor="val/auc", mode="max", save_last=True, filename="best-{epoch}-{step}")
+                BestCheckpoint(monitor="val/auc", mode="max", filename="best-{epoch}-{step}"),
+                LastCheckpoint(),
             ],
         },
         parser_kwargs={"default_env": False},

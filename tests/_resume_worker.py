@@ -55,3 +55,15 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+class KillAtStep(pl.Callback):
+    """SIGKILL this process once training reaches global step ``step`` (for the CLI resume
+    test; the step's own checkpoints, written after this callback, are lost with it)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)

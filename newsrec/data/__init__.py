@@ -1,6 +1,7 @@
 """Everything from files on disk to batches."""
 
 from newsrec.core.cache import ArrayCache, cache_key
+from newsrec.data.batching import ResumableLoader
 from newsrec.data.behaviors import Behaviors, TrainingSamples, ragged_to_padded
 from newsrec.data.corpus import CorpusConfig, NewsCorpus
 from newsrec.data.datamodule import MINDDataModule
@@ -23,6 +24,7 @@ __all__ = [
     "MIND_URLS",
     "MINDDataModule",
     "NewsCorpus",
+    "ResumableLoader",
     "SyntheticConfig",
     "TrainingSamples",
     "Vocabulary",

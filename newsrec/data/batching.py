@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from newsrec.core import DataRequirements, NewsBatch
 from newsrec.data.behaviors import Behaviors, TrainingSamples
@@ -37,6 +37,7 @@ __all__ = [
     "TrainDataset",
     "ImpressionDataset",
     "EpochBatchSampler",
+    "ResumableLoader",
     "ImpressionBatchSampler",
     "NewsDataset",
     "DataRequirements",
@@ -152,8 +153,11 @@ class EpochBatchSampler(Sampler):
         self.num_samples, self.batch_size, self.shuffle, self.seed = num_samples, batch_size, shuffle, seed
         self.drop_last = drop_last
         self.epoch = 0
+        self.start = 0  # batches of this epoch to skip (a mid-epoch resume), once
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.start = 0
         self.epoch = epoch
 
     @staticmethod
@@ -176,11 +180,46 @@ class EpochBatchSampler(Sampler):
         return batches
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
-        for b in self._batches():
+        start, self.start = self.start, 0
+        for b in self._batches()[start:]:
             yield self.epoch, b
 
     def __len__(self) -> int:
         return len(self._batches())
+
+
+class ResumableLoader(DataLoader):
+    """The training loader: a ``DataLoader`` over an :class:`EpochBatchSampler` that knows where
+    it is. ``state_dict()`` is ``{"epoch", "position"}`` (batches of the epoch delivered so far);
+    ``load_state_dict`` makes the next iteration start there. Lightning stores it in checkpoints
+    (a *stateful* loader), so a run resumed from a mid-epoch checkpoint trains the rest of that
+    epoch exactly, batch for batch: the batch order and the negatives depend only on
+    ``(seed, epoch)``."""
+
+    def __init__(self, dataset: Dataset, sampler: EpochBatchSampler, **kwargs) -> None:
+        kwargs.setdefault("batch_size", None)  # the sampler yields whole batches
+        super().__init__(dataset, sampler=sampler, **kwargs)
+        self.epoch_sampler = sampler
+        self.position = 0
+
+    def __iter__(self):
+        sampler = self.epoch_sampler
+        epoch, self.position = sampler.epoch, sampler.start
+        for batch in super().__iter__():
+            self.position += 1
+            yield batch
+        if sampler.epoch == epoch:
+            self.position = len(sampler)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(self.epoch_sampler.epoch), "position": int(self.position)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        epoch, position = int(state["epoch"]), int(state["position"])
+        sampler = self.epoch_sampler
+        if position >= len(sampler):  # saved at the epoch's end: the next epoch starts afresh
+            epoch, position = epoch + 1, 0
+        sampler.epoch, sampler.start, self.position = epoch, position, position
 
 
 class TrainDataset(Dataset):

@@ -19,6 +19,7 @@ from newsrec.data.batching import (
     ImpressionBatchSampler,
     ImpressionDataset,
     NewsDataset,
+    ResumableLoader,
     TrainDataset,
     history_order,
 )
@@ -337,8 +338,8 @@ class MINDDataModule(pl.LightningDataModule):
             return trainer.strategy.root_device.type == "cuda"
         return torch.cuda.is_available()
 
-    def _loader(self, dataset, sampler) -> DataLoader:
-        return DataLoader(
+    def _loader(self, dataset, sampler, loader_class: type[DataLoader] = DataLoader) -> DataLoader:
+        return loader_class(
             dataset,
             sampler=sampler,
             batch_size=None,
@@ -355,7 +356,7 @@ class MINDDataModule(pl.LightningDataModule):
         samples = self.training_samples()
         ds = TrainDataset(self.behaviors("train"), samples, self.builder, self.history_length)
         sampler = EpochBatchSampler(len(samples), self.batch_size, shuffle=True, seed=self.seed)
-        return self._loader(ds, sampler)
+        return self._loader(ds, sampler, ResumableLoader)
 
     def _impressions(self, split: str) -> DataLoader:
         b = self.behaviors(split)

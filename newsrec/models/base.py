@@ -98,9 +98,10 @@ class NewsRecModel(pl.LightningModule):
 
     #: True when ``encode_history_news`` equals ``encode_news`` (computed once per batch).
     history_is_candidate: bool = True
-    #: re-seed torch's generator at every epoch start from (PL_GLOBAL_SEED, epoch), so that runs
-    #: resumed from an epoch-end checkpoint are exact (set False to keep one stream)
-    reseed_every_epoch: bool = True
+    #: re-seed torch's generator before every training step from (PL_GLOBAL_SEED, global step),
+    #: so that runs resumed from any checkpoint, mid-epoch included, are exact (set False to keep
+    #: one stream)
+    reseed_every_step: bool = True
     #: vocabulary sizes every model accepts (the CLI links them from the datamodule; a model
     #: ignores those it does not use)
     data_size_arguments = ("num_words", "num_entity_ids", "num_categories", "num_subcategories")
@@ -153,6 +154,7 @@ class NewsRecModel(pl.LightningModule):
         self.transition_scorer: torch.nn.Module | None = None
         self._inputs: ModelInputs | None = None  # from attach_data: the handshake's data half
         self._planned_steps: int | None = None  # the LR schedule's plan (kept in checkpoints)
+        self._loader_states: list | None = None  # a resumed fit's training-loader position
         # what every model shares: vocabulary sizes, the word table and the text encoder's sizes
         self.num_words, self.num_entity_ids = num_words, num_entity_ids
         self.num_categories, self.num_subcategories = num_categories, num_subcategories
@@ -338,13 +340,15 @@ class NewsRecModel(pl.LightningModule):
             self.train(was_training)
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        """At an epoch's first batch, re-seed torch's generator from ``(seed, epoch)`` when
-        ``reseed_every_epoch``: the epoch's dropout then depends only on the seed and the epoch
-        number (not on what ran before it, e.g. creating the data iterator), so a run resumed
-        from an epoch-end checkpoint reproduces the uninterrupted run exactly."""
-        if self.reseed_every_epoch and batch_idx == 0:
+        """Before every training batch, re-seed torch's generator from ``(seed, global step,
+        batch index)`` when ``reseed_every_step``: a step's dropout then depends only on the seed
+        and where the step is (not on what ran before it: creating the data iterator, a
+        validation), so a run resumed from any checkpoint, mid-epoch included, reproduces the
+        uninterrupted run exactly. (The batch index tells apart the batches of one step under
+        gradient accumulation.)"""
+        if self.reseed_every_step:
             seed = int(os.environ.get("PL_GLOBAL_SEED", "0"))
-            torch.manual_seed((seed * 1_000_003 + self.current_epoch) % (2**63))
+            torch.manual_seed((seed * 1_000_003 + self.global_step * 1_009 + batch_idx) % (2**63))
 
     def _build_beyond(self, stage: str) -> None:
         """The beyond-accuracy metric for this evaluation, when ``beyond_accuracy`` asks for it
@@ -460,6 +464,19 @@ class NewsRecModel(pl.LightningModule):
         planned = checkpoint.get("newsrec_planned_steps")
         if self._trainer is not None:  # a resumed fit (not load_from_checkpoint): keep the plan
             self._planned_steps = int(planned) if planned is not None else None
+            fit_loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
+            self._loader_states = fit_loop.get("combined_loader") or None
+
+    def on_train_start(self) -> None:
+        """Give a resumed training loader its checkpointed position. Lightning restores a
+        stateful loader only when the loader is first built after the loop state is restored;
+        the learning-rate plan (``estimated_stepping_batches``) builds it earlier, so Lightning
+        would start a mid-epoch resume at the epoch's first batch. Loading the state here, before
+        the first batch is drawn, resumes at the saved batch."""
+        states, self._loader_states = self._loader_states, None
+        loader = self.trainer.train_dataloader
+        if states and len(states) == 1 and hasattr(loader, "load_state_dict"):
+            loader.load_state_dict(states[0])
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -51,5 +51,7 @@ class TransitionScorer(nn.Module):
             raise ValueError(f"features cover {m} recent clicks but the scorer has {self.num_recent} positions")
         features = features.to(self.recency_weight.dtype)
         phi = self.mlp(features).squeeze(-1) - self.mlp(features.new_zeros(features.shape[-1])).squeeze(-1)
+        # exactly 0 where there is no edge (a batched and a single-row product may round apart)
+        phi = phi.masked_fill((features == 0).all(-1), 0.0)
         weight = self.recency_weight[:m] * mask.to(phi.dtype)  # [B, m]
         return torch.einsum("bcm,bm->bc", phi, weight)
