@@ -6,7 +6,7 @@ end to end in a fresh folder.
 
 Prints the wall time and the table `fit` prints (the model beside popularity and the oracle).
 Target (issue: reliability/newcomer): ≤ 3 minutes on 2 CPU cores, with GLORY clearly above
-popularity; not yet met (see benchmarks/RESULTS.md).
+popularity: met, 67 s and 64.4 against 53.9 AUC (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -32,3 +32,16 @@ def test_readme_test_command_is_what_ci_runs():
     # the service tests skip without [serve]: CI must install it, or they would never run
     assert "pytest" in block and {"test", "serve"} <= extras, block
     assert "README.md" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_demo_configs_share_one_world():
+    """The demo configs write one root (data/synthetic-demo): they must ask for the same world,
+    or the second demo a user runs would meet a world it did not ask for."""
+    import yaml
+
+    configs = sorted((ROOT / "configs").glob("*_demo.yaml"))
+    assert len(configs) >= 4
+    worlds = {
+        (c["data"]["root"], str(c["data"]["synthetic"])) for c in (yaml.safe_load(p.read_text()) for p in configs)
+    }
+    assert len(worlds) == 1, worlds

@@ -139,3 +139,23 @@ def test_world_json_records_the_knobs(tmp_path):
     root = small(tmp_path, "j", num_segments=3)
     world = json.loads((root / "world.json").read_text())
     assert world["config"]["num_segments"] == 3 and 0.5 < world["dev_oracle_auc"] <= 1
+
+
+def test_datamodule_warns_when_the_root_holds_another_world(tmp_path):
+    """An older demo's world at the root is used as it is, with a warning naming what differs."""
+    import warnings
+
+    import pytest
+
+    from newsrec.data import MINDDataModule
+
+    root = tmp_path / "demo"
+    MINDDataModule(str(root), synthetic={"num_users": 30, "num_news": 40, "seed": 1})._ensure_root()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MINDDataModule(str(root), synthetic={"num_users": 30, "num_news": 40, "seed": 1})._ensure_root()
+    with pytest.warns(UserWarning, match=r"num_news=40 \(asked 50\).*Delete the folder"):
+        MINDDataModule(str(root), synthetic={"num_users": 30, "num_news": 50, "seed": 1})._ensure_root()
+    import json
+
+    assert json.loads((root / "world.json").read_text())["config"]["num_news"] == 40  # not regenerated

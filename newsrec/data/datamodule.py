@@ -127,6 +127,25 @@ class MINDDataModule(pl.LightningDataModule):
             with ArrayCache(self.root.parent).lock(self.root.name + ".synth"):
                 if not (self.root / "train" / "behaviors.tsv").exists():
                     generate_mind(self.root, **self.synthetic)
+        elif self.synthetic is not None:
+            self._warn_if_another_world()
+
+    def _warn_if_another_world(self) -> None:
+        """The root already holds a synthetic world: say so when it is not the one asked for
+        (an older demo's settings, say); it is used as it is, never regenerated over."""
+        try:
+            built = json.loads((self.root / "world.json").read_text())["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # not a synthetic world newsrec wrote (real MIND): nothing to compare
+        differ = {k: (built.get(k), v) for k, v in self.synthetic.items() if k in built and built[k] != v}
+        if differ:
+            said = ", ".join(f"{k}={old} (asked {new})" for k, (old, new) in sorted(differ.items()))
+            warnings.warn(
+                f"{self.root} holds a synthetic world with {said}: using it as it is. Delete the folder "
+                "(or give another data.root) to generate the world asked for.",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def prepare_data(self) -> None:
         """Generate the synthetic world if asked, and build every cache (rank 0 only in DDP)."""
