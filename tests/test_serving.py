@@ -176,6 +176,37 @@ def test_faiss_search_recalls_the_exact_top_k():
     assert not any(int(e) in set(g.tolist()) for g, e in zip(got, exact[:, 0]))
 
 
+def test_faiss_search_is_inner_product_search_on_anisotropic_vectors():
+    """Trained news vectors have a common direction and a decaying spectrum; an inverted file
+    over the raw inner product missed most of their top items (recall 0.26 at 6 % scanned).
+    Scanning every cluster gives the exact top-k and its inner products; a partial scan keeps
+    a high recall, and an added vector longer than any at build time is still found."""
+    pytest.importorskip("faiss")
+    from newsrec.serving import ExactSearch, FaissSearch
+
+    g = torch.Generator().manual_seed(0)
+    d = 48
+    basis = torch.linalg.qr(torch.randn(d, d, generator=g))[0]
+    scale = (1.0 / (1 + torch.arange(d)) ** 0.9).sqrt()
+    mean = torch.randn(d, generator=g) * 0.6
+    vectors = (torch.randn(20000, d, generator=g) * scale) @ basis.T + mean
+    queries = (torch.randn(30, d, generator=g) * scale) @ basis.T + mean
+    want_scores, want = ExactSearch(vectors).search(queries, 10)
+    full = FaissSearch(vectors, nlist=64, nprobe=64)
+    scores, rows = full.search(queries, 10)
+    assert torch.equal(rows, want)
+    torch.testing.assert_close(scores, want_scores, atol=1e-3, rtol=1e-4)
+    partial = FaissSearch(vectors).search(queries, 40)[1]  # √N clusters, 8 of 141 scanned
+    rescored = [row[torch.argsort(-(vectors[row] @ q))][:10] for row, q in zip(partial, queries)]
+    recall = np.mean([len(set(a.tolist()) & set(e.tolist())) / 10 for a, e in zip(rescored, want)])
+    assert recall > 0.8, recall
+    longer = torch.cat([vectors, 10 * queries[:1]])  # norm beyond the build's largest
+    rebuilt = full.updated(longer, torch.tensor([len(vectors)]))
+    assert rebuilt.search(queries[:1], 1)[1].item() == len(vectors)
+    near = torch.cat([vectors, vectors[:1] * 0.5])  # within the build's norms: added in place
+    assert full.updated(near, torch.tensor([len(vectors)])) is full
+
+
 def test_faiss_backed_recommender_rescores_exactly(checkpoints):
     pytest.importorskip("faiss")
     exact = Recommender.from_checkpoint(checkpoints["nrms"], index_dir=None)

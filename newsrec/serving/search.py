@@ -39,20 +39,38 @@ class ExactSearch:
 
 
 class FaissSearch:
-    """Approximate top-k with a faiss inverted-file index (``IndexIVFFlat``, inner product):
+    r"""Approximate top-k by inner product with a faiss inverted-file index (``IndexIVFFlat``):
     the vectors are split into ``nlist`` clusters and a query scans the ``nprobe`` nearest ones.
     Meant for indexes of ~10^6 news; the recall against :class:`ExactSearch` is measured in
     ``benchmarks/serving.py``.
+
+    Inner-product search is turned into Euclidean search (Bachrach et al., RecSys 2014), where
+    k-means clusters fit: every vector gets one more coordinate,
+
+    .. math::
+        \tilde{\mathbf{x}} = \big[\mathbf{x},\ \sqrt{M^2 - \lVert\mathbf{x}\rVert^2}\big],
+        \qquad \tilde{\mathbf{q}} = [\mathbf{q},\ 0],
+        \qquad \lVert\tilde{\mathbf{q}} - \tilde{\mathbf{x}}\rVert^2
+        = \lVert\mathbf{q}\rVert^2 + M^2 - 2\,\mathbf{q}^\top\mathbf{x},
+
+    with :math:`M` the largest norm at build time, so the nearest vectors are those of the
+    largest inner product. Trained news vectors are far from isotropic, and an inverted file
+    over the raw inner product finds their top items poorly: on 200k anisotropic 400-d vectors
+    with 27 of 447 clusters scanned, recall@10 (40 re-scored) is 0.95 this way against 0.26
+    over the raw inner product.
 
     Args:
         vectors: ``[N, d]`` float.
         nlist: clusters (default ``√N``, at least 1).
         nprobe: clusters scanned per query (default ``max(8, nlist // 16)``: about 6 % of the
-            index; on 10^6 Gaussian-like 400-d vectors that recalls ~0.94 of the exact top-10
-            in a 40-news shortlist at ~1/16 of the exact cost).
+            index).
         train_size: vectors the clustering is trained on (default ``64·nlist``, faiss's own
             advice of 39–256 per cluster; all of them when fewer).
         seed: seed of the clustering and its sample.
+
+    :math:`M` is 5 % above the largest norm at build time; a vector added later
+    (:meth:`updated`) that is longer still makes the index rebuild (clustering included), so
+    the search stays an inner-product search.
     """
 
     exact = False
@@ -71,11 +89,14 @@ class FaissSearch:
             raise ImportError("the faiss index needs faiss-cpu: pip install 'newsrec-pyg[serve]'") from None
         x = np.ascontiguousarray(vectors.detach().float().cpu().numpy())
         n, d = x.shape
+        self.options = {"nlist": nlist, "nprobe": nprobe, "train_size": train_size, "seed": seed}
+        self.max_norm = 1.05 * float(np.sqrt((x.astype(np.float64) ** 2).sum(1).max())) if n else 0.0
+        x = self._lift(x)
         nlist = max(1, min(nlist or int(np.sqrt(n)), n))
         nprobe = nprobe or max(8, nlist // 16)
         train_size = min(n, train_size or 64 * nlist)
-        quantizer = faiss.IndexFlatIP(d)
-        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        quantizer = faiss.IndexFlatL2(d + 1)
+        index = faiss.IndexIVFFlat(quantizer, d + 1, nlist, faiss.METRIC_L2)
         train = x if train_size >= n else x[np.random.default_rng(seed).choice(n, train_size, replace=False)]
         index.cp.seed = seed
         index.train(train)
@@ -83,23 +104,37 @@ class FaissSearch:
         index.nprobe = min(nprobe, nlist)
         self.index, self.num_vectors, self.quantizer = index, n, quantizer
 
+    def _lift(self, x: np.ndarray) -> np.ndarray:
+        """``[n, d]`` → ``[n, d + 1]``: the extra coordinate ``√(M² − ‖x‖²)``."""
+        sq = (x.astype(np.float64) ** 2).sum(1)
+        extra = np.sqrt(np.maximum(self.max_norm**2 - sq, 0.0))
+        return np.ascontiguousarray(np.hstack([x, extra[:, None]]).astype(np.float32))
+
     def updated(self, vectors: Tensor, rows: Tensor) -> FaissSearch:
         """Replace / add the vectors of ``rows`` (of the new full ``vectors``) in place, without
-        re-clustering (the clusters stay those of the build)."""
+        re-clustering (the clusters stay those of the build); a new vector longer than ``M``
+        rebuilds the index over ``vectors``."""
         ids = np.ascontiguousarray(rows.cpu().numpy().astype(np.int64))
+        new = vectors[rows].detach().float().cpu().numpy()
+        if len(new) and float(np.sqrt((new.astype(np.float64) ** 2).sum(1).max())) > self.max_norm:
+            return FaissSearch(vectors, **self.options)
         self.index.remove_ids(ids)
-        self.index.add_with_ids(np.ascontiguousarray(vectors[rows].detach().float().cpu().numpy()), ids)
+        self.index.add_with_ids(self._lift(new), ids)
         self.num_vectors = int(vectors.shape[0])
         return self
 
     def search(self, queries: Tensor, k: int, allowed: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Like :meth:`ExactSearch.search`; with ``allowed``, more rows are fetched and the
-        disallowed ones dropped (rows that cannot be filled are ``-1`` with score ``-inf``)."""
+        """Like :meth:`ExactSearch.search` (scores are inner products, recovered from the
+        distances); with ``allowed``, more rows are fetched and the disallowed ones dropped (rows
+        that cannot be filled are ``-1`` with score ``-inf``)."""
         q = np.ascontiguousarray(queries.detach().float().cpu().numpy())
         banned = 0 if allowed is None else int((~allowed).sum())
         fetch = min(k + banned, self.num_vectors)
-        scores, rows = self.index.search(q, fetch)
-        scores, rows = torch.from_numpy(scores), torch.from_numpy(rows).long()
+        lifted = np.ascontiguousarray(np.hstack([q, np.zeros((len(q), 1), np.float32)]))
+        dist, rows = self.index.search(lifted, fetch)
+        q_sq = (q.astype(np.float64) ** 2).sum(1, keepdims=True)
+        scores = torch.from_numpy(((q_sq + self.max_norm**2 - dist) / 2).astype(np.float32))
+        rows = torch.from_numpy(rows).long()
         ok = rows >= 0
         if allowed is not None:
             ok &= allowed[rows.clamp_min(0)]
