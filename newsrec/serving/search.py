@@ -90,8 +90,9 @@ class FaissSearch:
         x = np.ascontiguousarray(vectors.detach().float().cpu().numpy())
         n, d = x.shape
         self.options = {"nlist": nlist, "nprobe": nprobe, "train_size": train_size, "seed": seed}
-        self.max_norm = 1.05 * float(np.sqrt((x.astype(np.float64) ** 2).sum(1).max())) if n else 0.0
-        x = self._lift(x)
+        sq = _squared_norms(x)
+        self.max_norm = 1.05 * float(np.sqrt(sq.max())) if n else 0.0
+        x = self._lift(x, sq)
         nlist = max(1, min(nlist or int(np.sqrt(n)), n))
         nprobe = nprobe or max(8, nlist // 16)
         train_size = min(n, train_size or 64 * nlist)
@@ -104,9 +105,9 @@ class FaissSearch:
         index.nprobe = min(nprobe, nlist)
         self.index, self.num_vectors, self.quantizer = index, n, quantizer
 
-    def _lift(self, x: np.ndarray) -> np.ndarray:
-        """``[n, d]`` → ``[n, d + 1]``: the extra coordinate ``√(M² − ‖x‖²)``."""
-        sq = (x.astype(np.float64) ** 2).sum(1)
+    def _lift(self, x: np.ndarray, sq: np.ndarray) -> np.ndarray:
+        """``[n, d]`` (squared norms ``sq [n]``) → ``[n, d + 1]``: the extra coordinate
+        ``√(M² − ‖x‖²)``."""
         extra = np.sqrt(np.maximum(self.max_norm**2 - sq, 0.0))
         return np.ascontiguousarray(np.hstack([x, extra[:, None]]).astype(np.float32))
 
@@ -115,11 +116,12 @@ class FaissSearch:
         re-clustering (the clusters stay those of the build); a new vector longer than ``M``
         rebuilds the index over ``vectors``."""
         ids = np.ascontiguousarray(rows.cpu().numpy().astype(np.int64))
-        new = vectors[rows].detach().float().cpu().numpy()
-        if len(new) and float(np.sqrt((new.astype(np.float64) ** 2).sum(1).max())) > self.max_norm:
+        new = np.ascontiguousarray(vectors[rows].detach().float().cpu().numpy())
+        sq = _squared_norms(new)
+        if len(new) and float(np.sqrt(sq.max())) > self.max_norm:
             return FaissSearch(vectors, **self.options)
         self.index.remove_ids(ids)
-        self.index.add_with_ids(self._lift(new), ids)
+        self.index.add_with_ids(self._lift(new, sq), ids)
         self.num_vectors = int(vectors.shape[0])
         return self
 
@@ -132,8 +134,7 @@ class FaissSearch:
         fetch = min(k + banned, self.num_vectors)
         lifted = np.ascontiguousarray(np.hstack([q, np.zeros((len(q), 1), np.float32)]))
         dist, rows = self.index.search(lifted, fetch)
-        q_sq = (q.astype(np.float64) ** 2).sum(1, keepdims=True)
-        scores = torch.from_numpy(((q_sq + self.max_norm**2 - dist) / 2).astype(np.float32))
+        scores = torch.from_numpy((_squared_norms(q)[:, None] + self.max_norm**2 - dist) / 2)
         rows = torch.from_numpy(rows).long()
         ok = rows >= 0
         if allowed is not None:
@@ -142,6 +143,11 @@ class FaissSearch:
         order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
         rows = torch.gather(rows.masked_fill(~ok, -1), 1, order)
         return torch.gather(scores, 1, order), rows
+
+
+def _squared_norms(x: np.ndarray) -> np.ndarray:
+    """``[n, d]`` float32 → ``[n]`` squared norms (no float64 copy of ``x``)."""
+    return np.einsum("ij,ij->i", x, x)
 
 
 def make_search(kind: str, vectors: Tensor, **options):
