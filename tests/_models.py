@@ -1,5 +1,8 @@
 """Tiny versions of every model for the tests (one factory, shared by the test modules)."""
 
+import pytest
+from _plm import tiny_bert_for
+
 from newsrec.models import FUM, GLORY, NRMS
 
 SMALL = dict(word_dim=50, num_heads=2, head_dim=8, attention_hidden=8, dropout=0.1)
@@ -21,6 +24,19 @@ VARIANTS = {
     "fum": (FUM, TINY_FUM),
     "fum_concat": (FUM, dict(TINY_FUM, fusion="concat", fine_user_dim=4)),
     "fum_mhsa": (FUM, dict(TINY_FUM, fine_encoder="mhsa", genres=("title", "abstract", "entity_text"))),
+    # a pre-trained language model as the text encoder (a tiny random BERT, loaded by path)
+    "nrms_plm": (NRMS, {"news_encoder": "plm", "plm_max_length": 12}),
+    "glory_plm": (GLORY, dict(TINY_GLORY, news_encoder="plm", plm_max_length=12, plm_pooling="mean")),
+    "fum_plm": (
+        FUM,
+        dict(
+            TINY_FUM,
+            news_encoder="plm",
+            plm_max_length=12,
+            plm_pooling="attention",
+            genres=("title", "abstract", "category"),
+        ),
+    ),
 }
 
 
@@ -33,6 +49,9 @@ def make(name: str, dm, **kw):
         num_categories=dm.num_categories,
         num_subcategories=dm.num_subcategories,
     )
+    if extra.get("news_encoder") == "plm" and "plm_path" not in kw:
+        pytest.importorskip("transformers")
+        kw["plm_path"] = tiny_bert_for(dm.root)
     model = cls(**sizes, **{**SMALL, **extra, **kw})
     recency = getattr(getattr(model, "user_encoder", None), "recency", None)
     if recency is not None:  # zero-initialised: randomise so that invariant tests see the term

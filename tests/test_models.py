@@ -10,6 +10,7 @@ from newsrec.data import MINDDataModule
 from newsrec.models import FUM, GLORY, NRMS
 
 MODELS = ["nrms", "glory", "glory_sampled", "glory_transitions", "glory_gat", "fum", "fum_concat", "fum_mhsa"]
+PLM_VARIANTS = ["nrms_plm", "glory_plm", "fum_plm"]
 GRAPH_VARIANTS = ["glory_gcn", "glory_gat", "glory_sage", "glory_gin"]
 
 
@@ -24,7 +25,7 @@ def eval_batch(dm, model, rows):
     return ds[np.asarray(rows)]
 
 
-@pytest.mark.parametrize("name", MODELS + [v for v in GRAPH_VARIANTS if v not in MODELS])
+@pytest.mark.parametrize("name", MODELS + [v for v in GRAPH_VARIANTS if v not in MODELS] + PLM_VARIANTS)
 def test_scores_never_depend_on_other_rows(dm, name):
     torch.manual_seed(0)
     model = make(name, dm).eval()
@@ -42,7 +43,7 @@ def test_scores_never_depend_on_other_rows(dm, name):
         torch.testing.assert_close(other[2, :n], whole[5, :n], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", MODELS + PLM_VARIANTS)
 def test_permuting_candidates_permutes_scores(dm, name):
     torch.manual_seed(0)
     model = make(name, dm).eval()
@@ -56,7 +57,7 @@ def test_permuting_candidates_permutes_scores(dm, name):
         torch.testing.assert_close(model(batch2), s[:, perm], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", MODELS + PLM_VARIANTS)
 def test_history_padding_never_changes_scores(tiny_world, name):
     torch.manual_seed(0)
     short = MINDDataModule(str(tiny_world), history_length=50)
@@ -71,7 +72,7 @@ def test_history_padding_never_changes_scores(tiny_world, name):
     torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["nrms", "glory", "glory_transitions", "fum"])
+@pytest.mark.parametrize("name", ["nrms", "glory", "glory_transitions", "fum", *PLM_VARIANTS])
 def test_cached_evaluation_equals_plain_forward(dm, name, tmp_path):
     torch.manual_seed(0)
     model = make(name, dm)
@@ -385,7 +386,7 @@ def test_beyond_accuracy_is_logged_in_test_and_off_in_validation_by_default(dm, 
     assert all(f"val/{n}@10" in val for n in BEYOND_ACCURACY_NAMES)
 
 
-@pytest.mark.parametrize("name", ["nrms", "glory", "glory_transitions", "fum"])
+@pytest.mark.parametrize("name", ["nrms", "glory", "glory_transitions", "fum", *PLM_VARIANTS])
 def test_every_model_trains_in_a_plain_pytorch_loop(tiny_world, name):
     """The handshake serves a plain loop: no Trainer, the same datamodule and model; the loss
     falls, the pretrained tables were initialised, and evaluation with every news encoded
@@ -393,7 +394,8 @@ def test_every_model_trains_in_a_plain_pytorch_loop(tiny_world, name):
     torch.manual_seed(0)
     dm = MINDDataModule(str(tiny_world), batch_size=8, history_length=20)
     model = make(name, dm, dropout=0.0).connect_data(dm)
-    torch.testing.assert_close(model.word_embedding.weight.detach(), torch.from_numpy(dm.word_vectors()))
+    if model.word_embedding is not None:  # a PLM model has no word table
+        torch.testing.assert_close(model.word_embedding.weight.detach(), torch.from_numpy(dm.word_vectors()))
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     model.train()

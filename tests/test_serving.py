@@ -11,7 +11,7 @@ from _models import make
 from newsrec.data import MINDDataModule
 from newsrec.serving import Recommender
 
-SERVED = ["nrms", "glory", "glory_transitions", "fum"]
+SERVED = ["nrms", "glory", "glory_transitions", "fum", "nrms_plm", "fum_plm"]
 
 
 def train_checkpoint(root, name, out) -> str:
@@ -97,7 +97,7 @@ def test_unknown_ids_history_limits_and_exclusion(checkpoints):
     assert rec.recommend(["N-not-there"], k=3).unknown_history == ["N-not-there"]  # empty known history
 
 
-@pytest.mark.parametrize("name", ["nrms", "glory_transitions", "fum"])
+@pytest.mark.parametrize("name", ["nrms", "glory_transitions", "fum", "nrms_plm"])
 def test_fresh_news_is_rankable_at_once_and_survives_a_restart(checkpoints, tiny_world, tmp_path, name):
     root = tmp_path / "world"
     shutil.copytree(tiny_world, root)

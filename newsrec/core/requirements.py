@@ -27,7 +27,9 @@ class DataRequirements:
 
     Attributes:
         news_fields: corpus fields gathered for every news in a batch (``title``, ``abstract``,
-            ``category``, ``subcategory``, ``entities``, ``entity_text``).
+            ``category``, ``subcategory``, ``entities``, ``entity_text``; ``plm_title`` and
+            ``plm_abstract``: the texts tokenised for the model's PLM, which need
+            ``text_tokenizer``).
         news_graph: keyword arguments of the news-graph build and :class:`~newsrec.graphs.KHopSampler`
             (``method``, ``self_loops``, ``num_neighbors``, ``num_hops``, ``direction``,
             ``edges``), or ``None`` for no subgraphs.
@@ -36,6 +38,9 @@ class DataRequirements:
         entity_graph: keyword arguments of the entity-graph build (``method``, ``self_loops``).
         transitions: ``m``, the number of most recent clicks whose click-graph transitions to
             every candidate the batch carries (``transition_features``), or ``None``.
+        text_tokenizer: ``{"path": str, "max_length": int}``: the PLM tokenizer (a folder,
+            ``package:NAME/SUB`` or a hub name) and the tokens kept per text for the ``plm_*``
+            fields (:mod:`newsrec.data.plm_text`), or ``None``.
     """
 
     news_fields: tuple[str, ...] = ("title",)
@@ -43,6 +48,7 @@ class DataRequirements:
     entity_neighbors: int | None = None
     entity_graph: dict | None = None
     transitions: int | None = None
+    text_tokenizer: dict | None = None
 
 
 @dataclass

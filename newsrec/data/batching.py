@@ -325,12 +325,20 @@ def news_features(
 
 
 class NewsDataset(Dataset):
-    """Chunks of the whole corpus (for encoding every news once per evaluation)."""
+    """Chunks of the whole corpus (for encoding every news once per evaluation), from a
+    :class:`NewsCorpus` or from news arrays ``{field: [N, ...]}`` (the corpus's plus the
+    ``plm_*`` fields: :meth:`MINDDataModule.news_arrays`)."""
 
-    def __init__(self, corpus: NewsCorpus, fields: Sequence[str], entity_table: np.ndarray | None = None) -> None:
-        self.arrays, self.fields = corpus.arrays, tuple(fields)
+    def __init__(
+        self,
+        corpus: NewsCorpus | dict[str, np.ndarray],
+        fields: Sequence[str],
+        entity_table: np.ndarray | None = None,
+    ) -> None:
+        self.arrays = corpus if isinstance(corpus, dict) else corpus.arrays
+        self.fields = tuple(fields)
         self.entity_table = entity_table
-        self.num_news = len(corpus)
+        self.num_news = len(next(iter(self.arrays.values())))
 
     def __len__(self) -> int:
         return self.num_news

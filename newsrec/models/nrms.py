@@ -17,7 +17,8 @@ class NRMS(NewsRecModel):
     NRMS adds nothing to the base module's arguments (:class:`NewsRecModel`: ``num_words``,
     ``word_dim`` = 300, ``num_heads`` × ``head_dim`` = 20 × 20, ``attention_hidden`` = 200,
     ``dropout`` = 0.2, ``length_buckets``, ``pretrained_words``, ``freeze_words``, the
-    optimiser's and the evaluation's); they all arrive through ``**kwargs``.
+    optimiser's and the evaluation's, ``news_encoder`` = ``"glove"`` | ``"plm"`` and the
+    ``plm_*`` options); they all arrive through ``**kwargs``.
     """
 
     def __init__(self, **kwargs) -> None:
@@ -27,10 +28,10 @@ class NRMS(NewsRecModel):
         self.user_encoder = UserEncoder(self.dim, self.num_heads, self.head_dim, self.attention_hidden)
 
     def data_requirements(self) -> DataRequirements:
-        return DataRequirements(news_fields=("title",))
+        return DataRequirements(news_fields=(self.text_field("title"),), text_tokenizer=self.text_tokenizer())
 
     def encode_news(self, news: dict[str, Tensor], history_news: Tensor | None = None) -> Tensor:
-        return self.news_encoder(news["title"])
+        return self.news_encoder(news[self.text_field("title")])
 
     def encode_users(self, batch: dict, history_news: Tensor) -> Tensor:
         return self.user_encoder(gather_rows(history_news, batch["history"]), batch["history_mask"])

@@ -12,11 +12,13 @@ from newsrec.nn.graph import (
     to_adjacency,
 )
 from newsrec.nn.news import EntityEncoder, MultiViewCombiner, TextEncoder
+from newsrec.nn.plm import PLM_POOLINGS, PretrainedTextEncoder, freeze_layers, load_pretrained_model
 from newsrec.nn.transition import TransitionScorer
 from newsrec.nn.user import UserEncoder
 
 __all__ = [
     "GRAPH_ENCODERS",
+    "PLM_POOLINGS",
     "AdditiveAttention",
     "EntityEncoder",
     "Fastformer",
@@ -27,11 +29,14 @@ __all__ = [
     "MessagePassingEncoder",
     "MultiHeadSelfAttention",
     "MultiViewCombiner",
+    "PretrainedTextEncoder",
     "TextEncoder",
     "TransitionScorer",
     "UserEncoder",
     "build_graph_encoder",
     "copy_pretrained_",
+    "freeze_layers",
+    "load_pretrained_model",
     "masked_softmax",
     "pretrained_embedding",
     "to_adjacency",

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from newsrec.nn.attention import AdditiveAttention, MultiHeadSelfAttention
 
-__all__ = ["TextEncoder", "EntityEncoder", "MultiViewCombiner"]
+__all__ = ["TextEncoder", "EntityEncoder", "MultiViewCombiner", "encode_by_length"]
 
 
 class TextEncoder(nn.Module):
@@ -64,32 +64,42 @@ class TextEncoder(nn.Module):
         return self.pooling(x, mask)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        lead, L = tokens.shape[:-1], tokens.shape[-1]
-        tokens = tokens.reshape(-1, L)
-        mask = tokens != 0
-        n = len(tokens)
-        groups = self.length_buckets
-        if groups is None:
-            groups = 8 if tokens.device.type == "cpu" else 1
-        if L == 0 or n == 0 or groups == 0:
-            return self._encode(tokens, mask).reshape(*lead, -1)
-        # length up to the last real token (at least 1, so an all-padding text keeps one slot)
-        lengths = (mask * torch.arange(1, L + 1, device=tokens.device)).amax(-1).clamp_(min=1)
-        groups = min(groups, n // 64)  # groups of at least 64 texts
-        if groups <= 1:
-            cut = int(lengths.max())
-            out = self._encode(tokens[:, :cut], mask[:, :cut])
-        else:
-            sorted_lengths, order = torch.sort(lengths)
-            bounds = [n * (i + 1) // groups for i in range(groups)]
-            cuts = sorted_lengths[torch.tensor(bounds, device=tokens.device) - 1].tolist()
-            parts, start = [], 0
-            for end, cut in zip(bounds, cuts):
-                rows = order[start:end]
-                parts.append(self._encode(tokens[rows, :cut], mask[rows, :cut]))
-                start = end
-            out = torch.cat(parts).index_select(0, torch.argsort(order))
-        return out.reshape(*lead, -1)
+        return encode_by_length(self._encode, tokens, self.length_buckets)
+
+
+def encode_by_length(encode, tokens: Tensor, length_buckets: int | None) -> Tensor:
+    """``encode(tokens [n, l], mask [n, l]) -> [n, d]`` applied to ``tokens [..., L]`` (0 =
+    padding) without computing most of the padding: texts are sorted by length (up to their
+    last real token) and encoded in up to ``length_buckets`` groups of at least 64 texts, each
+    cut to its longest text (``None``: 8 groups on the CPU, 1 on a GPU; 0: no cut). Exact when
+    ``encode`` masks its padding: only the floating-point summation order can differ.
+    Returns ``[..., d]`` in the input order."""
+    lead, L = tokens.shape[:-1], tokens.shape[-1]
+    tokens = tokens.reshape(-1, L)
+    mask = tokens != 0
+    n = len(tokens)
+    groups = length_buckets
+    if groups is None:
+        groups = 8 if tokens.device.type == "cpu" else 1
+    if L == 0 or n == 0 or groups == 0:
+        return encode(tokens, mask).reshape(*lead, -1)
+    # length up to the last real token (at least 1, so an all-padding text keeps one slot)
+    lengths = (mask * torch.arange(1, L + 1, device=tokens.device)).amax(-1).clamp_(min=1)
+    groups = min(groups, n // 64)  # groups of at least 64 texts
+    if groups <= 1:
+        cut = int(lengths.max())
+        out = encode(tokens[:, :cut], mask[:, :cut])
+    else:
+        sorted_lengths, order = torch.sort(lengths)
+        bounds = [n * (i + 1) // groups for i in range(groups)]
+        cuts = sorted_lengths[torch.tensor(bounds, device=tokens.device) - 1].tolist()
+        parts, start = [], 0
+        for end, cut in zip(bounds, cuts):
+            rows = order[start:end]
+            parts.append(encode(tokens[rows, :cut], mask[rows, :cut]))
+            start = end
+        out = torch.cat(parts).index_select(0, torch.argsort(order))
+    return out.reshape(*lead, -1)
 
 
 class EntityEncoder(nn.Module):

@@ -98,7 +98,8 @@ class Recommender:
         self._name = f"index-{index_key or 'memory'}"
         loaded = self._load()
         if loaded is None:
-            arrays = {f: np.asarray(corpus.arrays[f]).copy() for f in self._fields}
+            news_arrays = datamodule.news_arrays()  # the corpus's, plus PLM token ids
+            arrays = {f: np.asarray(news_arrays[f]).copy() for f in self._fields}
             with torch.inference_mode():
                 cand, hist = self.model.encode_all_news(datamodule.news_dataloader(batch_size))
             state = {"ids": list(corpus.news_ids), "arrays": arrays, "candidate": cand, "history": hist, "changed": []}
@@ -221,8 +222,9 @@ class Recommender:
         ids = list(corpus.news_ids) + list(meta["ids"])
         changed = np.asarray(arrays["changed_rows"], np.int64)
         fields = {}
+        news_arrays = self.dm.news_arrays()
         for f in self._fields:
-            base = np.asarray(corpus.arrays[f])
+            base = np.asarray(news_arrays[f])
             full = np.zeros((len(ids), *base.shape[1:]), base.dtype)
             full[: len(base)] = base
             full[changed] = np.asarray(arrays[f"changed_{f}"])
@@ -422,7 +424,7 @@ class Recommender:
             raise ValueError(f"news id(s) given more than once: {dup[:5]}")
         if not rows:
             return {"added": 0, "updated": 0}
-        encoded = self.dm.corpus.encode_rows(rows, name="add_news")
+        encoded = self.dm.encode_news_rows(rows, name="add_news")
         with torch.inference_mode():
             news = {
                 k: v.to(self.device)
