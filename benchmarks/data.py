@@ -1,8 +1,9 @@
 """Data-layer benchmark: synthetic world generation, parse + corpus + behaviors (MIND-small
-size), streaming a MIND-large-sized behaviors file, impression metrics and beyond-accuracy
-metrics.
+size), streaming a MIND-large-sized behaviors file, impression metrics, beyond-accuracy
+metrics, and converting EB-NeRD-shaped parquet sets of two sizes (rows/s and peak memory: the
+memory must not grow with the file).
 
-    python benchmarks/data.py [--quick] [--workdir /tmp/newsrec-bench]
+    python benchmarks/data.py [--quick] [--workdir /tmp/newsrec-bench] [--ebnerd_sizes 1000000 4000000]
 
 Each phase runs in its own process, so the peak memory reported is the phase's own.
 """
@@ -144,6 +145,27 @@ def phase_beyond(num: int, chunk: int = 8192) -> None:
     emit({"seconds": time.perf_counter() - t, "impressions": num, "ild": float(out["ild"])})
 
 
+def phase_ebnerd_make(work: Path, impressions: int) -> None:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+    from _ebnerd import synthetic_ebnerd
+
+    t = time.perf_counter()
+    synthetic_ebnerd(work / f"ebnerd-{impressions}", impressions)
+    emit({"seconds": time.perf_counter() - t})
+
+
+def phase_ebnerd(work: Path, impressions: int) -> None:
+    from newsrec.data.ebnerd import convert_ebnerd
+
+    src = work / f"ebnerd-{impressions}"
+    size = sum(f.stat().st_size for f in src.rglob("*.parquet"))
+    t = time.perf_counter()
+    report = convert_ebnerd(src, work / f"ebnerd-{impressions}-mind", show_progress=False)
+    seconds = time.perf_counter() - t
+    rows = sum(report.impressions.values())
+    emit({"seconds": seconds, "rows": rows, "rows_per_s": rows / seconds, "parquet_gb": size / 1e9})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--phase")
@@ -152,6 +174,8 @@ def main() -> None:
     ap.add_argument("--users", type=int)
     ap.add_argument("--news", type=int)
     ap.add_argument("--impressions", type=int)
+    ap.add_argument("--ebnerd_sizes", type=int, nargs="+", help="impressions per split of the EB-NeRD sets")
+    ap.add_argument("--only_ebnerd", action="store_true", help="run the EB-NeRD rows only")
     a = ap.parse_args()
     work = Path(a.workdir)
     root = work / "mind-small-size"
@@ -165,6 +189,10 @@ def main() -> None:
         return phase_metrics(a.impressions)
     if a.phase == "beyond":
         return phase_beyond(a.impressions)
+    if a.phase == "ebnerd_make":
+        return phase_ebnerd_make(work, a.impressions)
+    if a.phase == "ebnerd":
+        return phase_ebnerd(work, a.impressions)
     users = news = 2000 if a.quick else 50000
     target_bytes = 20e6 if a.quick else 2.5e9  # MIND-large's behaviors.tsv is about 2.5 GB
     impressions = 5000 if a.quick else 100000
@@ -174,6 +202,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     me = str(Path(__file__).resolve())
     rows = []
+    if a.only_ebnerd:
+        ebnerd_rows(me, work, a, rows)
+        print(f"machine: {machine()}")
+        print(table(rows, ["step", "seconds", "rows/s", "peak RSS GiB"]))
+        return
     r = run_phase(me, "generate", "--workdir", str(work), "--users", str(users), "--news", str(news))
     rows.append(
         {
@@ -225,8 +258,27 @@ def main() -> None:
             "peak RSS GiB": r["peak_rss_gib"],
         }
     )
+    ebnerd_rows(me, work, a, rows)
     print(f"machine: {machine()}")
-    print(table(rows, ["step", "seconds", "peak RSS GiB", "ratio"]))
+    print(table(rows, ["step", "seconds", "rows/s", "peak RSS GiB", "ratio"]))
+
+
+def ebnerd_rows(me: str, work: Path, a: argparse.Namespace, rows: list) -> None:
+    """Convert EB-NeRD-shaped sets of each size, each in its own process."""
+    sizes = a.ebnerd_sizes or ([20000, 80000] if a.quick else [1_000_000, 4_000_000])
+    for n in sizes:
+        run_phase(me, "ebnerd_make", "--workdir", str(work), "--impressions", str(n))
+        r = run_phase(me, "ebnerd", "--workdir", str(work), "--impressions", str(n))
+        rows.append(
+            {
+                "step": f"convert EB-NeRD-shaped parquet ({r['rows']} impressions, 2 splits, {r['parquet_gb']:.2f} GB)",
+                "seconds": r["seconds"],
+                "rows/s": f"{r['rows_per_s']:.0f}",
+                "peak RSS GiB": r["peak_rss_gib"],
+            }
+        )
+        shutil.rmtree(work / f"ebnerd-{n}", ignore_errors=True)
+        shutil.rmtree(work / f"ebnerd-{n}-mind", ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 ``newsrec fit | validate | test | predict --config configs/glory_demo.yaml`` train and evaluate
 (Lightning's CLI, see :mod:`newsrec.lightning_cli`). ``newsrec synth --out DIR`` writes a
 synthetic MIND world; ``newsrec prepare ROOT`` builds the cached corpus and behaviors;
-``newsrec baselines ROOT`` prints the popularity, click-transition and item-kNN baselines and
+``newsrec convert ebnerd|adressa SRC OUT`` writes a MIND-format root from EB-NeRD or
+Adressa; ``newsrec baselines ROOT`` prints the popularity, click-transition and item-kNN baselines and
 (for synthetic worlds) the oracle on the dev split; ``newsrec demo`` does all three on a small
 world. Errors in input files are reported as one line and a non-zero exit code (``--debug``,
 ``--verbose`` or ``NEWSREC_DEBUG=1`` show the traceback).
@@ -101,6 +102,22 @@ def _serve(args: argparse.Namespace) -> None:
     uvicorn.run(create_app(rec, limits), host=args.host, port=args.port, log_level=args.log_level)
 
 
+def _convert(args: argparse.Namespace) -> None:
+    if args.dataset == "ebnerd":
+        from newsrec.data.ebnerd import convert_ebnerd
+
+        report = convert_ebnerd(args.src, args.out, missing=args.missing, show_progress=True)
+    else:
+        from newsrec.data.adressa import convert_adressa
+
+        report = convert_adressa(
+            args.src, args.out, variant=args.variant, seed=args.seed, num_negatives=args.negatives, show_progress=True
+        )
+    print(f"wrote a MIND-format root at {args.out}")
+    for line in report.lines():
+        print(f"  {line}")
+
+
 def _demo(args: argparse.Namespace) -> None:
     root = Path(args.root)
     if not (root / "train" / "behaviors.tsv").exists():
@@ -142,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_candidates", type=int, default=10_000)
     p.add_argument("--log_level", default="info")
     p.set_defaults(func=_serve)
+    p = sub.add_parser("convert", help="convert EB-NeRD or Adressa into a MIND-format root")
+    p.add_argument("dataset", choices=["ebnerd", "adressa"])
+    p.add_argument("src", help="the download as distributed (EB-NeRD: its folder; Adressa: the tar.gz or its folder)")
+    p.add_argument("out", help="the MIND-format root to write (train/, dev/[, test/])")
+    p.add_argument("--missing", choices=["error", "drop"], default="error", help="EB-NeRD: unknown article ids")
+    p.add_argument("--variant", choices=["one_week", "three_month"], default="one_week", help="Adressa")
+    p.add_argument("--seed", type=int, default=0, help="Adressa: the negative sampling's seed")
+    p.add_argument("--negatives", type=int, default=20, help="Adressa: non-clicked candidates per impression")
+    p.set_defaults(func=_convert)
     p = sub.add_parser("demo", help="generate a small synthetic world (once) and evaluate baselines on it")
     p.add_argument("--root", default="data/synthetic-demo")
     p.set_defaults(func=_demo)

@@ -31,9 +31,9 @@ class PredictionFileWriter(BasePredictionWriter):
     ``predict``: one line per impression, in impression-id order, ranks of candidates in file
     order. Written atomically."""
 
-    def __init__(self, path: str = "prediction.zip") -> None:
+    def __init__(self, path: str = "prediction.zip", submission_path: str | None = None) -> None:
         super().__init__(write_interval="epoch")
-        self.path = path
+        self.path, self.submission_path = path, submission_path
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
         outs = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
@@ -52,6 +52,12 @@ class PredictionFileWriter(BasePredictionWriter):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             write_prediction_file(self.path, ids[order], [scores[i] for i in order])
             print(f"wrote {self.path} ({len(ids)} impressions)")
+            if self.submission_path:  # the EB-NeRD challenge's file: predictions.txt in a zip
+                Path(self.submission_path).parent.mkdir(parents=True, exist_ok=True)
+                write_prediction_file(
+                    self.submission_path, ids[order], [scores[i] for i in order], member="predictions.txt"
+                )
+                print(f"wrote {self.submission_path} (EB-NeRD submission, {len(ids)} impressions)")
         trainer.strategy.barrier("prediction file written")  # ranks leave together
 
 
@@ -69,6 +75,11 @@ class NewsRecCLI(LightningCLI):
             "--prediction_file",
             default="prediction.zip",
             help="where `predict` writes the leaderboard file (.zip or .txt)",
+        )
+        parser.add_argument(
+            "--submission_file",
+            default=None,
+            help="`predict` also writes the EB-NeRD challenge submission here (predictions.txt in a .zip)",
         )
 
     def _connect(self, stage: str) -> None:
@@ -110,7 +121,8 @@ class NewsRecCLI(LightningCLI):
         self._connect("predict")
         self._resolve_last()
         path = self.config[self.subcommand].get("prediction_file", "prediction.zip")
-        self.trainer.callbacks.append(PredictionFileWriter(path))
+        submission = self.config[self.subcommand].get("submission_file")
+        self.trainer.callbacks.append(PredictionFileWriter(path, submission))
 
     def before_test(self) -> None:
         """Connect the model to its data, and say which split ``test`` evaluates when it is not

@@ -1,10 +1,12 @@
 """Everything from files on disk to batches."""
 
 from newsrec.core.cache import ArrayCache, cache_key
+from newsrec.data.adressa import convert_adressa, download_adressa
 from newsrec.data.batching import ResumableLoader
 from newsrec.data.behaviors import Behaviors, TrainingSamples, ragged_to_padded
 from newsrec.data.corpus import CorpusConfig, NewsCorpus
 from newsrec.data.datamodule import MINDDataModule
+from newsrec.data.ebnerd import convert_ebnerd, download_ebnerd
 from newsrec.data.mind import (
     MIND_URLS,
     download_mind,
@@ -29,6 +31,10 @@ __all__ = [
     "TrainingSamples",
     "Vocabulary",
     "cache_key",
+    "convert_adressa",
+    "convert_ebnerd",
+    "download_adressa",
+    "download_ebnerd",
     "download_mind",
     "generate_mind",
     "iter_behaviors",

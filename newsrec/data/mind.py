@@ -595,6 +595,31 @@ def download_mind(
     return root
 
 
+def fetch_archive(
+    address: str,
+    archive: Path,
+    what: str,
+    *,
+    sha256: str | None = None,
+    force: bool = False,
+    show_progress: bool = True,
+) -> Path:
+    """Download ``address`` to ``archive`` (unless it is there and not ``force``; written under a
+    temporary name, then renamed) and check its SHA-256 when given. ``what`` names the data in
+    the error, which says how to use a hand-downloaded copy."""
+    if force or not archive.exists():
+        try:
+            _fetch(address, archive, show_progress)
+        except OSError as e:
+            raise OSError(
+                f"could not download {what} from {address}: {e}. Download it by hand and pass "
+                "base_url='file:///path/to/dir' (a folder holding the archive under its official name)."
+            ) from e
+    if sha256 and _sha256(archive) != sha256.lower():
+        raise DataFormatError(archive, None, "SHA-256 checksum mismatch")
+    return archive
+
+
 def _flatten_single_folder(split_dir: Path) -> None:
     """Some mirrors wrap the files in one folder (``MINDsmall_train/news.tsv``): lift them."""
     if (split_dir / "news.tsv").exists():
@@ -624,12 +649,15 @@ def write_prediction_file(
     scores: Iterable[Tensor | np.ndarray | Sequence[float]],
     *,
     zip_archive: bool | None = None,
+    member: str = "prediction.txt",
 ) -> None:
     """Write the MIND leaderboard file: one line per impression, ``ImpressionID [r1,r2,...]``.
 
     ``scores`` holds each impression's candidate scores in file order; ranks start at 1. The
     file is written atomically. If ``path`` ends in ``.zip`` (or ``zip_archive`` is True) the
-    archive holds a single ``prediction.txt``, as the leaderboard expects.
+    archive holds a single ``member`` file: ``prediction.txt``, as the MIND leaderboard expects,
+    or ``predictions.txt`` for the EB-NeRD (RecSys Challenge 2024) submission, whose lines have
+    the same form (the impression id, then the rank of every in-view article in file order).
     """
     lines = []
     for iid, sc in zip(impression_ids, scores, strict=True):
@@ -638,7 +666,7 @@ def write_prediction_file(
     path = os.fspath(path)
     if zip_archive or (zip_archive is None and path.endswith(".zip")):
         with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("prediction.txt", text)
+            zf.writestr(member, text)
     else:
         with atomic_write(path, encoding="utf-8") as f:
             f.write(text)

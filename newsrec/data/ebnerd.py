@@ -1,0 +1,426 @@
+"""EB-NeRD (Ekstra Bladet, RecSys Challenge 2024) → a MIND-format root.
+
+``SRC`` is laid out as distributed (the demo / small / large downloads, and the test set)::
+
+    SRC/articles.parquet
+    SRC/train/{behaviors,history}.parquet
+    SRC/validation/{behaviors,history}.parquet
+    SRC/test/{behaviors,history}.parquet        (optional; also read from SRC/../ebnerd_testset/test)
+
+:func:`convert_ebnerd` writes ``OUT/train`` from ``train``, ``OUT/dev`` from ``validation`` and
+``OUT/test`` from ``test``, each with MIND's ``news.tsv`` and ``behaviors.tsv``, which every
+newsrec command reads. The rules:
+
+- **Impressions** keep their real in-view lists (``article_ids_inview``, in file order); a
+  candidate's label is 1 when it is in ``article_ids_clicked``, else 0. A behaviors file without
+  ``article_ids_clicked`` (the test set) is written without labels, which newsrec reads as ``-1``
+  (unknown), so that ``newsrec predict`` writes ranks for the submission.
+- **Histories** come from the split's ``history.parquet`` (``article_id_fixed``: the user's clicks
+  in the weeks before the split's behaviors, oldest first): the history as of the split. A user
+  without a history row gets an empty history.
+- **Times**: ``impression_time`` in MIND's ``%m/%d/%Y %I:%M:%S %p``.
+- **News**: ``news_id`` = ``article_id``; ``category`` = ``category_str``; ``subcategory`` = the
+  first ``subcategory`` id (EB-NeRD gives ids, not names); ``title``; ``abstract`` = ``subtitle``;
+  ``url``. ``body`` is not written (MIND has no body field). Tabs and line breaks inside texts
+  become spaces (MIND's format cannot hold them), and their count is printed.
+- **Entities**: each ``ner_clusters`` entry becomes a MIND title entity with ``WikidataId`` =
+  ``"EB:" + the cluster text``, ``Type`` = the matching ``entity_groups`` entry, confidence 1.
+  What is lost: EB-NeRD links no entity to Wikidata and ships no TransE vectors, so entity
+  embeddings start random, and the clusters carry no character offsets, so entity order falls
+  back to the file's order. ``topics``, ``sentiment_*``, ``premium``, the read-time and scroll
+  columns and the user attributes have no MIND column and are not written.
+- **Bad input** is one :class:`~newsrec.errors.DataFormatError` naming the file, the row group
+  and the offset in it: a missing column, a column of the wrong type, a clicked id that is not
+  in the in-view list, and (``missing="error"``, the default) an article id that
+  ``articles.parquet`` lacks. ``missing="drop"`` drops such ids and prints how many.
+
+The behaviors are streamed one row group at a time (vectorised with pyarrow), so memory is
+bounded by the articles, the history table and one row group, never by the behaviors file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from newsrec.core.files import atomic_path
+from newsrec.errors import DataFormatError
+from newsrec.utils import progress
+
+__all__ = ["convert_ebnerd", "EBNERD_SPLITS", "EBNeRDReport", "EBNERD_URLS", "download_ebnerd"]
+
+#: EB-NeRD split folder → MIND split folder
+EBNERD_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
+
+#: the public archives (see docs/data.md for the terms of use)
+EBNERD_URLS = {
+    "demo": "https://ebnerd-dataset.s3.eu-west-1.amazonaws.com/ebnerd_demo.zip",
+    "small": "https://ebnerd-dataset.s3.eu-west-1.amazonaws.com/ebnerd_small.zip",
+    "large": "https://ebnerd-dataset.s3.eu-west-1.amazonaws.com/ebnerd_large.zip",
+    "test": "https://ebnerd-dataset.s3.eu-west-1.amazonaws.com/ebnerd_testset.zip",
+}
+
+_ARTICLE_COLUMNS = {
+    "article_id": "integer",
+    "title": "string",
+    "subtitle": "string",
+    "category_str": "string",
+    "subcategory": "list",
+    "url": "string",
+    "ner_clusters": "list",
+    "entity_groups": "list",
+}
+_BEHAVIOR_COLUMNS = {
+    "impression_id": "integer",
+    "impression_time": "timestamp",
+    "article_ids_inview": "list",
+    "user_id": "integer",
+}
+_HISTORY_COLUMNS = {"user_id": "integer", "article_id_fixed": "list"}
+
+
+@dataclass
+class EBNeRDReport:
+    """What a conversion wrote and what its policies changed (printed by ``newsrec convert``)."""
+
+    news: int = 0
+    impressions: dict[str, int] = field(default_factory=dict)
+    users_without_history: dict[str, int] = field(default_factory=dict)
+    dropped_ids: dict[str, int] = field(default_factory=dict)
+    texts_cleaned: int = 0
+
+    def lines(self) -> list[str]:
+        out = [f"news: {self.news} articles ({self.texts_cleaned} texts had tabs or line breaks, made spaces)"]
+        for split, n in self.impressions.items():
+            out.append(
+                f"{split}: {n} impressions, {self.users_without_history.get(split, 0)} users without a history row, "
+                f"{self.dropped_ids.get(split, 0)} unknown article ids dropped"
+            )
+        return out
+
+
+def _kind(t: pa.DataType) -> str:
+    if pa.types.is_integer(t):
+        return "integer"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return "list"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    return str(t)
+
+
+def _check_schema(path: Path, schema: pa.Schema, wanted: dict[str, str]) -> None:
+    for name, kind in wanted.items():
+        if name not in schema.names:
+            raise DataFormatError(path, None, f"has no column {name!r} (an EB-NeRD file has {', '.join(wanted)}, …)")
+        got = _kind(schema.field(name).type)
+        if got != kind:
+            raise DataFormatError(path, None, f"column {name!r} is {schema.field(name).type}, expected a {kind} column")
+
+
+def _open(path: Path) -> pq.ParquetFile:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist: EB-NeRD's layout is SRC/articles.parquet and "
+            "SRC/<split>/{behaviors,history}.parquet"
+        )
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataFormatError(path, None, f"is not a readable parquet file ({e})") from None
+
+
+def _clean(text: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, int]:
+    text = pc.fill_null(pc.cast(text, pa.string()), "")
+    bad = int(pc.sum(pc.match_substring_regex(text, r"[\t\r\n]")).as_py() or 0)
+    return pc.replace_substring_regex(text, r"[\t\r\n]+", " "), bad
+
+
+def _entities_json(clusters: pa.Array, groups: pa.Array) -> pa.Array:
+    """MIND entity JSON lists from EB-NeRD's ``ner_clusters`` / ``entity_groups`` (vectorised)."""
+    clusters = pa.array(clusters) if not isinstance(clusters, pa.Array) else clusters
+    offsets = clusters.offsets
+    flat = pc.fill_null(pc.cast(clusters.flatten(), pa.string()), "")
+    flat_groups = pc.fill_null(pc.cast(groups.flatten(), pa.string()), "")
+    if len(flat_groups) != len(flat):  # lists of other lengths: the group is unknown
+        flat_groups = pa.array([""] * len(flat), pa.string())
+
+    def escape(a):
+        a = pc.replace_substring(a, "\\", "\\\\")
+        a = pc.replace_substring(a, '"', '\\"')
+        return pc.replace_substring_regex(a, r"[\t\r\n]+", " ")
+
+    label, kind = escape(flat), escape(flat_groups)
+    item = pc.binary_join_element_wise(
+        '{"Label": "',
+        label,
+        '", "Type": "',
+        kind,
+        '", "WikidataId": "EB:',
+        label,
+        '", "Confidence": 1.0, "OccurrenceOffsets": [], "SurfaceForms": ["',
+        label,
+        '"]}',
+        "",
+    )
+    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, item), ", ")
+    return pc.binary_join_element_wise("[", pc.fill_null(joined, ""), "]", "")
+
+
+def _write_lines(f, columns: list[pa.Array]) -> None:
+    lines = pc.binary_join_element_wise(*columns, "\t")
+    f.write("\n".join(lines.to_pylist()))
+    f.write("\n")
+
+
+def _read_articles(src: Path) -> tuple[pa.Table, np.ndarray]:
+    path = src / "articles.parquet"
+    pf = _open(path)
+    _check_schema(path, pf.schema_arrow, _ARTICLE_COLUMNS)
+    table = pf.read(columns=list(_ARTICLE_COLUMNS))
+    ids = table.column("article_id").to_numpy()
+    if len(np.unique(ids)) != len(ids):
+        u, counts = np.unique(ids, return_counts=True)
+        raise DataFormatError(path, None, f"article_id {int(u[counts > 1][0])} occurs more than once")
+    return table, np.sort(ids).astype(np.int64)
+
+
+def _news_columns(articles: pa.Table) -> tuple[list[pa.Array], int]:
+    title, bad_t = _clean(articles.column("title"))
+    subtitle, bad_s = _clean(articles.column("subtitle"))
+    category, _ = _clean(articles.column("category_str"))
+    sub = articles.column("subcategory").combine_chunks()
+    first = pc.list_element(pc.fill_null(sub, pa.scalar([], sub.type)), 0) if len(sub) else sub
+    subcategory = pc.fill_null(pc.cast(first, pa.string()), "") if len(sub) else pa.array([], pa.string())
+    url, _ = _clean(articles.column("url"))
+    entities = _entities_json(
+        articles.column("ner_clusters").combine_chunks(), articles.column("entity_groups").combine_chunks()
+    )
+    ids = pc.cast(articles.column("article_id"), pa.string())
+    empty = pa.array(["[]"] * len(ids), pa.string())
+    return [ids.combine_chunks(), category, subcategory, title, subtitle, url, entities, empty], bad_t + bad_s
+
+
+def _known(ids: np.ndarray, sorted_known: np.ndarray) -> np.ndarray:
+    pos = np.searchsorted(sorted_known, ids)
+    pos = np.minimum(pos, len(sorted_known) - 1) if len(sorted_known) else pos
+    return (sorted_known[pos] == ids) if len(sorted_known) else np.zeros(len(ids), bool)
+
+
+def _histories(path: Path, known: np.ndarray, missing: str) -> tuple[np.ndarray, pa.Array, int]:
+    """Sorted user ids and their history strings (article ids joined by spaces), plus drops."""
+    pf = _open(path)
+    _check_schema(path, pf.schema_arrow, _HISTORY_COLUMNS)
+    table = pf.read(columns=list(_HISTORY_COLUMNS))
+    users = table.column("user_id").to_numpy().astype(np.int64)
+    lists = table.column("article_id_fixed").combine_chunks()
+    flat = pc.fill_null(lists.flatten(), -1).to_numpy().astype(np.int64)
+    offsets = lists.offsets.to_numpy().astype(np.int64)
+    ok = _known(flat, known)
+    dropped = int((~ok).sum())
+    if dropped and missing == "error":
+        k = int(np.argmax(~ok))
+        row = int(np.searchsorted(offsets, k, side="right") - 1)
+        raise DataFormatError(
+            path,
+            None,
+            f"row {row} (user_id {users[row]}): article id {flat[k]} is not in articles.parquet "
+            "(missing='drop' drops such ids)",
+        )
+    if dropped:
+        rows = np.repeat(np.arange(len(users)), np.diff(offsets))
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(rows[ok], minlength=len(users)))])
+        flat = flat[ok]
+    strings = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pc.cast(pa.array(flat), pa.string()))
+    joined = pc.fill_null(pc.binary_join(strings, " "), "")
+    order = np.argsort(users, kind="stable")
+    if len(np.unique(users)) != len(users):
+        u, counts = np.unique(users, return_counts=True)
+        raise DataFormatError(path, None, f"user_id {int(u[counts > 1][0])} has more than one history row")
+    return users[order], joined.take(pa.array(order)), dropped
+
+
+def _convert_behaviors(
+    path: Path,
+    out: Path,
+    known: np.ndarray,
+    users: np.ndarray,
+    history: pa.Array,
+    missing: str,
+    show_progress: bool,
+) -> tuple[int, int, int]:
+    pf = _open(path)
+    schema = pf.schema_arrow
+    _check_schema(path, schema, _BEHAVIOR_COLUMNS)
+    labelled = "article_ids_clicked" in schema.names
+    if labelled and _kind(schema.field("article_ids_clicked").type) != "list":
+        raise DataFormatError(
+            path,
+            None,
+            f"column 'article_ids_clicked' is {schema.field('article_ids_clicked').type}, expected a list column",
+        )
+    columns = list(_BEHAVIOR_COLUMNS) + (["article_ids_clicked"] if labelled else [])
+    n_imp = no_history = dropped = 0
+    seen_users: set[int] = set()
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        groups = progress(range(pf.num_row_groups), desc=f"{path.parent.name} behaviors", disable=not show_progress)
+        for g in groups:
+            batch = pf.read_row_group(g, columns=columns)
+            inview = batch.column("article_ids_inview").combine_chunks()
+            offsets = inview.offsets.to_numpy().astype(np.int64)
+            flat = pc.fill_null(inview.flatten(), -1).to_numpy().astype(np.int64)
+            rows = np.repeat(np.arange(len(batch)), np.diff(offsets))
+            ok = _known(flat, known)
+            ids = batch.column("impression_id").to_numpy()
+            if (~ok).any() and missing == "error":
+                k = int(np.argmax(~ok))
+                raise DataFormatError(
+                    path,
+                    None,
+                    f"row group {g}, offset {rows[k]} (impression_id {ids[rows[k]]}): in-view article id "
+                    f"{flat[k]} is not in articles.parquet (missing='drop' drops such ids)",
+                )
+            labels = None
+            if labelled:
+                clicked = batch.column("article_ids_clicked").combine_chunks()
+                c_off = clicked.offsets.to_numpy().astype(np.int64)
+                c_flat = pc.fill_null(clicked.flatten(), -1).to_numpy().astype(np.int64)
+                c_rows = np.repeat(np.arange(len(batch)), np.diff(c_off))
+                width = np.int64(2**32)
+                view_keys = rows * width + flat
+                click_keys = c_rows * width + c_flat
+                inside = np.isin(click_keys, view_keys)
+                if not inside.all():
+                    k = int(np.argmin(inside))
+                    raise DataFormatError(
+                        path,
+                        None,
+                        f"row group {g}, offset {c_rows[k]} (impression_id {ids[c_rows[k]]}): clicked "
+                        f"article id {c_flat[k]} is not in its article_ids_inview",
+                    )
+                labels = np.isin(view_keys, click_keys)
+            if (~ok).any():  # missing == "drop"
+                dropped += int((~ok).sum())
+                flat, rows = flat[ok], rows[ok]
+                labels = labels[ok] if labels is not None else None
+            counts = np.bincount(rows, minlength=len(batch))
+            keep = counts > 0  # an impression left without candidates is dropped (counted above)
+            new_offsets = np.concatenate([[0], np.cumsum(counts)])
+            tokens = pc.cast(pa.array(flat), pa.string())
+            if labels is not None:
+                tokens = pc.binary_join_element_wise(tokens, pa.array(np.where(labels, "1", "0")), "-")
+            imps = pc.binary_join(pa.ListArray.from_arrays(pa.array(new_offsets, pa.int32()), tokens), " ")
+            user = batch.column("user_id").to_numpy().astype(np.int64)
+            pos = np.searchsorted(users, user)
+            pos_c = np.minimum(pos, max(len(users) - 1, 0))
+            has = (users[pos_c] == user) if len(users) else np.zeros(len(user), bool)
+            new_users = set(user[~has].tolist()) - seen_users
+            no_history += len(new_users)
+            seen_users |= new_users
+            hist = history.take(pa.array(pos_c)) if len(users) else pa.array([""] * len(user), pa.string())
+            hist = pc.if_else(pa.array(has), hist, "")
+            seconds = pc.cast(batch.column("impression_time"), pa.timestamp("s"), safe=False)  # MIND has whole seconds
+            time = pc.strftime(seconds, format="%m/%d/%Y %I:%M:%S %p")
+            cols = [
+                pc.cast(batch.column("impression_id"), pa.string()),
+                pc.cast(batch.column("user_id"), pa.string()),
+                time,
+                hist,
+                imps,
+            ]
+            mask = pa.array(keep)
+            cols = [pc.filter(c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c, mask) for c in cols]
+            if len(cols[0]):
+                _write_lines(f, cols)
+            n_imp += int(keep.sum())
+    return n_imp, no_history, dropped
+
+
+def _split_dir(src: Path, name: str) -> Path | None:
+    for candidate in (src / name, src.parent / "ebnerd_testset" / name if name == "test" else None):
+        if candidate is not None and (candidate / "behaviors.parquet").exists():
+            return candidate
+    return None
+
+
+def convert_ebnerd(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    missing: str = "error",
+    show_progress: bool = True,
+) -> EBNeRDReport:
+    """Convert an EB-NeRD download at ``src`` into a MIND-format root at ``out`` (module
+    docstring: layout, rules, errors). Returns what was written."""
+    if missing not in ("error", "drop"):
+        raise ValueError(f"missing must be 'error' or 'drop', got {missing!r}")
+    src, out = Path(src), Path(out)
+    articles, known = _read_articles(src)
+    news_cols, cleaned = _news_columns(articles)
+    report = EBNeRDReport(news=articles.num_rows, texts_cleaned=cleaned)
+    found = {name: _split_dir(src, name) for name in EBNERD_SPLITS}
+    if found["train"] is None:
+        raise FileNotFoundError(
+            f"{src / 'train' / 'behaviors.parquet'} does not exist: EB-NeRD's layout is "
+            "SRC/articles.parquet and SRC/<split>/{behaviors,history}.parquet"
+        )
+    for name, folder in found.items():
+        if folder is None:
+            continue
+        split = EBNERD_SPLITS[name]
+        target = out / split
+        target.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target / "news.tsv") as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            _write_lines(f, news_cols)
+        users, history, dropped = _histories(folder / "history.parquet", known, missing)
+        n, no_hist, dropped_b = _convert_behaviors(
+            folder / "behaviors.parquet", target / "behaviors.tsv", known, users, history, missing, show_progress
+        )
+        report.impressions[split] = n
+        report.users_without_history[split] = no_hist
+        report.dropped_ids[split] = dropped + dropped_b
+    return report
+
+
+def download_ebnerd(
+    root: str | os.PathLike,
+    size: str = "small",
+    *,
+    base_url: str | None = None,
+    url: str | None = None,
+    sha256: str | None = None,
+    force: bool = False,
+    show_progress: bool = True,
+) -> Path:
+    """Download and safely extract an EB-NeRD archive (``demo``, ``small``, ``large`` or
+    ``test``) into ``root/ebnerd_<size>/``; returns that folder (the ``SRC`` of
+    :func:`convert_ebnerd`). ``base_url`` serves the official archive names (a mirror, or a
+    ``file://`` folder of archives downloaded by hand); ``url`` overrides the whole address;
+    ``sha256`` is checked before extraction (the organisers publish none, so none is built in).
+    The data are released for research under Ekstra Bladet's terms (see docs/data.md)."""
+    from newsrec.data.mind import fetch_archive, safe_extract_zip
+
+    if size not in EBNERD_URLS:
+        raise ValueError(f"size must be one of {sorted(EBNERD_URLS)}, got {size!r}")
+    name = EBNERD_URLS[size].rsplit("/", 1)[1]
+    target = Path(root) / name.removesuffix(".zip")
+    if (target / "articles.parquet").exists() and not force:
+        return target
+    address = url or (base_url.rstrip("/") + "/" + name if base_url else EBNERD_URLS[size])
+    archive = Path(root) / "downloads" / name
+    fetch_archive(address, archive, f"EB-NeRD {size}", sha256=sha256, force=force, show_progress=show_progress)
+    safe_extract_zip(archive, target)
+    inner = [p for p in target.iterdir() if p.is_dir() and (p / "articles.parquet").exists()]
+    if not (target / "articles.parquet").exists() and len(inner) == 1:  # an archive wrapping one folder
+        for item in inner[0].iterdir():
+            os.replace(item, target / item.name)
+        inner[0].rmdir()
+    return target
