@@ -110,8 +110,22 @@ def _convert(args: argparse.Namespace) -> None:
     else:
         from newsrec.data.adressa import convert_adressa
 
+        days = {}
+        if args.split:
+            try:
+                days = dict(zip(("history_days", "train_days", "dev_days"), map(int, args.split.split(","))))
+            except ValueError:
+                days = {}
+            if len(days) != 3:
+                raise ValueError(f"--split must be three day counts HISTORY,TRAIN,DEV (e.g. 5,1,1), got {args.split!r}")
         report = convert_adressa(
-            args.src, args.out, variant=args.variant, seed=args.seed, num_negatives=args.negatives, show_progress=True
+            args.src,
+            args.out,
+            variant=args.variant,
+            seed=args.seed,
+            num_negatives=args.negatives,
+            show_progress=True,
+            **days,
         )
     print(f"wrote a MIND-format root at {args.out}")
     for line in report.lines():
@@ -167,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", choices=["one_week", "three_month"], default="one_week", help="Adressa")
     p.add_argument("--seed", type=int, default=0, help="Adressa: the negative sampling's seed")
     p.add_argument("--negatives", type=int, default=20, help="Adressa: non-clicked candidates per impression")
+    p.add_argument("--split", help="Adressa: days of history, train and dev, e.g. 5,1,1 (default: the variant's)")
     p.set_defaults(func=_convert)
     p = sub.add_parser("demo", help="generate a small synthetic world (once) and evaluate baselines on it")
     p.add_argument("--root", default="data/synthetic-demo")

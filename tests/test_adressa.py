@@ -128,6 +128,10 @@ def test_convert_command_then_fit(tmp_path, capsys):
     assert main(["convert", "adressa", str(src), str(out), "--negatives", "4"]) == 0
     assert "train: 8 impressions" in capsys.readouterr().out
     assert len(MINDDataModule(str(out), word_vectors=None).behaviors("train")) == 8
+    assert main(["convert", "adressa", str(src), str(tmp_path / "o2"), "--negatives", "4", "--split", "4,2,1"]) == 0
+    assert "train: 16 impressions" in capsys.readouterr().out
+    assert main(["convert", "adressa", str(src), str(tmp_path / "o3"), "--split", "4,2"]) == 1
+    assert "--split must be three day counts" in capsys.readouterr().err
     args = ["fit", "--config", str(CONFIGS / "glory_adressa.yaml"), "--data.root", str(out)]
     args += ["--trainer.fast_dev_run", "true", "--trainer.default_root_dir", str(tmp_path / "run")]
     args += ["--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
