@@ -105,8 +105,8 @@ class NewsRecModel(pl.LightningModule):
         plm_pooling: ``"cls"``, ``"mean"`` or ``"attention"``.
         plm_trainable_layers: ``-1`` fine-tunes the whole PLM, ``0`` freezes it, ``N`` trains its
             last ``N`` layers only.
-        plm_max_length: tokens kept per text (special tokens included; 32 covers ~99% of MIND
-            titles).
+        plm_max_length: tokens kept per text, special tokens included (MIND titles use about 11
+            of their 30 word slots; a word may take several sub-word tokens).
         plm_gradient_checkpointing: recompute the PLM's activations in the backward pass.
         plm_lr: the PLM's own Adam learning rate (``None``: ``lr``, like every other parameter);
             fine-tuning a PLM usually wants a smaller rate than the layers trained from scratch.
