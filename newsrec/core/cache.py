@@ -19,7 +19,7 @@ import tempfile
 import time
 import warnings
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,22 @@ class ArrayCache:
             self._warn(d, f"cache entry {d} is corrupt ({e}); rebuilding it")
             return None
         return arrays, manifest["meta"]
+
+    def load_or_build(
+        self, name: str, build: Callable[[], tuple[Mapping[str, np.ndarray], Mapping[str, Any]]]
+    ) -> tuple[dict[str, np.ndarray], dict]:
+        """The entry ``name``, built with ``build() -> (arrays, meta)`` and saved when missing (or
+        corrupt). The build runs under :meth:`lock`, and the entry is looked up again once the lock
+        is held, so that of several processes preparing the same root only one builds it."""
+        got = self.load(name)
+        if got is None:
+            with self.lock(name):
+                got = self.load(name)  # another process may have built it meanwhile
+                if got is None:
+                    arrays, meta = build()
+                    self.save(name, arrays, meta)
+                    got = dict(arrays), dict(meta or {})
+        return got
 
     @contextlib.contextmanager
     def lock(self, name: str, timeout: float = 3600.0) -> Iterator[None]:

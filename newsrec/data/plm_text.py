@@ -151,19 +151,13 @@ def load_plm_tokens(
     out = {}
     for field in fields:
         key = cache_key("plm-tokens", field, identity, int(max_length), news_files, len(corpus))
-        name = f"plm-{field}-{key}"
-        got = cache.load(name)
-        if got is None:
-            with cache.lock(name):
-                got = cache.load(name)
-                if got is None:
-                    ids = tokenize_texts(
-                        tokenizer, corpus_texts(root, corpus, field), max_length, show_progress=show_progress
-                    )
-                    ids[0] = 0  # the padding news has no text at all (not even special tokens)
-                    meta = {"field": field, "tokenizer": identity, "max_length": int(max_length)}
-                    meta["tokenizer_path"] = os.fspath(tokenizer_spec)
-                    cache.save(name, {"ids": ids}, meta)
-                    got = ({"ids": ids}, meta)
-        out[PLM_FIELD_PREFIX + field] = np.asarray(got[0]["ids"])
+
+        def build(field=field):
+            ids = tokenize_texts(tokenizer, corpus_texts(root, corpus, field), max_length, show_progress=show_progress)
+            ids[0] = 0  # the padding news has no text at all (not even special tokens)
+            meta = {"field": field, "tokenizer": identity, "max_length": int(max_length)}
+            return {"ids": ids}, {**meta, "tokenizer_path": os.fspath(tokenizer_spec)}
+
+        arrays, _ = cache.load_or_build(f"plm-{field}-{key}", build)
+        out[PLM_FIELD_PREFIX + field] = np.asarray(arrays["ids"])
     return out

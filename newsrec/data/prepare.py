@@ -50,21 +50,19 @@ def load_corpus(
     root = Path(root)
     config = config or CorpusConfig()
     cache = ArrayCache(root / "processed")
-    name = "corpus-" + _corpus_key(root, config)
-    got = cache.load(name)
-    if got is None:
-        with cache.lock(name):
-            got = cache.load(name)  # another process may have built it meanwhile
-            if got is None:
-                files = split_files(root)
-                for s in files:
-                    _require_rows(files[s] / "news.tsv", "news")
-                corpus = NewsCorpus.from_files(
-                    [files[s] / "news.tsv" for s in files], config, show_progress=show_progress
-                )
-                cache.save(name, *corpus.to_cache())
-                return corpus
-    return NewsCorpus.from_cache(*got)
+    built: dict[str, NewsCorpus] = {}
+
+    def build():
+        files = split_files(root)
+        for s in files:
+            _require_rows(files[s] / "news.tsv", "news")
+        built["corpus"] = NewsCorpus.from_files(
+            [files[s] / "news.tsv" for s in files], config, show_progress=show_progress
+        )
+        return built["corpus"].to_cache()
+
+    got = cache.load_or_build("corpus-" + _corpus_key(root, config), build)
+    return built["corpus"] if built else NewsCorpus.from_cache(*got)
 
 
 def load_behaviors(
@@ -82,18 +80,18 @@ def load_behaviors(
         raise FileNotFoundError(f"{root} has no {split}/ split with news.tsv and behaviors.tsv")
     key = cache_key("behaviors", split, file_fingerprint(path / "behaviors.tsv"), missing, cache_key(corpus.news_ids))
     cache = ArrayCache(root / "processed")
-    name = f"behaviors-{split}-{key}"
-    got = cache.load(name)
-    if got is None:
-        with cache.lock(name):
-            got = cache.load(name)
-            if got is None:
-                _require_rows(path / "behaviors.tsv", "impressions")
-                b = Behaviors.from_file(
-                    path / "behaviors.tsv", corpus.lookup, missing=missing, show_progress=show_progress
-                )
-                cache.save(name, *b.to_cache())
-                return b
+    built: dict[str, Behaviors] = {}
+
+    def build():
+        _require_rows(path / "behaviors.tsv", "impressions")
+        built["b"] = Behaviors.from_file(
+            path / "behaviors.tsv", corpus.lookup, missing=missing, show_progress=show_progress
+        )
+        return built["b"].to_cache()
+
+    got = cache.load_or_build(f"behaviors-{split}-{key}", build)
+    if built:
+        return built["b"]  # Behaviors.from_file said what it dropped
     b = Behaviors.from_cache(*got)
     if b.num_missing:  # said when the cache was built; say it again whenever it is used
         warnings.warn(drop_note(split, b), UserWarning, stacklevel=2)
