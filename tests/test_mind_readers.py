@@ -191,3 +191,20 @@ def test_entity_vector_files_of_different_widths_name_both(tmp_path):
     with pytest.raises(DataFormatError) as e:
         load_entity_vectors({"Q1": 2, "Q2": 3}, [tmp_path / "a.vec", tmp_path / "b.vec"])
     assert "b.vec" in str(e.value) and "a.vec" in str(e.value) and "3 wide" in str(e.value)
+
+
+def test_converted_text_fields_round_trip_through_the_news_reader(tmp_path):
+    from newsrec.data.mind import tsv_field, write_tsv_lines
+
+    title, changed = tsv_field(pa.array(["a\tb", None, "c\r\n\nd", "æøå 東京"]))
+    assert title.to_pylist() == ["a b", "", "c d", "æøå 東京"] and changed == 2
+    n = len(title)
+    ids = pa.array([f"N{i}" for i in range(n)])
+    empty = pa.array([""] * n)
+    lists = pa.array(["[]"] * n)
+    with open(tmp_path / "news.tsv", "w", encoding="utf-8") as f:
+        write_tsv_lines(f, [ids, empty, empty, title, empty, empty, lists, lists])
+    assert read_news(tmp_path / "news.tsv").column("title").to_pylist() == title.to_pylist()
+    with open(tmp_path / "none.tsv", "w", encoding="utf-8") as f:
+        write_tsv_lines(f, [pa.array([], pa.string())] * 8)
+    assert (tmp_path / "none.tsv").read_text() == ""

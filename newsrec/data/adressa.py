@@ -51,6 +51,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from newsrec.core.files import atomic_path
+from newsrec.data.mind import fetch_archive, tsv_field, write_tsv_lines
 from newsrec.errors import DataFormatError
 from newsrec.utils import progress
 
@@ -223,7 +224,7 @@ def convert_adressa(
     report.news = len(item_ids)
 
     def clean(a):
-        return pc.replace_substring_regex(pc.fill_null(pc.cast(a, pa.string()), ""), r"[\t\r\n]+", " ")
+        return tsv_field(a)[0]
 
     n = len(item_ids)
     news_cols = [
@@ -248,7 +249,7 @@ def convert_adressa(
         target = out / split
         target.mkdir(parents=True, exist_ok=True)
         with atomic_path(target / "news.tsv") as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write("\n".join(pc.binary_join_element_wise(*news_cols, "\t").to_pylist()) + "\n")
+            write_tsv_lines(f, news_cols)
         # histories: each user's clicks before the window, oldest first
         before = day < lo
         h_users, h_items = user[before], item[before]
@@ -310,8 +311,7 @@ def convert_adressa(
         impression_id += m
         cols = [ids, pa.array(user_ids[c_user].tolist(), pa.string()), stamps, h_strings.take(pa.array(c_user)), imps]
         with atomic_path(target / "behaviors.tsv") as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            if m:
-                f.write("\n".join(pc.binary_join_element_wise(*cols, "\t").to_pylist()) + "\n")
+            write_tsv_lines(f, cols)
         report.impressions[split] = m
     return report
 
@@ -331,7 +331,6 @@ def download_adressa(
     reads as it is. ``base_url`` serves the official archive names (a mirror, or a ``file://``
     folder of archives downloaded by hand); ``url`` overrides the whole address; ``sha256`` is
     checked (none is published, so none is built in)."""
-    from newsrec.data.mind import fetch_archive
 
     if variant not in ADRESSA_URLS:
         raise ValueError(f"variant must be one of {sorted(ADRESSA_URLS)}, got {variant!r}")

@@ -50,6 +50,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from newsrec.core.files import atomic_path
+from newsrec.data.mind import fetch_archive, safe_extract_zip, tsv_field, write_tsv_lines
 from newsrec.errors import DataFormatError
 from newsrec.utils import progress
 
@@ -138,12 +139,6 @@ def _open(path: Path) -> pq.ParquetFile:
         raise DataFormatError(path, None, f"is not a readable parquet file ({e})") from None
 
 
-def _clean(text: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, int]:
-    text = pc.fill_null(pc.cast(text, pa.string()), "")
-    bad = int(pc.sum(pc.match_substring_regex(text, r"[\t\r\n]")).as_py() or 0)
-    return pc.replace_substring_regex(text, r"[\t\r\n]+", " "), bad
-
-
 def _entities_json(clusters: pa.Array, groups: pa.Array) -> pa.Array:
     """MIND entity JSON lists from EB-NeRD's ``ner_clusters`` / ``entity_groups`` (vectorised)."""
     clusters = pa.array(clusters) if not isinstance(clusters, pa.Array) else clusters
@@ -175,12 +170,6 @@ def _entities_json(clusters: pa.Array, groups: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise("[", pc.fill_null(joined, ""), "]", "")
 
 
-def _write_lines(f, columns: list[pa.Array]) -> None:
-    lines = pc.binary_join_element_wise(*columns, "\t")
-    f.write("\n".join(lines.to_pylist()))
-    f.write("\n")
-
-
 def _read_articles(src: Path) -> tuple[pa.Table, np.ndarray]:
     path = src / "articles.parquet"
     pf = _open(path)
@@ -194,13 +183,13 @@ def _read_articles(src: Path) -> tuple[pa.Table, np.ndarray]:
 
 
 def _news_columns(articles: pa.Table) -> tuple[list[pa.Array], int]:
-    title, bad_t = _clean(articles.column("title"))
-    subtitle, bad_s = _clean(articles.column("subtitle"))
-    category, _ = _clean(articles.column("category_str"))
+    title, bad_t = tsv_field(articles.column("title"))
+    subtitle, bad_s = tsv_field(articles.column("subtitle"))
+    category, _ = tsv_field(articles.column("category_str"))
     sub = articles.column("subcategory").combine_chunks()
     first = pc.list_element(pc.fill_null(sub, pa.scalar([], sub.type)), 0) if len(sub) else sub
     subcategory = pc.fill_null(pc.cast(first, pa.string()), "") if len(sub) else pa.array([], pa.string())
-    url, _ = _clean(articles.column("url"))
+    url, _ = tsv_field(articles.column("url"))
     entities = _entities_json(
         articles.column("ner_clusters").combine_chunks(), articles.column("entity_groups").combine_chunks()
     )
@@ -339,7 +328,7 @@ def _convert_behaviors(
             mask = pa.array(keep)
             cols = [pc.filter(c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c, mask) for c in cols]
             if len(cols[0]):
-                _write_lines(f, cols)
+                write_tsv_lines(f, cols)
             n_imp += int(keep.sum())
     return n_imp, no_history, dropped
 
@@ -379,7 +368,7 @@ def convert_ebnerd(
         target = out / split
         target.mkdir(parents=True, exist_ok=True)
         with atomic_path(target / "news.tsv") as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            _write_lines(f, news_cols)
+            write_tsv_lines(f, news_cols)
         users, history, dropped = _histories(folder / "history.parquet", known, missing)
         n, no_hist, dropped_b = _convert_behaviors(
             folder / "behaviors.parquet", target / "behaviors.tsv", known, users, history, missing, show_progress
@@ -406,8 +395,6 @@ def download_ebnerd(
     ``file://`` folder of archives downloaded by hand); ``url`` overrides the whole address;
     ``sha256`` is checked before extraction (the organisers publish none, so none is built in).
     The data are released for research under Ekstra Bladet's terms (see docs/data.md)."""
-    from newsrec.data.mind import fetch_archive, safe_extract_zip
-
     if size not in EBNERD_URLS:
         raise ValueError(f"size must be one of {sorted(EBNERD_URLS)}, got {size!r}")
     name = EBNERD_URLS[size].rsplit("/", 1)[1]

@@ -578,19 +578,17 @@ def download_mind(
             continue
         name = official[split].rsplit("/", 1)[1]
         url = (urls or {}).get(split) or (base_url.rstrip("/") + "/" + name if base_url else official[split])
-        archive = root / "downloads" / name
-        if force or not archive.exists():
-            try:
-                _fetch(url, archive, show_progress)
-            except OSError as e:
-                raise OSError(
-                    f"could not download MIND {size} {split} from {url}: {e}. The archives have "
-                    "moved before; download them by hand and pass base_url='file:///path/to/dir' "
-                    "or urls={...}."
-                ) from e
-        if sha256 and split in sha256 and _sha256(archive) != sha256[split].lower():
-            raise DataFormatError(archive, None, "SHA-256 checksum mismatch")
-        safe_extract_zip(archive, split_dir)
+        fetch_archive(
+            url,
+            root / "downloads" / name,
+            f"MIND {size} {split}",
+            sha256=(sha256 or {}).get(split),
+            force=force,
+            show_progress=show_progress,
+            hint="The archives have moved before; download them by hand and pass "
+            "base_url='file:///path/to/dir' or urls={...}.",
+        )
+        safe_extract_zip(root / "downloads" / name, split_dir)
         _flatten_single_folder(split_dir)
     return root
 
@@ -603,18 +601,17 @@ def fetch_archive(
     sha256: str | None = None,
     force: bool = False,
     show_progress: bool = True,
+    hint: str = "Download it by hand and pass base_url='file:///path/to/dir' "
+    "(a folder holding the archive under its official name).",
 ) -> Path:
     """Download ``address`` to ``archive`` (unless it is there and not ``force``; written under a
     temporary name, then renamed) and check its SHA-256 when given. ``what`` names the data in
-    the error, which says how to use a hand-downloaded copy."""
+    the error, and ``hint`` says there how to use a hand-downloaded copy."""
     if force or not archive.exists():
         try:
             _fetch(address, archive, show_progress)
         except OSError as e:
-            raise OSError(
-                f"could not download {what} from {address}: {e}. Download it by hand and pass "
-                "base_url='file:///path/to/dir' (a folder holding the archive under its official name)."
-            ) from e
+            raise OSError(f"could not download {what} from {address}: {e}. {hint}") from e
     if sha256 and _sha256(archive) != sha256.lower():
         raise DataFormatError(archive, None, "SHA-256 checksum mismatch")
     return archive
@@ -631,6 +628,24 @@ def _flatten_single_folder(split_dir: Path) -> None:
                 os.replace(item, split_dir / item.name)
             sub.rmdir()
             return
+
+
+# -- writing MIND files (the converters of other data sets) ----------------------------------------
+def tsv_field(text: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, int]:
+    """Text made fit for one MIND TSV field: nulls become ``""`` and every run of tabs, carriage
+    returns and newlines one space. Returns the cleaned strings and how many values held such
+    characters (for the converters' reports)."""
+    text = pc.fill_null(pc.cast(text, pa.string()), "")
+    changed = int(pc.sum(pc.match_substring_regex(text, r"[\t\r\n]")).as_py() or 0)
+    return pc.replace_substring_regex(text, r"[\t\r\n]+", " "), changed
+
+
+def write_tsv_lines(f, columns: Sequence[pa.Array]) -> None:
+    """Write one TSV line per row of ``columns`` (string arrays of one length, already cleaned
+    with :func:`tsv_field`) to the text file ``f``; nothing for zero rows."""
+    if len(columns[0]):
+        f.write("\n".join(pc.binary_join_element_wise(*columns, "\t").to_pylist()))
+        f.write("\n")
 
 
 # -- the leaderboard file ---------------------------------------------------------------------------
