@@ -51,7 +51,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from newsrec.core.files import atomic_path
-from newsrec.data.mind import fetch_archive, tsv_field, write_tsv_lines
+from newsrec.data.mind import archive_address, fetch_archive, tsv_field, write_tsv_lines
 from newsrec.errors import DataFormatError
 from newsrec.utils import progress
 
@@ -331,11 +331,9 @@ def download_adressa(
     reads as it is. ``base_url`` serves the official archive names (a mirror, or a ``file://``
     folder of archives downloaded by hand); ``url`` overrides the whole address; ``sha256`` is
     checked (none is published, so none is built in)."""
-
     if variant not in ADRESSA_URLS:
         raise ValueError(f"variant must be one of {sorted(ADRESSA_URLS)}, got {variant!r}")
-    name = ADRESSA_URLS[variant].rsplit("/", 1)[1]
+    address, name = archive_address(ADRESSA_URLS[variant], base_url, url)
     archive = Path(root) / "downloads" / name
-    address = url or (base_url.rstrip("/") + "/" + name if base_url else ADRESSA_URLS[variant])
     fetch_archive(address, archive, f"Adressa {variant}", sha256=sha256, force=force, show_progress=show_progress)
     return archive

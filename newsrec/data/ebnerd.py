@@ -50,7 +50,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from newsrec.core.files import atomic_path
-from newsrec.data.mind import fetch_archive, safe_extract_zip, tsv_field, write_tsv_lines
+from newsrec.data.mind import (
+    archive_address,
+    fetch_archive,
+    flatten_single_folder,
+    safe_extract_zip,
+    tsv_field,
+    write_tsv_lines,
+)
 from newsrec.errors import DataFormatError
 from newsrec.utils import progress
 
@@ -397,17 +404,12 @@ def download_ebnerd(
     The data are released for research under Ekstra Bladet's terms (see docs/data.md)."""
     if size not in EBNERD_URLS:
         raise ValueError(f"size must be one of {sorted(EBNERD_URLS)}, got {size!r}")
-    name = EBNERD_URLS[size].rsplit("/", 1)[1]
+    address, name = archive_address(EBNERD_URLS[size], base_url, url)
     target = Path(root) / name.removesuffix(".zip")
     if (target / "articles.parquet").exists() and not force:
         return target
-    address = url or (base_url.rstrip("/") + "/" + name if base_url else EBNERD_URLS[size])
     archive = Path(root) / "downloads" / name
     fetch_archive(address, archive, f"EB-NeRD {size}", sha256=sha256, force=force, show_progress=show_progress)
     safe_extract_zip(archive, target)
-    inner = [p for p in target.iterdir() if p.is_dir() and (p / "articles.parquet").exists()]
-    if not (target / "articles.parquet").exists() and len(inner) == 1:  # an archive wrapping one folder
-        for item in inner[0].iterdir():
-            os.replace(item, target / item.name)
-        inner[0].rmdir()
+    flatten_single_folder(target, "articles.parquet")
     return target

@@ -576,8 +576,7 @@ def download_mind(
         split_dir = root / split
         if (split_dir / "news.tsv").exists() and (split_dir / "behaviors.tsv").exists() and not force:
             continue
-        name = official[split].rsplit("/", 1)[1]
-        url = (urls or {}).get(split) or (base_url.rstrip("/") + "/" + name if base_url else official[split])
+        url, name = archive_address(official[split], base_url, (urls or {}).get(split))
         fetch_archive(
             url,
             root / "downloads" / name,
@@ -589,7 +588,7 @@ def download_mind(
             "base_url='file:///path/to/dir' or urls={...}.",
         )
         safe_extract_zip(root / "downloads" / name, split_dir)
-        _flatten_single_folder(split_dir)
+        flatten_single_folder(split_dir)
     return root
 
 
@@ -617,15 +616,23 @@ def fetch_archive(
     return archive
 
 
-def _flatten_single_folder(split_dir: Path) -> None:
-    """Some mirrors wrap the files in one folder (``MINDsmall_train/news.tsv``): lift them."""
-    if (split_dir / "news.tsv").exists():
+def archive_address(official: str, base_url: str | None = None, url: str | None = None) -> tuple[str, str]:
+    """``(address, file name)`` of a data set's archive: ``url`` if given, else the official
+    file name under the mirror ``base_url`` (``https://`` or ``file://``), else ``official``."""
+    name = official.rsplit("/", 1)[1]
+    return url or (base_url.rstrip("/") + "/" + name if base_url else official), name
+
+
+def flatten_single_folder(folder: Path, marker: str = "news.tsv") -> None:
+    """Some archives wrap their files in one folder (``MINDsmall_train/news.tsv``): when
+    ``folder/marker`` is missing but one subfolder holds it, lift that subfolder's contents."""
+    if (folder / marker).exists():
         return
-    subdirs = [p for p in split_dir.iterdir() if p.is_dir()]
+    subdirs = [p for p in folder.iterdir() if p.is_dir()]
     for sub in subdirs:
-        if (sub / "news.tsv").exists():
+        if (sub / marker).exists():
             for item in sub.iterdir():
-                os.replace(item, split_dir / item.name)
+                os.replace(item, folder / item.name)
             sub.rmdir()
             return
 
