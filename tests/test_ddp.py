@@ -112,3 +112,27 @@ def test_ddp_prediction_file_has_every_impression_once(tiny_world, tmp_path):
         accelerator="cpu", logger=False, enable_progress_bar=False, callbacks=[PredictionFileWriter(str(single))]
     ).predict(model, dm, return_predictions=False)
     assert single.read_text() == text
+
+
+def _release_worker(rank: int, init_file: str, results) -> None:
+    import torch.distributed as dist
+
+    from newsrec.models.base import release_spawned_process_group
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    released = release_spawned_process_group()
+    results.put((rank, released, dist.is_initialized()))
+
+
+def test_spawned_workers_leave_their_process_group_before_exit(tmp_path):
+    """ddp_spawn workers destroy the gloo group themselves (after a barrier) rather than at
+    interpreter exit, where a worker could abort after its work was done (seen in CI)."""
+    import torch.multiprocessing as mp
+
+    from newsrec.models.base import release_spawned_process_group
+
+    assert release_spawned_process_group() is False  # the main process: nothing to release
+    ctx = mp.get_context("spawn")
+    results = ctx.SimpleQueue()
+    mp.start_processes(_release_worker, args=(str(tmp_path / "init"), results), nprocs=2, start_method="spawn")
+    assert sorted(results.get() for _ in range(2)) == [(0, True, False), (1, True, False)]

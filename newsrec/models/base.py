@@ -9,6 +9,8 @@ import warnings
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.strategies import DDPStrategy
+from pytorch_lightning.strategies.launchers import _MultiProcessingLauncher
 from torch import Tensor, nn
 
 from newsrec.core import DataRequirements, ModelInputs, NewsBatch, as_batch
@@ -16,7 +18,24 @@ from newsrec.metrics import BEYOND_ACCURACY_NAMES, BeyondAccuracyMetrics, Impres
 from newsrec.nn import PLM_POOLINGS, PretrainedTextEncoder, TextEncoder, load_pretrained_model
 from newsrec.nn.embedding import copy_pretrained_
 
-__all__ = ["NewsRecModel", "gather_rows"]
+__all__ = ["NewsRecModel", "gather_rows", "release_spawned_process_group"]
+
+
+def release_spawned_process_group() -> bool:
+    """In a worker that multiprocessing started (Lightning's ``ddp_spawn``), wait for every rank and
+    destroy the default process group while all of them are alive. Left to interpreter exit, the
+    gloo group is torn down while a peer may have gone already, and the worker can abort
+    (SIGABRT, ``terminate called without an active exception``) after its work was done, which
+    fails the whole command. Returns whether a group was released; a no-op elsewhere."""
+    import multiprocessing
+
+    import torch.distributed as dist
+
+    if multiprocessing.parent_process() is None or not (dist.is_available() and dist.is_initialized()):
+        return False
+    dist.barrier()
+    dist.destroy_process_group()
+    return True
 
 
 def gather_rows(vectors: Tensor, index: Tensor) -> Tensor:
@@ -320,6 +339,14 @@ class NewsRecModel(pl.LightningModule):
                 UserWarning,
                 stacklevel=2,
             )
+
+    def teardown(self, stage: str) -> None:
+        """Lightning's hook, last in every run: in a ``ddp_spawn`` worker, leave the process group
+        now (:func:`release_spawned_process_group`)."""
+        if isinstance(getattr(self._trainer, "strategy", None), DDPStrategy) and isinstance(
+            self._trainer.strategy.launcher, _MultiProcessingLauncher
+        ):
+            release_spawned_process_group()
 
     # -- forward -------------------------------------------------------------------------------------
     def forward(self, batch: NewsBatch) -> Tensor:
