@@ -145,12 +145,14 @@ def phase_beyond(num: int, chunk: int = 8192) -> None:
     emit({"seconds": time.perf_counter() - t, "impressions": num, "ild": float(out["ild"])})
 
 
-def phase_ebnerd_make(work: Path, impressions: int) -> None:
+def phase_ebnerd_make(work: Path, impressions: int, users: int, articles: int, history: int) -> None:
     sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
     from _ebnerd import synthetic_ebnerd
 
     t = time.perf_counter()
-    synthetic_ebnerd(work / f"ebnerd-{impressions}", impressions)
+    synthetic_ebnerd(
+        work / f"ebnerd-{impressions}", impressions, articles=articles, users=users, history_length=history
+    )
     emit({"seconds": time.perf_counter() - t})
 
 
@@ -176,6 +178,9 @@ def main() -> None:
     ap.add_argument("--impressions", type=int)
     ap.add_argument("--ebnerd_sizes", type=int, nargs="+", help="impressions per split of the EB-NeRD sets")
     ap.add_argument("--only_ebnerd", action="store_true", help="run the EB-NeRD rows only")
+    ap.add_argument("--ebnerd_users", type=int, default=5000, help="users (history rows) of the EB-NeRD sets")
+    ap.add_argument("--ebnerd_articles", type=int, default=2000, help="articles of the EB-NeRD sets")
+    ap.add_argument("--ebnerd_history", type=int, default=20, help="history clicks per user of the EB-NeRD sets")
     a = ap.parse_args()
     work = Path(a.workdir)
     root = work / "mind-small-size"
@@ -190,7 +195,7 @@ def main() -> None:
     if a.phase == "beyond":
         return phase_beyond(a.impressions)
     if a.phase == "ebnerd_make":
-        return phase_ebnerd_make(work, a.impressions)
+        return phase_ebnerd_make(work, a.impressions, a.ebnerd_users, a.ebnerd_articles, a.ebnerd_history)
     if a.phase == "ebnerd":
         return phase_ebnerd(work, a.impressions)
     users = news = 2000 if a.quick else 50000
@@ -267,11 +272,16 @@ def ebnerd_rows(me: str, work: Path, a: argparse.Namespace, rows: list) -> None:
     """Convert EB-NeRD-shaped sets of each size, each in its own process."""
     sizes = a.ebnerd_sizes or ([20000, 80000] if a.quick else [1_000_000, 4_000_000])
     for n in sizes:
-        run_phase(me, "ebnerd_make", "--workdir", str(work), "--impressions", str(n))
+        shape = ["--ebnerd_users", str(a.ebnerd_users), "--ebnerd_articles", str(a.ebnerd_articles)]
+        shape += ["--ebnerd_history", str(a.ebnerd_history)]
+        run_phase(me, "ebnerd_make", "--workdir", str(work), "--impressions", str(n), *shape)
         r = run_phase(me, "ebnerd", "--workdir", str(work), "--impressions", str(n))
         rows.append(
             {
-                "step": f"convert EB-NeRD-shaped parquet ({r['rows']} impressions, 2 splits, {r['parquet_gb']:.2f} GB)",
+                "step": (
+                    f"convert EB-NeRD-shaped parquet ({r['rows']} impressions, 2 splits, "
+                    f"{a.ebnerd_users} users x {a.ebnerd_history} history clicks, {r['parquet_gb']:.2f} GB)"
+                ),
                 "seconds": r["seconds"],
                 "rows/s": f"{r['rows_per_s']:.0f}",
                 "peak RSS GiB": r["peak_rss_gib"],

@@ -3,11 +3,13 @@ revision (the GGNN that re-implemented ``GatedGraphConv``'s propagation on its p
 measured side by side in one run, each in its own process on the same graph and seed.
 
     python benchmarks/ggnn_before_after.py [--before 8c92e3c] [--nodes 20000 --edges 160000]
-        [--threads 2] [--repeat 5]
+        [--threads 2] [--repeat 5] [--rounds 3]
 
 Rows: the full graph by ``edge_index``, by a sparse CSR adjacency, and pruned to the 5 % of
 nodes whose outputs are needed (``output_nodes``, GLORY's path); forward and forward+backward
-medians, and the ratio after / before.
+medians, and the ratio after / before. The two revisions run in alternating processes,
+``--rounds`` times each (before, after, before, after, ...), so that drift in the machine's load
+falls on both; each cell is the median over the rounds.
 """
 
 from __future__ import annotations
@@ -66,6 +68,12 @@ def measure(src: Path, a) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def median_of(results: list[dict]) -> dict:
+    """Per case, the median over rounds of the [forward, forward+backward] milliseconds."""
+    mid = len(results) // 2
+    return {name: [sorted(r[name][k] for r in results)[mid] for k in range(2)] for name in results[0]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--before", default="8c92e3c", help="git revision of the 'before' GGNN")
@@ -73,6 +81,7 @@ def main() -> None:
     ap.add_argument("--edges", type=int, default=160000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating before/after processes per revision")
     a = ap.parse_args()
     import torch
 
@@ -82,16 +91,22 @@ def main() -> None:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-f", "--detach", str(old), a.before],
                        check=True, capture_output=True)  # fmt: skip
         try:
-            before = measure(old, a)
-            after = measure(ROOT, a)
+            runs: dict[str, list[dict]] = {"before": [], "after": []}
+            for _ in range(a.rounds):
+                runs["before"].append(measure(old, a))
+                runs["after"].append(measure(ROOT, a))
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], capture_output=True)
+    before, after = (median_of(runs[k]) for k in ("before", "after"))
     rows = []
     for name in after:
         (bf, bs), (af, as_) = before[name], after[name]
         rows.append({"graph": name, "before fwd ms": bf, "after fwd ms": af, "before fwd+bwd ms": bs,
                      "after fwd+bwd ms": as_, "after / before (fwd+bwd)": as_ / bs})  # fmt: skip
-    print(f"machine: {machine()}; {a.nodes} nodes / {a.edges} edges, 400-d, 3 layers; before = {a.before}")
+    print(
+        f"machine: {machine()}; {a.nodes} nodes / {a.edges} edges, 400-d, 3 layers; before = {a.before}; "
+        f"median of {a.rounds} alternating rounds x {a.repeat} repeats"
+    )
     print(table(rows, list(rows[0])))
 
 

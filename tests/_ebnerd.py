@@ -192,6 +192,7 @@ def synthetic_ebnerd(
     *,
     articles: int = 2000,
     users: int = 5000,
+    history_length: int = 20,
     seed: int = 0,
     row_group_size: int = 100_000,
 ) -> Path:
@@ -239,6 +240,27 @@ def synthetic_ebnerd(
             writer.write_table(table, row_group_size=row_group_size)
             done += n
         writer.close()
-        hist = {u: rng.integers(1, articles + 1, 20).tolist() for u in range(1, users + 1)}
-        pq.write_table(history_table(hist), src / split / "history.parquet")
+        pq.write_table(synthetic_history(rng, users, articles, history_length), src / split / "history.parquet")
     return src
+
+
+def synthetic_history(rng: np.random.Generator, users: int, articles: int, length: int) -> pa.Table:
+    """``users`` history rows of ``length`` random clicks each, built from arrays (no Python lists)."""
+    n = users * length
+    offsets = pa.array(np.arange(0, n + 1, length, dtype=np.int32))
+    t0 = np.datetime64("2023-04-27T00:00:00", "us")
+    hours = np.tile(np.arange(length), users).astype("timedelta64[h]")
+
+    def lists(values: pa.Array) -> pa.Array:
+        return pa.ListArray.from_arrays(offsets, values)
+
+    return pa.table(
+        {
+            "user_id": pa.array(np.arange(1, users + 1, dtype=np.uint32)),
+            "impression_time_fixed": lists(pa.array(t0 + hours, TS)),
+            "scroll_percentage_fixed": lists(pa.array(np.full(n, 50.0, np.float32))),
+            "article_id_fixed": lists(pa.array(rng.integers(1, articles + 1, n).astype(np.int32))),
+            "read_time_fixed": lists(pa.array(np.full(n, 5.0, np.float32))),
+        },
+        schema=HISTORY_SCHEMA,
+    )

@@ -139,6 +139,30 @@ def test_bad_input_is_one_error_naming_file_row_group_and_offset(tmp_path):
         convert_ebnerd(src, out, show_progress=False)
 
 
+def test_history_read_in_chunks_writes_the_same_files(tmp_path, monkeypatch):
+    """Histories are read a chunk of rows at a time and kept in file order: with chunks of two
+    rows, users out of order and an unknown id in a later chunk, the files, the drop count and
+    the error's row number are those of one chunk."""
+    import newsrec.data.ebnerd as ebnerd
+
+    src = small_ebnerd(tmp_path / "src")
+    # users out of id order in the file; user 9's row (the fourth) holds an unknown id
+    history = history_table({8: [101], 7: [103, 104], 10: [102], 9: [105, 556, 106]})
+    order = pa.array([1, 0, 3, 2])  # history_table sorts by user id: rows 8, 7, 10, 9
+    _replace(src, "train", history=history.take(order))
+    runs = {}
+    for chunk in (100_000, 2):
+        monkeypatch.setattr(ebnerd, "_HISTORY_CHUNK_ROWS", chunk)
+        with pytest.raises(DataFormatError, match=r"history.parquet: row 3 \(user_id 9\): article id 556"):
+            convert_ebnerd(src, tmp_path / f"err{chunk}", show_progress=False)
+        report = convert_ebnerd(src, tmp_path / f"out{chunk}", missing="drop", show_progress=False)
+        runs[chunk] = (lines(tmp_path / f"out{chunk}" / "train" / "behaviors.tsv"), report.dropped_ids["train"])
+    assert runs[2] == runs[100_000]
+    behaviors, dropped = runs[2]
+    assert dropped == 1
+    assert [line.split("\t")[3] for line in behaviors] == ["103 104", "103 104", "101", "105 106"]
+
+
 def test_convert_command_then_fit_and_predict_round_trip(tmp_path, capsys):
     src = small_ebnerd(tmp_path / "src")
     # a few more impressions, so that training has batches

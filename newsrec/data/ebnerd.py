@@ -211,37 +211,56 @@ def _known(ids: np.ndarray, sorted_known: np.ndarray) -> np.ndarray:
     return (sorted_known[pos] == ids) if len(sorted_known) else np.zeros(len(ids), bool)
 
 
-def _histories(path: Path, known: np.ndarray, missing: str) -> tuple[np.ndarray, pa.Array, int]:
-    """Sorted user ids and their history strings (article ids joined by spaces), plus drops."""
+#: history rows handled at a time: the strings of every user stay, the int64 work arrays of one
+#: chunk come and go (peak memory ~ the joined strings + one chunk, not ~40 bytes per click)
+_HISTORY_CHUNK_ROWS = 100_000
+
+
+def _histories(path: Path, known: np.ndarray, missing: str) -> tuple[np.ndarray, np.ndarray, pa.Array, int]:
+    """The sorted user ids, the file row of each (``[U]``), the history strings in file order
+    (article ids joined by spaces; user ``users[i]``'s is ``strings[rows[i]]``), and the drops.
+
+    The file is read ``_HISTORY_CHUNK_ROWS`` rows at a time, so what stays resident is the
+    joined strings, not the clicks as int64 and their string forms; they are not reordered (a
+    second copy), the file rows map to them instead."""
     pf = _open(path)
     _check_schema(path, pf.schema_arrow, _HISTORY_COLUMNS)
-    table = pf.read(columns=list(_HISTORY_COLUMNS))
-    users = table.column("user_id").to_numpy().astype(np.int64)
-    lists = table.column("article_id_fixed").combine_chunks()
-    flat = pc.fill_null(lists.flatten(), -1).to_numpy().astype(np.int64)
-    offsets = lists.offsets.to_numpy().astype(np.int64)
-    ok = _known(flat, known)
-    dropped = int((~ok).sum())
-    if dropped and missing == "error":
-        k = int(np.argmax(~ok))
-        row = int(np.searchsorted(offsets, k, side="right") - 1)
-        raise DataFormatError(
-            path,
-            None,
-            f"row {row} (user_id {users[row]}): article id {flat[k]} is not in articles.parquet "
-            "(missing='drop' drops such ids)",
-        )
-    if dropped:
-        rows = np.repeat(np.arange(len(users)), np.diff(offsets))
-        offsets = np.concatenate([[0], np.cumsum(np.bincount(rows[ok], minlength=len(users)))])
-        flat = flat[ok]
-    strings = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pc.cast(pa.array(flat), pa.string()))
-    joined = pc.fill_null(pc.binary_join(strings, " "), "")
+    user_parts: list[np.ndarray] = []
+    string_parts: list[pa.Array] = []
+    dropped = first_row = 0
+    for batch in pf.iter_batches(batch_size=_HISTORY_CHUNK_ROWS, columns=list(_HISTORY_COLUMNS)):
+        users = batch.column("user_id").to_numpy(zero_copy_only=False).astype(np.int64)
+        lists = batch.column("article_id_fixed")
+        flat = pc.fill_null(lists.flatten(), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        offsets = lists.offsets.to_numpy().astype(np.int64)
+        offsets -= offsets[0]
+        ok = _known(flat, known)
+        bad = int((~ok).sum())
+        if bad and missing == "error":
+            k = int(np.argmax(~ok))
+            row = int(np.searchsorted(offsets, k, side="right") - 1)
+            raise DataFormatError(
+                path,
+                None,
+                f"row {first_row + row} (user_id {users[row]}): article id {flat[k]} is not in articles.parquet "
+                "(missing='drop' drops such ids)",
+            )
+        if bad:
+            rows = np.repeat(np.arange(len(users)), np.diff(offsets))
+            offsets = np.concatenate([[0], np.cumsum(np.bincount(rows[ok], minlength=len(users)))])
+            flat = flat[ok]
+        dropped += bad
+        strings = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pc.cast(pa.array(flat), pa.string()))
+        string_parts.append(pc.fill_null(pc.binary_join(strings, " "), ""))
+        user_parts.append(users)
+        first_row += len(users)
+    users = np.concatenate(user_parts) if user_parts else np.zeros(0, np.int64)
+    joined = pa.concat_arrays(string_parts) if string_parts else pa.array([], pa.string())
     order = np.argsort(users, kind="stable")
     if len(np.unique(users)) != len(users):
         u, counts = np.unique(users, return_counts=True)
         raise DataFormatError(path, None, f"user_id {int(u[counts > 1][0])} has more than one history row")
-    return users[order], joined.take(pa.array(order)), dropped
+    return users[order], order, joined, dropped
 
 
 def _convert_behaviors(
@@ -249,6 +268,7 @@ def _convert_behaviors(
     out: Path,
     known: np.ndarray,
     users: np.ndarray,
+    history_rows: np.ndarray,
     history: pa.Array,
     missing: str,
     show_progress: bool,
@@ -321,7 +341,9 @@ def _convert_behaviors(
             new_users = set(user[~has].tolist()) - seen_users
             no_history += len(new_users)
             seen_users |= new_users
-            hist = history.take(pa.array(pos_c)) if len(users) else pa.array([""] * len(user), pa.string())
+            hist = (
+                history.take(pa.array(history_rows[pos_c])) if len(users) else pa.array([""] * len(user), pa.string())
+            )
             hist = pc.if_else(pa.array(has), hist, "")
             seconds = pc.cast(batch.column("impression_time"), pa.timestamp("s"), safe=False)  # MIND has whole seconds
             time = pc.strftime(seconds, format="%m/%d/%Y %I:%M:%S %p")
@@ -376,9 +398,16 @@ def convert_ebnerd(
         target.mkdir(parents=True, exist_ok=True)
         with atomic_path(target / "news.tsv") as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
             write_tsv_lines(f, news_cols)
-        users, history, dropped = _histories(folder / "history.parquet", known, missing)
+        users, history_rows, history, dropped = _histories(folder / "history.parquet", known, missing)
         n, no_hist, dropped_b = _convert_behaviors(
-            folder / "behaviors.parquet", target / "behaviors.tsv", known, users, history, missing, show_progress
+            folder / "behaviors.parquet",
+            target / "behaviors.tsv",
+            known,
+            users,
+            history_rows,
+            history,
+            missing,
+            show_progress,
         )
         report.impressions[split] = n
         report.users_without_history[split] = no_hist
