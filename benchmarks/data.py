@@ -4,6 +4,7 @@ metrics, and converting EB-NeRD-shaped parquet sets of two sizes (rows/s and pea
 memory must not grow with the file).
 
     python benchmarks/data.py [--quick] [--workdir /tmp/newsrec-bench] [--ebnerd_sizes 1000000 4000000]
+        [--only_ebnerd] [--ebnerd_users 5000] [--ebnerd_articles 2000] [--ebnerd_history 20]
 
 Each phase runs in its own process, so the peak memory reported is the phase's own.
 """
