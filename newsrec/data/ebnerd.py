@@ -251,11 +251,12 @@ def _histories(path: Path, known: np.ndarray, missing: str) -> tuple[np.ndarray,
             flat = flat[ok]
         dropped += bad
         strings = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pc.cast(pa.array(flat), pa.string()))
-        string_parts.append(pc.fill_null(pc.binary_join(strings, " "), ""))
+        # large_string: a large history's strings together can pass string's 2 GiB offset limit
+        string_parts.append(pc.fill_null(pc.binary_join(strings, " "), "").cast(pa.large_string()))
         user_parts.append(users)
         first_row += len(users)
     users = np.concatenate(user_parts) if user_parts else np.zeros(0, np.int64)
-    joined = pa.concat_arrays(string_parts) if string_parts else pa.array([], pa.string())
+    joined = pa.concat_arrays(string_parts) if string_parts else pa.array([], pa.large_string())
     order = np.argsort(users, kind="stable")
     if len(np.unique(users)) != len(users):
         u, counts = np.unique(users, return_counts=True)
@@ -342,7 +343,9 @@ def _convert_behaviors(
             no_history += len(new_users)
             seen_users |= new_users
             hist = (
-                history.take(pa.array(history_rows[pos_c])) if len(users) else pa.array([""] * len(user), pa.string())
+                history.take(pa.array(history_rows[pos_c])).cast(pa.string())
+                if len(users)
+                else pa.array([""] * len(user), pa.string())
             )
             hist = pc.if_else(pa.array(has), hist, "")
             seconds = pc.cast(batch.column("impression_time"), pa.timestamp("s"), safe=False)  # MIND has whole seconds
