@@ -14,7 +14,7 @@ def small_model(dm, name="nrms"):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["NRMS", "GLORY", "FUM"])
+@pytest.mark.parametrize("name", ["NRMS", "GLORY", "FUM", "nrms_plm", "fum_plm"])
 def test_ddp_evaluation_equals_single_process(tiny_world, tmp_path, name):
     dm = MINDDataModule(str(tiny_world), batch_size=8, eval_batch_size=7)  # uneven shards on purpose
     torch.manual_seed(0)
@@ -38,9 +38,12 @@ def test_ddp_evaluation_equals_single_process(tiny_world, tmp_path, name):
 
 
 @pytest.mark.slow
-def test_ddp_training_runs_and_shards_batches(tiny_world, tmp_path):
+@pytest.mark.parametrize("name", ["nrms", "glory_plm"])
+def test_ddp_training_runs_and_shards_batches(tiny_world, tmp_path, name):
+    """Two ranks train; with a PLM encoder too (a trainable backbone whose unused pooler and
+    frozen layers must not stall DDP's gradient reduction)."""
     dm = MINDDataModule(str(tiny_world), batch_size=8)
-    model = small_model(dm)
+    model = small_model(dm, name)
     trainer = pl.Trainer(
         devices=2,
         strategy="ddp_spawn",

@@ -107,6 +107,25 @@ def test_cached_tokenisation_equals_direct_tokenisation_and_is_rebuilt_when_its_
     assert len(entries()) == 4
 
 
+def test_prepare_data_builds_the_token_cache_that_setup_then_reads(tiny_world, tmp_path, bert):
+    """``prepare_data`` (rank 0 in DDP) builds the PLM token cache, so the other ranks only read
+    it; the arrays the batches use are the cached ones."""
+    from _models import make
+
+    root = tmp_path / "root"
+    shutil.copytree(tiny_world, root, ignore=shutil.ignore_patterns("processed"))
+    dm = MINDDataModule(str(root), word_vectors=None)
+    model = make("nrms_plm", dm, plm_path=bert)
+    dm.requirements = model.data_requirements()
+    dm.prepare_data()
+    entries = sorted(d.name for d in (root / "processed").iterdir() if d.name.startswith("plm-title-"))
+    assert len(entries) == 1
+    cached = load_plm_tokens(root, dm.corpus, bert, 12, ["title"], show_progress=False)["plm_title"]
+    model.connect_data(dm)
+    np.testing.assert_array_equal(dm.news_arrays()["plm_title"], cached)
+    assert sorted(d.name for d in (root / "processed").iterdir() if d.name.startswith("plm-title-")) == entries
+
+
 def test_frozen_layers_get_no_gradient(bert):
     ids = tokens(bert, TEXTS)
     for trainable in (0, 1, -1):

@@ -156,6 +156,7 @@ class MINDDataModule(pl.LightningDataModule):
             load_behaviors(self.root, split, corpus, missing=self.missing)
         if self.requirements is not None:
             self._graphs(corpus)
+            self._plm_tokens(self.requirements)  # the PLM token cache, if the model reads PLM fields
 
     @property
     def corpus(self) -> NewsCorpus:
