@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from newsrec.models import NewsCache
+
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, parse_knob, table  # noqa: E402
 
@@ -174,18 +176,17 @@ def measure(
             h = model.encode_history_news(news)
             cand.append(h if model.history_is_candidate else model.encode_news(news, h))
             hist.append(h)
-        model._cache = (torch.cat(cand), torch.cat(hist))
         encode_t = time.perf_counter() - t
         done = 0
-        for batch in dm.val_dataloader():
-            model(to(batch, device))
-            done += len(batch["candidates"])
-            if impressions and done >= impressions:
-                break
+        with model.cached_news(NewsCache(torch.cat(cand), torch.cat(hist))):
+            for batch in dm.val_dataloader():
+                model(to(batch, device))
+                done += len(batch["candidates"])
+                if impressions and done >= impressions:
+                    break
     if device == "cuda":
         torch.cuda.synchronize()
     infer_t = time.perf_counter() - t
-    model._cache = None
     return {
         "model": name,
         "train_s_per_1k": 1000 * (data_t + compute_t) / samples,

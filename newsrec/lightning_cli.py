@@ -21,6 +21,7 @@ from newsrec.checkpoint_io import AtomicCheckpointIO, BestCheckpoint, LastCheckp
 from newsrec.data.datamodule import MINDDataModule
 from newsrec.data.mind import write_prediction_file
 from newsrec.models.base import NewsRecModel
+from newsrec.training import training_callbacks
 from newsrec.utils import format_table
 
 __all__ = ["NewsRecCLI", "PredictionFileWriter", "run_lightning_cli"]
@@ -225,6 +226,7 @@ def run_lightning_cli(args: list[str] | None = None) -> None:
             "callbacks": [
                 BestCheckpoint(monitor="val/auc", mode="max", filename="best-{epoch}-{step}"),
                 LastCheckpoint(),
+                *training_callbacks(),  # exact resumes, clean DDP teardown
             ],
         },
         parser_kwargs={"default_env": False},

@@ -15,6 +15,7 @@ import torch
 
 from newsrec.data import MINDDataModule
 from newsrec.models import NRMS
+from newsrec.training import training_callbacks
 
 
 class Die(pl.Callback):
@@ -35,7 +36,7 @@ def main() -> None:
     pl.seed_everything(7, workers=True)
     dm = MINDDataModule(root, batch_size=8, seed=3)
     model = NRMS(num_words=dm.num_words, word_dim=50, num_heads=2, head_dim=8, attention_hidden=8, lr=3e-3)
-    callbacks = [pl.callbacks.ModelCheckpoint(dirpath=out, save_last=True)]
+    callbacks = [pl.callbacks.ModelCheckpoint(dirpath=out, save_last=True), *training_callbacks()]
     if die:
         callbacks.append(Die(die))
     trainer = pl.Trainer(

@@ -6,6 +6,7 @@ import torch
 from _models import make
 
 from newsrec.data import MINDDataModule
+from newsrec.training import training_callbacks
 from newsrec.metrics import BEYOND_ACCURACY_NAMES
 
 
@@ -28,6 +29,7 @@ def test_ddp_evaluation_equals_single_process(tiny_world, tmp_path, name):
         accelerator="cpu",
         default_root_dir=tmp_path,
         use_distributed_sampler=False,
+        callbacks=training_callbacks(),
     )
     single = pl.Trainer(devices=1, **common).validate(model, dm, verbose=False)[0]
     ddp = pl.Trainer(devices=2, strategy="ddp_spawn", **common).validate(model, dm, verbose=False)[0]
@@ -56,6 +58,7 @@ def test_ddp_training_runs_and_shards_batches(tiny_world, tmp_path, name):
         default_root_dir=tmp_path,
         use_distributed_sampler=False,
         enable_checkpointing=False,
+        callbacks=training_callbacks(),
     )
     trainer.fit(model.connect_data(dm), dm)
     assert trainer.state.finished
@@ -102,7 +105,7 @@ def test_ddp_prediction_file_has_every_impression_once(tiny_world, tmp_path):
         enable_progress_bar=False,
         default_root_dir=tmp_path,
         use_distributed_sampler=False,
-        callbacks=[PredictionFileWriter(str(out))],
+        callbacks=[PredictionFileWriter(str(out)), *training_callbacks()],
     )
     trainer.predict(model.connect_data(dm, stage="predict"), dm, return_predictions=False)
     with zipfile.ZipFile(out) as zf:
@@ -120,7 +123,7 @@ def test_ddp_prediction_file_has_every_impression_once(tiny_world, tmp_path):
 def _release_worker(rank: int, init_file: str, results) -> None:
     import torch.distributed as dist
 
-    from newsrec.models.base import release_spawned_process_group
+    from newsrec.training import release_spawned_process_group
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     released = release_spawned_process_group()
@@ -132,7 +135,7 @@ def test_spawned_workers_leave_their_process_group_before_exit(tmp_path):
     interpreter exit, where a worker could abort after its work was done (seen in CI)."""
     import torch.multiprocessing as mp
 
-    from newsrec.models.base import release_spawned_process_group
+    from newsrec.training import release_spawned_process_group
 
     assert release_spawned_process_group() is False  # the main process: nothing to release
     ctx = mp.get_context("spawn")

@@ -204,7 +204,7 @@ def test_glory_approximate_mode_uses_exact_vectors_for_history_and_candidates(dm
     batch = next(iter(dm.train_dataloader()))
     with torch.no_grad():
         exact = model.encode_history_news(batch["news"])
-        _, model._neighbor_cache = model.encode_all_news(dm.news_dataloader(64))
+        model._neighbor_cache = model.encode_all_news(dm.news_dataloader(64)).history
         model.train()
         model.title_encoder.dropout.p = model.entity_encoder.dropout.p = 0.0
         approx = model.encode_batch_news(batch)
@@ -412,9 +412,8 @@ def test_every_model_trains_in_a_plain_pytorch_loop(tiny_world, name):
     batch = next(iter(dm.val_dataloader()))
     with torch.no_grad():
         plain = model(batch)
-        model._cache = model.encode_all_news(model.news_chunks())
-        cached = model(batch)
-        model._cache = None
+        with model.cached_news():
+            cached = model(batch)
     m = batch["candidate_mask"]
     torch.testing.assert_close(cached[m], plain[m], atol=1e-5, rtol=1e-5)
 

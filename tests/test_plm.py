@@ -222,7 +222,7 @@ def test_plm_lr_gives_the_plm_its_own_learning_rate(tiny_world, bert):
     optimiser = model.configure_optimizers()
     rest, plm = optimiser.param_groups
     assert (rest["lr"], plm["lr"]) == (1e-3, 1e-5)
-    plm_ids = {id(p) for p in model.plm_backbone().parameters()}
+    plm_ids = {id(p) for p in model.text_encoders.backbone.parameters()}
     assert {id(p) for p in plm["params"]} == plm_ids
     assert len(rest["params"]) + len(plm["params"]) == len(list(model.parameters()))
     assert len(make("nrms_plm", dm, lr_schedule="constant").configure_optimizers().param_groups) == 1

@@ -18,6 +18,7 @@ from newsrec.checkpoint_io import LastCheckpoint, find_last_checkpoint
 from newsrec.cli import main
 from newsrec.data import MINDDataModule
 from newsrec.data.batching import EpochBatchSampler, ResumableLoader
+from newsrec.training import training_callbacks
 
 TESTS = Path(__file__).parent
 
@@ -76,7 +77,7 @@ def test_last_checkpoint_is_the_latest_state_every_epoch(tiny_world, tmp_path):
     best = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, monitor="val/auc", mode="max", save_last=True)
     latest = LastCheckpoint(filename="latest.ckpt", every_n_train_steps=5)
     quiet = dict(logger=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer = pl.Trainer(max_epochs=3, callbacks=[best, latest], limit_val_batches=2, **quiet)
+    trainer = pl.Trainer(max_epochs=3, callbacks=[best, latest, *training_callbacks()], limit_val_batches=2, **quiet)
     trainer.fit(model, dm)
     state = torch.load(tmp_path / "latest.ckpt", weights_only=True)
     assert state["global_step"] == trainer.global_step and state["epoch"] == 2
@@ -110,7 +111,7 @@ def test_a_run_stopped_mid_epoch_resumes_the_rest_of_that_epoch(tiny_world, tmp_
         model = make("nrms", dm, lr_schedule="constant").connect_data(dm)
         record = RecordBatches(stop_at)
         last = LastCheckpoint(dirpath=tmp_path)
-        trainer = pl.Trainer(max_epochs=2, max_steps=max_steps, callbacks=[record, last], **quiet)
+        trainer = pl.Trainer(max_epochs=2, max_steps=max_steps, callbacks=[record, last, *training_callbacks()], **quiet)
         trainer.fit(model, dm, ckpt_path=ckpt)
         return record.seen, trainer, model
 

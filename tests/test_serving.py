@@ -41,8 +41,7 @@ def offline(ckpt, root, name):
     b, ids = dm.behaviors("dev"), dm.corpus.news_ids
     rows = np.arange(min(12, len(b)))
     batch = dm.val_dataloader().dataset[rows]
-    with torch.no_grad():
-        model._cache = model.encode_all_news(model.news_chunks())
+    with torch.no_grad(), model.cached_news():
         scores = model(batch)
     out = []
     for i, r in enumerate(batch["rows"].tolist()):

@@ -226,14 +226,14 @@ class FUM(NewsRecModel):
             self.coarse_proj = nn.Linear(dim, coarse_out) if coarse_out != dim or fusion == "concat" else None
         if use_fine:
             # the fine-grained model has its own embedding tables (as the official code)
-            plm_genres = {"title", "abstract"} & set(genres) if self.news_encoder_kind == "plm" else set()
+            plm_genres = {"title", "abstract"} & set(genres) if self.text_encoders.kind == "plm" else set()
             word_genres = {"title", "abstract", "entity_text"} & set(genres) - plm_genres
             self.fine_word_embedding = nn.Embedding(self.num_words, word_dim, padding_idx=0) if word_genres else None
             self.fine_plm = self.fine_plm_input = None
             if plm_genres:
                 # token states of the shared PLM (no pooling, no projection of its own)
                 self.fine_plm = PretrainedTextEncoder(
-                    self.plm_backbone(), None, "cls", trainable_layers=self.plm_trainable_layers
+                    self.text_encoders.backbone, None, "cls", trainable_layers=self.text_encoders.plm_trainable_layers
                 )
                 self.fine_plm_input = nn.Linear(self.fine_plm.hidden_size, word_dim)
             self.fine_category_embedding = nn.Embedding(self.num_categories, word_dim, padding_idx=0)

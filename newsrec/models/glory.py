@@ -191,32 +191,31 @@ class GLORY(NewsRecModel):
         return tables
 
     # -- approximate mode: cached neighbour vectors -------------------------------------------------
-    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        super().on_train_batch_start(batch, batch_idx)
-        every = self.neighbor_cache_every
-        if every > 0 and (self._neighbor_cache is None or self.global_step - self._neighbor_cache_step >= every):
+    def _neighbor_vectors(self) -> Tensor:
+        """The approximate mode's cache of every news' history-side vectors, re-encoded when it
+        is ``neighbor_cache_every`` training steps old."""
+        if self._neighbor_cache is None or self.global_step - self._neighbor_cache_step >= self.neighbor_cache_every:
             chunks = self.news_chunks()
             if chunks is None:
                 raise RuntimeError(
                     "GLORY's approximate mode (neighbor_cache_every > 0) encodes every news from the attached data: "
                     "call model.connect_data(dm) before training"
                 )
-            was = self.training
-            self.eval()
-            _, self._neighbor_cache = self.encode_all_news(chunks)
-            self.train(was)
+            self._neighbor_cache = self.encode_all_news(chunks).history
             self._neighbor_cache_step = self.global_step
+        return self._neighbor_cache
 
     def encode_batch_news(self, batch: dict) -> Tensor:
-        if not (self.training and self.neighbor_cache_every > 0 and self._neighbor_cache is not None):
+        if not (self.training and self.neighbor_cache_every > 0):
             return super().encode_batch_news(batch)
+        neighbor_vectors = self._neighbor_vectors()
         news, rows = batch["news"], batch["news_rows"]
         exact = torch.zeros(len(rows), dtype=torch.bool, device=rows.device)
         exact[batch["history"][batch["history_mask"]]] = True
         exact[batch["candidates"][batch["candidate_mask"]]] = True
         idx = torch.nonzero(exact).flatten()
         fresh = self.encode_history_news({k: v.index_select(0, idx) for k, v in news.items()})
-        cached = self._neighbor_cache.index_select(0, rows).to(fresh.dtype)
+        cached = neighbor_vectors.index_select(0, rows).to(fresh.dtype)
         return cached.index_copy(0, idx, fresh)
 
     # -- protocol -----------------------------------------------------------------------------------

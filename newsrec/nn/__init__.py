@@ -13,11 +13,13 @@ from newsrec.nn.graph import (
 )
 from newsrec.nn.news import EntityEncoder, MultiViewCombiner, TextEncoder
 from newsrec.nn.plm import PLM_POOLINGS, PretrainedTextEncoder, freeze_layers, load_pretrained_model
+from newsrec.nn.text import NEWS_ENCODERS, TextEncoderFactory
 from newsrec.nn.transition import TransitionScorer
 from newsrec.nn.user import UserEncoder
 
 __all__ = [
     "GRAPH_ENCODERS",
+    "NEWS_ENCODERS",
     "PLM_POOLINGS",
     "AdditiveAttention",
     "EntityEncoder",
@@ -31,6 +33,7 @@ __all__ = [
     "MultiViewCombiner",
     "PretrainedTextEncoder",
     "TextEncoder",
+    "TextEncoderFactory",
     "TransitionScorer",
     "UserEncoder",
     "build_graph_encoder",

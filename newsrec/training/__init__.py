@@ -1,0 +1,24 @@
+"""What a training run needs besides the model: the optimiser and schedule, and the callbacks
+that make resumes exact and DDP teardown clean (:func:`training_callbacks`)."""
+
+from newsrec.training.callbacks import (
+    LearningRatePlanCheck,
+    ReleaseSpawnedProcessGroup,
+    ReseedEveryStep,
+    ResumeLoaderPosition,
+    release_spawned_process_group,
+    training_callbacks,
+)
+from newsrec.training.optim import LR_SCHEDULES, WarmupLinearDecay, configure_adam
+
+__all__ = [
+    "LR_SCHEDULES",
+    "LearningRatePlanCheck",
+    "ReleaseSpawnedProcessGroup",
+    "ReseedEveryStep",
+    "ResumeLoaderPosition",
+    "WarmupLinearDecay",
+    "configure_adam",
+    "release_spawned_process_group",
+    "training_callbacks",
+]
