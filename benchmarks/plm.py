@@ -79,7 +79,7 @@ def measure(dm: MINDDataModule, model: NRMS, steps: int, device: str) -> dict:
         "encode news/s": n / encode_s,
         "train samples/s": samples / elapsed,
         "distinct news/batch": distinct / steps,
-        "trainable params": model.num_parameters(),
+        "trainable params": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
 
 

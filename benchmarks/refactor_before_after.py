@@ -125,7 +125,9 @@ def main() -> None:
                 }  # fmt: skip
             b, a = rows[f"{model} before"], rows[f"{model} after"]
             rows[f"{model} after/before"] = {
-                "run": f"{model} after/before", "train s": a["train s"] / b["train s"], "val s": a["val s"] / b["val s"]
+                "run": f"{model} after/before",
+                "train s": a["train s"] / b["train s"],
+                "val s": a["val s"] / b["val s"],
             }
         print(table(list(rows.values()), ["run", "auc", "mrr", "ndcg@10", "train s", "val s"]))
     finally:

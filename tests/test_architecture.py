@@ -13,6 +13,7 @@ LAYERS = {
     "newsrec.errors": 0,
     "newsrec.utils": 0,
     "newsrec.core": 1,  # the contract: requirements, typed batch, disk cache, atomic writes
+    "newsrec.training": 2,  # optimiser, schedule and the run's callbacks: no model, no data
     "newsrec.nn": 2,
     "newsrec.beyond_accuracy": 2,
     "newsrec.metrics": 2,

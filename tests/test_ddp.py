@@ -6,8 +6,8 @@ import torch
 from _models import make
 
 from newsrec.data import MINDDataModule
-from newsrec.training import training_callbacks
 from newsrec.metrics import BEYOND_ACCURACY_NAMES
+from newsrec.training import training_callbacks
 
 
 def small_model(dm, name="nrms"):

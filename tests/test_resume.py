@@ -110,8 +110,9 @@ def test_a_run_stopped_mid_epoch_resumes_the_rest_of_that_epoch(tiny_world, tmp_
         dm = MINDDataModule(str(tiny_world), batch_size=16)
         model = make("nrms", dm, lr_schedule="constant").connect_data(dm)
         record = RecordBatches(stop_at)
+        callbacks = training_callbacks()
         last = LastCheckpoint(dirpath=tmp_path)
-        trainer = pl.Trainer(max_epochs=2, max_steps=max_steps, callbacks=[record, last, *training_callbacks()], **quiet)
+        trainer = pl.Trainer(max_epochs=2, max_steps=max_steps, callbacks=[record, last, *callbacks], **quiet)
         trainer.fit(model, dm, ckpt_path=ckpt)
         return record.seen, trainer, model
 

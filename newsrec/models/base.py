@@ -9,7 +9,6 @@ the callbacks of :mod:`newsrec.training` (``training_callbacks()``), the text-en
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
 
 import pytorch_lightning as pl
 import torch
@@ -20,7 +19,7 @@ from newsrec.core import DataRequirements, ModelInputs, NewsBatch, as_batch
 from newsrec.models.evaluation import EvaluationMixin, NewsCache
 from newsrec.nn import TextEncoderFactory
 from newsrec.nn.embedding import copy_pretrained_
-from newsrec.training.optim import LR_SCHEDULES, configure_adam
+from newsrec.training.optim import LR_SCHEDULES, configure_adam, parameter_groups
 
 __all__ = ["NewsCache", "NewsRecModel", "gather_rows"]
 
@@ -56,25 +55,17 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
     **The handshake**: :meth:`connect_data` (``dm.configure(model.data_requirements())``, then
     :meth:`attach_data` with ``dm.model_inputs()``), before ``trainer.fit`` or a plain loop.
 
-    Every model takes these arguments through ``**kwargs``; ``None`` means the model's own
-    default (:attr:`base_defaults`).
-
-    Args:
-        num_words, num_entity_ids, num_categories, num_subcategories: the data's sizes (the CLI
-            links them from the datamodule; a model ignores those it does not use).
-        word_dim: word embedding size (300, GloVe). num_heads, head_dim: self-attention
-            (20 × 20 = 400 = the model size ``dim``). attention_hidden: additive attention (200).
-        dropout: 0.2. length_buckets: see :class:`~newsrec.nn.TextEncoder`.
-        pretrained_words, freeze_words: initialise the word table from GloVe; keep it fixed.
-        lr, warmup_fraction, lr_schedule, weight_decay: :func:`~newsrec.training.configure_adam`
-            (``"linear"`` warm-up + decay or ``"constant"``); plm_lr: the PLM's own rate.
-        gradient_check: a non-finite loss is an error naming the step and impressions.
-        news_batch_size: news per chunk when encoding every news.
-        beyond_accuracy: ``"test"`` (default), ``"all"`` or ``"off"``: when to log
-            :class:`~newsrec.metrics.BeyondAccuracyMetrics` at ``beyond_accuracy_k`` (10).
-        news_encoder: ``"glove"`` or ``"plm"``, with ``plm_path``, ``plm_pooling``,
-            ``plm_trainable_layers``, ``plm_max_length``, ``plm_gradient_checkpointing``
-            (:class:`~newsrec.nn.TextEncoderFactory`).
+    Every model takes these arguments through ``**kwargs`` (``None``: the model's
+    :attr:`base_defaults`): the data's sizes ``num_words``, ``num_entity_ids``,
+    ``num_categories``, ``num_subcategories`` (linked from the datamodule); ``word_dim`` (300),
+    ``num_heads`` × ``head_dim`` (20 × 20 = the model size ``dim``), ``attention_hidden`` (200),
+    ``dropout`` (0.2), ``length_buckets``, ``pretrained_words``, ``freeze_words``; the
+    optimiser's ``lr``, ``warmup_fraction``, ``lr_schedule`` (``"linear"`` | ``"constant"``),
+    ``weight_decay``, ``plm_lr`` (:func:`~newsrec.training.configure_adam`); ``gradient_check``
+    (a non-finite loss is an error); ``news_batch_size`` (news per chunk when encoding every
+    news); ``beyond_accuracy`` (``"test"`` | ``"all"`` | ``"off"``) and ``beyond_accuracy_k``
+    (:class:`~newsrec.models.evaluation.EvaluationMixin`); ``news_encoder`` (``"glove"`` |
+    ``"plm"``) and the ``plm_*`` options (:class:`~newsrec.nn.TextEncoderFactory`).
     """
 
     #: True when ``encode_history_news`` equals ``encode_news`` (computed once per batch)
@@ -168,8 +159,8 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
         return torch.einsum("bd,bcd->bc", users, candidates)
 
     def pretrained_embeddings(self) -> dict[str, list[nn.Embedding]]:
-        """The tables that start from the data's pretrained matrices, by kind (``"words"``,
-        ``"entities"``): the word table when ``pretrained_words``; a model adds its own."""
+        """Tables initialised from the data's pretrained matrices, by kind (``"words"``,
+        ``"entities"``); a model adds its own."""
         return {"words": [self.word_embedding]} if self.pretrained_words else {}
 
     # -- the text encoder choice (TextEncoderFactory) ------------------------------------------------
@@ -188,15 +179,14 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
     # -- the handshake ------------------------------------------------------------------------------
     def connect_data(self, data, stage: str = "fit") -> NewsRecModel:
         """``data.configure(self.data_requirements())``, then :meth:`attach_data` with
-        ``data.model_inputs()``; with ``stage="fit"`` the :meth:`pretrained_embeddings` tables
-        are initialised from the pretrained matrices. Returns the model."""
+        ``data.model_inputs()`` (``init_pretrained`` for ``stage="fit"``). Returns the model."""
         data.configure(self.data_requirements())
         self.attach_data(data.model_inputs(), init_pretrained=stage == "fit")
         return self
 
     def attach_data(self, inputs: ModelInputs, *, init_pretrained: bool = False) -> None:
-        """Receive the data side's :class:`~newsrec.core.ModelInputs` and, with
-        ``init_pretrained``, copy the pretrained matrices into :meth:`pretrained_embeddings`."""
+        """Keep the data's :class:`~newsrec.core.ModelInputs`; ``init_pretrained``: copy its
+        pretrained matrices into :meth:`pretrained_embeddings`."""
         self._inputs = inputs
         if init_pretrained:
             for kind, tables in self.pretrained_embeddings().items():
@@ -216,9 +206,8 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
 
     # -- the one scoring path ----------------------------------------------------------------------
     def batch_news(self, batch: NewsBatch) -> tuple[Tensor, Tensor, Tensor]:
-        """``(history_news [U, d_h], candidate_news [U', d], candidate_index [B, C])`` of a batch:
-        from the news cache when one is in use (:meth:`cached_news`, not in training), else
-        encoded (only the candidates on the candidate side)."""
+        """``(history_news [U, d_h], candidate_news [U', d], candidate_index [B, C])``: from the
+        news cache in use (:meth:`cached_news`; not in training), else encoded."""
         if self._news_cache is not None and not self.training:
             rows = batch["news_rows"]
             cache = self._news_cache
@@ -231,9 +220,8 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
         return history_news, self.encode_news(sub, history_news.index_select(0, used)), inverse
 
     def score_candidates(self, users: Tensor, candidates: Tensor, batch: NewsBatch) -> Tensor:
-        """The model's scores ``[B, C]``: :meth:`score` of ``users [B, ...]`` (one row per
-        impression) and ``candidates [B, C, d]``, plus the candidate-aware terms that read the
-        batch (:attr:`transition_scorer` over ``transition_features``)."""
+        """Scores ``[B, C]``: :meth:`score` of ``users [B, ...]`` and ``candidates [B, C, d]`` plus
+        the terms that read the batch (:attr:`transition_scorer` over ``transition_features``)."""
         scores = self.score(users, candidates)
         if self.transition_scorer is None:
             return scores
@@ -246,18 +234,16 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
         return scores + term.to(scores.dtype)
 
     def rescore_rows(self, batch: NewsBatch) -> list[Tensor] | None:
-        """Per user of a history-only batch, the news rows whose score may differ from ``score``
-        of the candidate vector (so a search by vector must re-score them too); ``None``: none.
-        With a :attr:`transition_scorer`, the news with a click transition to or from the
-        user's recent clicks (``batch["transition_neighbors"]``): every other candidate's term is
-        exactly 0."""
+        """Per user of a history-only batch, the rows whose score may differ from ``score`` of the
+        vectors, which a vector search must re-score (``None``: none). With a transition scorer:
+        ``batch["transition_neighbors"]`` (every other candidate's term is exactly 0)."""
         if self.transition_scorer is None:
             return None
         return batch["transition_neighbors"]
 
     def forward(self, batch: NewsBatch) -> Tensor:
-        """Scores ``[B, C]`` of a :class:`~newsrec.core.NewsBatch` (or a dict with its fields;
-        padded candidates get scores too: mask them with ``candidate_mask``)."""
+        """Scores ``[B, C]`` of a :class:`~newsrec.core.NewsBatch` (padded candidates too: mask
+        them with ``candidate_mask``)."""
         batch = as_batch(batch)
         missing = [f for f in self.data_requirements().news_fields if f not in batch.news]
         if missing:
@@ -272,8 +258,7 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
     # -- training -----------------------------------------------------------------------------------
     def training_loss(self, batch: NewsBatch, batch_idx: int = 0) -> Tensor:
         """Softmax cross-entropy of the clicked news (column 0) against its ``K`` non-clicked
-        candidates: what :meth:`training_step` returns, callable from a plain loop. With
-        ``gradient_check``, a non-finite loss is an error naming the step and impressions."""
+        candidates (:meth:`training_step`'s loss; callable from a plain loop)."""
         scores = self(batch)
         scores = scores.masked_fill(~batch["candidate_mask"], torch.finfo(scores.dtype).min)
         target = torch.zeros(len(scores), dtype=torch.long, device=scores.device)
@@ -301,57 +286,11 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
         )  # fmt: skip
 
     def parameter_groups(self) -> list[dict]:
-        """One group, or two with ``plm_lr`` (the PLM's parameters at ``plm_lr``)."""
-        params = list(self.parameters())
-        backbone = self.text_encoders.loaded_backbone
-        if self.plm_lr is None or backbone is None:
-            return [{"params": params}]
-        plm_ids = {id(p) for p in backbone.parameters()}
-        return [
-            {"params": [p for p in params if id(p) not in plm_ids]},
-            {"params": [p for p in params if id(p) in plm_ids], "lr": self.plm_lr},
-        ]
-
-    # -- the news cache ------------------------------------------------------------------------------
-    @torch.inference_mode()
-    def encode_all_news(self, loader) -> NewsCache:
-        """Candidate-side and history-side vectors of every news of ``loader``'s chunks, in eval
-        mode (the mode is restored after)."""
-        was_training = self.training
-        self.eval()
-        cands, hists = [], []
-        for chunk in loader:
-            news = {k: v.to(self.device, non_blocking=True) for k, v in chunk["news"].items()}
-            h = self.encode_history_news(news)
-            cands.append(h if self.history_is_candidate else self.encode_news(news, h))
-            hists.append(h)
-        self.train(was_training)
-        return NewsCache(torch.cat(cands), torch.cat(hists))
-
-    def news_chunks(self):
-        """The attached data's chunks of the whole corpus, or ``None`` (no handshake)."""
-        return None if self._inputs is None else self._inputs.news_chunks(self.news_batch_size)
-
-    @contextmanager
-    def cached_news(self, cache: NewsCache | None = None):
-        """Inside the block, :meth:`batch_news` reads every news vector from ``cache`` (default:
-        every news of the attached data, encoded once now). A non-:attr:`cacheable` model, or one
-        without attached data and no ``cache``, runs the plain forward instead (same scores)."""
-        if cache is None and self.cacheable and self._inputs is not None:
-            cache = self.encode_all_news(self.news_chunks())
-        previous, self._news_cache = self._news_cache, cache if self.cacheable else None
-        try:
-            yield self._news_cache
-        finally:
-            self._news_cache = previous
+        """One group, or two with ``plm_lr`` (:func:`~newsrec.training.parameter_groups`)."""
+        return parameter_groups(self.parameters(), self.text_encoders.loaded_backbone, self.plm_lr)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """The model's class path and the data signature, beside Lightning's content (plain
-        values only, so ``torch.load(weights_only=True)`` reads it all)."""
+        """The model's class path and the data signature (plain values: ``weights_only`` loads)."""
         checkpoint["newsrec_model"] = f"{type(self).__module__}.{type(self).__qualname__}"
         if self._inputs is not None and self._inputs.signature is not None:
             checkpoint["newsrec_data"] = self._inputs.signature()
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
-

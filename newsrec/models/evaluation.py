@@ -8,8 +8,10 @@ Per evaluation (``validate``, ``test``, ``predict``) every news is encoded once
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from newsrec.metrics import BEYOND_ACCURACY_NAMES, METRIC_NAMES, BeyondAccuracyMetrics, ImpressionMetrics
@@ -49,8 +51,42 @@ class EvaluationMixin:
         self.beyond_metrics: BeyondAccuracyMetrics | None = None
         self._news_cache: NewsCache | None = None
 
+    @torch.inference_mode()
+    def encode_all_news(self, loader) -> NewsCache:
+        """Candidate-side and history-side vectors of every news of ``loader``'s chunks, in eval
+        mode (the mode is restored after)."""
+        was_training = self.training
+        self.eval()
+        cands, hists = [], []
+        for chunk in loader:
+            news = {k: v.to(self.device, non_blocking=True) for k, v in chunk["news"].items()}
+            h = self.encode_history_news(news)
+            cands.append(h if self.history_is_candidate else self.encode_news(news, h))
+            hists.append(h)
+        self.train(was_training)
+        return NewsCache(torch.cat(cands), torch.cat(hists))
+
+    def news_chunks(self):
+        """The attached data's chunks of the whole corpus, or ``None`` (no handshake)."""
+        return None if self._inputs is None else self._inputs.news_chunks(self.news_batch_size)
+
+    @contextmanager
+    def cached_news(self, cache: NewsCache | None = None):
+        """Inside the block, :meth:`batch_news` reads every news vector from ``cache`` (default:
+        every news of the attached data, encoded once now). A non-:attr:`cacheable` model, or one
+        without attached data and no ``cache``, runs the plain forward instead (same scores)."""
+        if cache is None and self.cacheable and self._inputs is not None:
+            cache = self.encode_all_news(self.news_chunks())
+        previous, self._news_cache = self._news_cache, cache if self.cacheable else None
+        try:
+            yield self._news_cache
+        finally:
+            self._news_cache = previous
+
     def _start_evaluation(self, stage: str) -> None:
-        self._news_cache = self.encode_all_news(self.news_chunks()) if self.cacheable and self._inputs is not None else None
+        self._news_cache = (
+            self.encode_all_news(self.news_chunks()) if self.cacheable and self._inputs is not None else None
+        )
         self.beyond_metrics = None
         wanted = self.beyond_accuracy == "all" or (self.beyond_accuracy == "test" and stage == "test")
         source = None if self._inputs is None else self._inputs.beyond_accuracy

@@ -9,7 +9,7 @@ from newsrec.training.callbacks import (
     release_spawned_process_group,
     training_callbacks,
 )
-from newsrec.training.optim import LR_SCHEDULES, WarmupLinearDecay, configure_adam
+from newsrec.training.optim import LR_SCHEDULES, WarmupLinearDecay, configure_adam, parameter_groups
 
 __all__ = [
     "LR_SCHEDULES",
@@ -19,6 +19,7 @@ __all__ = [
     "ResumeLoaderPosition",
     "WarmupLinearDecay",
     "configure_adam",
+    "parameter_groups",
     "release_spawned_process_group",
     "training_callbacks",
 ]

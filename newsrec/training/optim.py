@@ -16,8 +16,9 @@ import warnings
 from collections.abc import Iterable
 
 import torch
+from torch import nn
 
-__all__ = ["LR_SCHEDULES", "WarmupLinearDecay", "configure_adam"]
+__all__ = ["LR_SCHEDULES", "WarmupLinearDecay", "configure_adam", "parameter_groups"]
 
 #: the schedules :func:`configure_adam` knows
 LR_SCHEDULES = ("linear", "constant")
@@ -81,3 +82,19 @@ def configure_adam(
     plan = WarmupLinearDecay(total, max(int(round(warmup_fraction * total)), 0))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, plan)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def parameter_groups(
+    parameters: Iterable[nn.Parameter], submodule: nn.Module | None = None, submodule_lr: float | None = None
+) -> list[dict]:
+    """The optimiser's parameter groups: one, or, with ``submodule`` and ``submodule_lr``, every
+    parameter but ``submodule``'s at the optimiser's rate and ``submodule``'s at
+    ``submodule_lr`` (a PLM fine-tuned at a smaller rate than the layers trained from scratch)."""
+    params = list(parameters)
+    if submodule_lr is None or submodule is None:
+        return [{"params": params}]
+    inner = {id(p) for p in submodule.parameters()}
+    return [
+        {"params": [p for p in params if id(p) not in inner]},
+        {"params": [p for p in params if id(p) in inner], "lr": submodule_lr},
+    ]
