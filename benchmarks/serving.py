@@ -142,33 +142,35 @@ def grow_to(rec, total: int, seed: int = 0) -> None:
     """Grow the served index to ``total`` rows with vectors drawn from a Gaussian fitted to the
     model's real news vectors (news fields copied from real rows: only the vectors matter to
     the whole-index search)."""
-    s = rec._state
-    n = len(s["ids"])
+    from newsrec.models import NewsCache
+
+    index = rec.index
+    n = len(index)
     extra = total - n
     g = torch.Generator().manual_seed(seed)
-    state = {"ids": s["ids"] + [f"S{i}" for i in range(extra)], "changed": []}
     src = torch.randint(1, n, (extra,), generator=g)
-    state["arrays"] = {f: np.concatenate([a, a[src.numpy()]]) for f, a in s["arrays"].items()}
-    for name in ("candidate", "history"):
-        real = s[name][1:].double()
+    arrays = {f: np.concatenate([a, a[src.numpy()]]) for f, a in index.arrays.items()}
+    grown = []
+    for vectors in (index.vectors.candidate, index.vectors.history):
+        real = vectors[1:].double()
         mu = real.mean(0)
         cov = torch.cov(real.T) + 1e-6 * torch.eye(real.shape[1], dtype=torch.float64)
         chol = torch.linalg.cholesky(cov)
         draw = mu + torch.randn(extra, real.shape[1], generator=g, dtype=torch.float64) @ chol.T
-        state[name] = torch.cat([s[name], draw.to(s[name].dtype)])
-    rec._install(state)
+        grown.append(torch.cat([vectors, draw.to(vectors.dtype)]))
+    rec._install(index.ids + [f"S{i}" for i in range(extra)], arrays, NewsCache(*grown), ())
 
 
 def recall_at_k(rec, histories, k: int = 10) -> float:
     """faiss top-k ∩ exact top-k over the whole index (model scores), averaged."""
     from newsrec.serving.search import ExactSearch
 
-    faiss_search = rec._state["search"]
+    faiss_search = rec.index.search
     got = [set(i for i, _ in r) for r in rec.recommend_many(histories, k=k)]
-    rec._state["search"] = ExactSearch(rec._state["candidate"].float())
+    rec.index.search = ExactSearch(rec.index.vectors.candidate.float())
     rec._users.clear()
     want = [set(i for i, _ in r) for r in rec.recommend_many(histories, k=k)]
-    rec._state["search"] = faiss_search
+    rec.index.search = faiss_search
     return float(np.mean([len(a & b) / max(len(b), 1) for a, b in zip(got, want)]))
 
 

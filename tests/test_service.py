@@ -74,7 +74,7 @@ def test_http_scores_equal_offline_scores(served, tiny_world):
 
 def test_batch_endpoint_and_concurrent_requests_match_sequential_ones(served):
     client, rec, _ = served
-    ids = rec._state["ids"]
+    ids = rec.index.ids
     bodies = [{"history": [ids[i], ids[i + 1], "Nmissing"], "k": 5} for i in range(1, 25)]
     sequential = [client.post("/recommend", json=b).json() for b in bodies]
     assert all(s["unknown_history"] == ["Nmissing"] for s in sequential)
@@ -134,7 +134,7 @@ def test_bad_batches_and_articles_are_refused(served):
 
 def test_posted_news_is_recommended_at_once(served):
     client, rec, _ = served
-    ids = rec._state["ids"]
+    ids = rec.index.ids
     r = client.post("/news", json={"news": [{"news_id": "Nhttp", "title": "breaking story", "category": "news"}]})
     assert r.status_code == 200 and r.json() == {"added": 1, "updated": 0}
     r = client.post("/news", json={"news": [{"news_id": "Nhttp", "title": "breaking story, updated"}]})

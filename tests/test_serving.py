@@ -61,7 +61,7 @@ def test_served_scores_equal_offline_scores(checkpoints, tiny_world, tmp_path, n
         np.testing.assert_allclose([got[c] for c in cands], want, rtol=1e-5, atol=1e-5)
     # ranking the whole index gives the same scores as naming every news as a candidate
     history = offline(checkpoints[name], tiny_world, name)[0][0]
-    everything = [n for n in rec._state["ids"][1:]]
+    everything = [n for n in rec.index.ids[1:]]
     full = rec.recommend(history, k=rec.num_news, exclude_history=False)
     named = dict(rec.recommend(history, k=rec.num_news, candidates=everything, exclude_history=False))
     assert len(full) == rec.num_news
@@ -84,7 +84,7 @@ def test_batched_requests_equal_single_requests_and_permuting_candidates(checkpo
 
 def test_unknown_ids_history_limits_and_exclusion(checkpoints):
     rec = Recommender.from_checkpoint(checkpoints["nrms"], index_dir=None)
-    ids = rec._state["ids"]
+    ids = rec.index.ids
     history = [ids[1], "N-not-there", ids[2]]
     got = rec.recommend(history, k=rec.num_news)
     assert got.unknown_history == ["N-not-there"]
@@ -101,7 +101,7 @@ def test_fresh_news_is_rankable_at_once_and_survives_a_restart(checkpoints, tiny
     root = tmp_path / "world"
     shutil.copytree(tiny_world, root)
     rec = Recommender.from_checkpoint(checkpoints[name], root=root, index_dir=tmp_path / "index")
-    ids = rec._state["ids"]
+    ids = rec.index.ids
     corpus = rec.dm.corpus
     words = [corpus.vocab.itos[i] for i in corpus.arrays["title"][5] if i > 1]
     fresh = {"news_id": "Nfresh", "category": "news", "title": " ".join(words), "abstract": "x"}
@@ -136,7 +136,7 @@ def test_bad_articles_are_refused_and_leave_the_index_alone(checkpoints):
     ):
         with pytest.raises((ValueError, TypeError), match=match):
             rec.add_news(rows)
-    assert rec.num_news == before and "A" not in rec._state["index"]
+    assert rec.num_news == before and "A" not in rec.index.position
 
 
 def test_a_stale_index_is_never_used_and_a_mismatched_root_is_one_error(checkpoints, tiny_world, tmp_path):
@@ -144,7 +144,7 @@ def test_a_stale_index_is_never_used_and_a_mismatched_root_is_one_error(checkpoi
     rec = Recommender.from_checkpoint(checkpoints["nrms"], index_dir=index)
     rec.add_news([{"news_id": "Nonly-for-nrms", "title": "a story"}])
     other = Recommender.from_checkpoint(checkpoints["fum"], index_dir=index)  # another checkpoint
-    assert "Nonly-for-nrms" not in other._state["index"]
+    assert "Nonly-for-nrms" not in other.index.position
     # a root whose vocabulary differs from the training one
     root = tmp_path / "changed"
     shutil.copytree(tiny_world, root)
@@ -210,7 +210,7 @@ def test_faiss_backed_recommender_rescores_exactly(checkpoints):
     pytest.importorskip("faiss")
     exact = Recommender.from_checkpoint(checkpoints["nrms"], index_dir=None)
     ann = Recommender.from_checkpoint(checkpoints["nrms"], index_dir=None, search="faiss")
-    history = exact._state["ids"][1:4]
+    history = exact.index.ids[1:4]
     e, a = dict(exact.recommend(history, k=10)), dict(ann.recommend(history, k=10))
     assert all(a[n] == pytest.approx(e[n], abs=1e-5) for n in a.keys() & e.keys())
     assert len(a.keys() & e.keys()) >= 7  # a tiny index: the inverted lists cover nearly all

@@ -124,6 +124,43 @@ class BatchBuilder:
             batch.subgraph = subgraph
         return batch
 
+    def request(
+        self,
+        histories: Sequence[Sequence[int]],
+        history_length: int,
+        candidates: Sequence[Sequence[int]] | None = None,
+    ) -> NewsBatch:
+        """A batch for requests (serving): one impression per history (rows, oldest first; its
+        last ``history_length`` count), with ``candidates`` (rows per request, padded) or none.
+        A history-only batch of a model that asks for transitions also carries
+        ``transition_neighbors``: per request, the rows with a click transition to or from its
+        ``m`` most recent clicks (:meth:`TransitionTable.neighbours`)."""
+        B = len(histories)
+        cuts = [np.asarray(h, np.int64)[len(h) - min(len(h), history_length) :] for h in histories]
+        history = np.zeros((B, history_length), np.int64)
+        history_mask = np.arange(history_length)[None, :] < np.asarray([len(h) for h in cuts], np.int64)[:, None]
+        if B:
+            history[history_mask] = np.concatenate(cuts)
+        given = candidates if candidates is not None else [()] * B
+        width = max([1, *(len(c) for c in given)])
+        cands = np.zeros((B, width), np.int64)
+        cand_mask = np.arange(width)[None, :] < np.asarray([len(c) for c in given], np.int64).reshape(B, 1)
+        if B and cand_mask.any():
+            cands[cand_mask] = np.concatenate([np.asarray(c, np.int64) for c in given])
+        zeros = np.zeros(B, np.int64)
+        batch = self(history, history_mask, cands, cand_mask, np.zeros_like(cands), np.arange(B), zeros, zeros)
+        if candidates is None and self.requirements.transitions is not None:
+            m = int(self.requirements.transitions)
+            batch.extra["transition_neighbors"] = [
+                torch.from_numpy(self.transition_table.neighbours(h[-m:]).astype(np.int64)) for h in cuts
+            ]
+        return batch
+
+    def news(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        """The features of news ``rows`` the model reads (:func:`news_features` of this builder's
+        arrays and entity-neighbour table)."""
+        return news_features(self.fields, tuple(self.fields), rows, self.entity_table)
+
     def _transitions(self, history, history_mask, candidates, user_index, users, history_lengths):
         from newsrec.graphs.transitions import recent_clicks
 

@@ -1,9 +1,10 @@
 """Recommender: a trained newsrec model in front of readers, without a Trainer.
 
 The model meets its data through the same handshake as in training
-(:meth:`NewsRecModel.connect_data`); every news is encoded once into a vector index, user vectors
-are computed from histories (and cached), and a request's scores are the model's own scores
-for that history and those candidates (the offline evaluation path, tested equal).
+(:meth:`NewsRecModel.connect_data`); every news is encoded once into a vector index, user states
+are computed from histories (and cached), and a request's scores come from the model's own
+scoring method for that history and those candidates (the offline evaluation path, tested
+equal).
 """
 
 from __future__ import annotations
@@ -20,11 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from newsrec.core import ArrayCache, NewsBatch
-from newsrec.data.batching import news_features
 from newsrec.data.datamodule import MINDDataModule
-from newsrec.graphs.transitions import recent_clicks
-from newsrec.models.base import NewsRecModel
+from newsrec.models.base import NewsCache, NewsRecModel, gather_rows
+from newsrec.serving.index import IndexStore, NewsIndex
 from newsrec.serving.search import make_search
 
 __all__ = ["Recommender", "Recommendations", "NEWS_FIELDS"]
@@ -45,25 +44,34 @@ class Recommendations(list):
 class Recommender:
     """Top-k news for reading histories, from a trained model and its data.
 
+    Serving holds no scoring code of its own: a request's scores are the model's
+    :meth:`~newsrec.models.NewsRecModel.score_candidates` over a batch the data side builds
+    (:meth:`BatchBuilder.request <newsrec.data.batching.BatchBuilder.request>`), with the news
+    vectors of the index (the model's :meth:`~newsrec.models.NewsRecModel.encode_all_news`),
+    exactly the cached evaluation path. A whole-index request first takes a shortlist from the
+    vector search (``k × shortlist_factor`` rows, plus the rows the model says it must re-score:
+    :meth:`~newsrec.models.NewsRecModel.rescore_rows`), then re-scores it with the model. A model
+    that is not :attr:`~newsrec.models.NewsRecModel.cacheable` is scored through its ``forward``
+    over every candidate (exact, slower).
+
     Args:
         model: a trained :class:`~newsrec.models.NewsRecModel`.
         datamodule: the data the model was trained on (its vocabularies and graphs).
         device: where the model runs.
         search: ``"exact"`` (a matrix product over every news, default) or ``"faiss"`` (an
-            approximate inverted-file index, extra ``[serve]``; for ~10^6 news). Either way the
-            shortlist is re-scored exactly by the model.
+            approximate inverted-file index, extra ``[serve]``; for ~10^6 news).
         search_options: keyword arguments of :class:`~newsrec.serving.search.FaissSearch`.
         index_dir: where the news vector index persists (``.npy`` + a checksummed manifest,
             never pickle); ``None`` keeps it in memory only.
         index_key: what the index is keyed by (the checkpoint's checksum): an index saved under
             another key is never used.
-        user_cache_size: user vectors kept in an LRU cache keyed by the history (every model's
-            user vector depends on the history alone).
-        batch_size: news per chunk when encoding the whole corpus.
+        user_cache_size: user states kept in an LRU cache keyed by the history.
+        batch_size: news per chunk when encoding the whole corpus (and candidates per chunk for
+            a model that is not cacheable).
+        shortlist_factor: a whole-index request re-scores ``k × shortlist_factor`` search hits.
 
     Thread-safe: requests are served one at a time under a lock (the samplers reuse buffers),
-    and :meth:`add_news` swaps its results in only once everything is computed, so a failing
-    request never leaves a half-updated index.
+    and :meth:`add_news` swaps a new index in only once everything is computed.
     """
 
     def __init__(
@@ -78,36 +86,33 @@ class Recommender:
         index_key: str = "",
         user_cache_size: int = 4096,
         batch_size: int = 1024,
+        shortlist_factor: int = 4,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.dm = datamodule
         model.connect_data(datamodule, stage="predict")
-        self.requirements = datamodule.builder.requirements
-        corpus = datamodule.corpus
         self.history_length = datamodule.history_length
+        corpus = datamodule.corpus
         self.num_corpus_news = len(corpus)
-        self._fields = tuple(dict.fromkeys((*self.requirements.news_fields, "entities")))
-        self._entity_table = datamodule._entity_table
+        self.fields = tuple(datamodule.builder.requirements.news_fields)
         self._lock = threading.RLock()
-        self._users: OrderedDict[tuple[int, ...], Tensor] = OrderedDict()
-        self.user_cache_size = user_cache_size
+        self._users: OrderedDict[tuple[int, ...], tuple[Tensor, Tensor | None]] = OrderedDict()
+        self.user_cache_size, self.batch_size, self.shortlist_factor = user_cache_size, batch_size, shortlist_factor
         self.search_kind, self.search_options = search, dict(search_options or {})
-        self.index_key = index_key
-        self._store = ArrayCache(index_dir) if index_dir is not None else None
-        self._name = f"index-{index_key or 'memory'}"
-        loaded = self._load()
+        self._store = None
+        if index_dir is not None:
+            self._store = IndexStore(index_dir, index_key, datamodule.signature(), self.fields)
+        news_arrays = datamodule.news_arrays()  # the corpus's, plus PLM token ids
+        loaded = None if self._store is None else self._store.load(corpus.news_ids, news_arrays, self.device)
         if loaded is None:
-            news_arrays = datamodule.news_arrays()  # the corpus's, plus PLM token ids
-            arrays = {f: np.asarray(news_arrays[f]).copy() for f in self._fields}
-            with torch.inference_mode():
-                cand, hist = self.model.encode_all_news(datamodule.news_dataloader(batch_size))
-            state = {"ids": list(corpus.news_ids), "arrays": arrays, "candidate": cand, "history": hist, "changed": []}
+            arrays = {f: np.asarray(news_arrays[f]).copy() for f in self.fields}
+            vectors = self.model.encode_all_news(datamodule.news_dataloader(batch_size)) if model.cacheable else None
+            self._install(list(corpus.news_ids), arrays, vectors, ())
+            if self._store is not None and vectors is not None:
+                self._store.save(self.index, self.num_corpus_news)
         else:
-            state = loaded
-        self._install(state)
-        if loaded is None:
-            self._save()
+            self._install(*loaded)
 
     # -- construction from a checkpoint -------------------------------------------------------------
     @classmethod
@@ -172,65 +177,21 @@ class Recommender:
         key = f"{zlib.crc32(path.read_bytes()):08x}-{path.stat().st_size}"
         return cls(model, dm, device=device, index_dir=index_dir, index_key=key, **options)
 
-    # -- state ----------------------------------------------------------------------------------------
-    def _install(self, state: dict, search=None) -> None:
-        """Make ``state`` (ids, arrays, vectors) the served one: builder, search, id map."""
-        ids = state["ids"]
-        builder = self.dm.serving_builder(state["arrays"])
-        allowed = torch.ones(len(ids), dtype=torch.bool)
-        allowed[0] = False  # the padding news
-        if search is None:
-            search = make_search(self.search_kind, state["candidate"].float().cpu(), **self.search_options)
-        self._state = {
-            **state,
-            "index": {n: i for i, n in enumerate(ids)},
-            "builder": builder,
-            "search": search,
-            "allowed": allowed,
-        }
+    # -- the index ------------------------------------------------------------------------------------
+    def _install(
+        self, ids: list[str], arrays: dict, vectors: NewsCache | None, changed: tuple[int, ...], search=None
+    ) -> None:
+        """Make a new :class:`NewsIndex` the served one (its builder and search made here)."""
+        if search is None and vectors is not None:
+            search = make_search(self.search_kind, vectors.candidate.float().cpu(), **self.search_options)
+        builder = self.dm.serving_builder(arrays)
+        self.index = NewsIndex(ids, arrays, vectors, changed, builder, search)
         self._users.clear()
 
     @property
     def num_news(self) -> int:
         """News in the index (the padding row not counted)."""
-        return len(self._state["ids"]) - 1
-
-    def _save(self) -> None:
-        if self._store is None:
-            return
-        s = self._state
-        changed = np.asarray(sorted(set(s["changed"])), np.int64)
-        arrays = {"candidate": s["candidate"].float().cpu().numpy(), "history": s["history"].float().cpu().numpy()}
-        arrays["changed_rows"] = changed
-        for f in self._fields:
-            arrays[f"changed_{f}"] = s["arrays"][f][changed]
-        meta = {"key": self.index_key, "ids": s["ids"][self.num_corpus_news :], "num_corpus_news": self.num_corpus_news}
-        meta["signature"] = {k: v for k, v in self.dm.signature().items() if k != "root"}
-        self._store.save(self._name, arrays, meta)
-
-    def _load(self) -> dict | None:
-        if self._store is None:
-            return None
-        got = self._store.load(self._name)
-        if got is None:
-            return None
-        arrays, meta = got
-        signature = {k: v for k, v in self.dm.signature().items() if k != "root"}
-        if meta.get("key") != self.index_key or meta.get("signature") != signature:
-            return None  # another checkpoint's or another corpus's index: never used
-        corpus = self.dm.corpus
-        ids = list(corpus.news_ids) + list(meta["ids"])
-        changed = np.asarray(arrays["changed_rows"], np.int64)
-        fields = {}
-        news_arrays = self.dm.news_arrays()
-        for f in self._fields:
-            base = np.asarray(news_arrays[f])
-            full = np.zeros((len(ids), *base.shape[1:]), base.dtype)
-            full[: len(base)] = base
-            full[changed] = np.asarray(arrays[f"changed_{f}"])
-            fields[f] = full
-        vectors = {k: torch.from_numpy(np.array(arrays[k])).to(self.device) for k in ("candidate", "history")}
-        return {"ids": ids, "arrays": fields, **vectors, "changed": changed.tolist()}
+        return len(self.index) - 1
 
     # -- requests -------------------------------------------------------------------------------------
     def recommend(
@@ -266,149 +227,99 @@ class Recommender:
         exclude_history: bool = True,
     ) -> list[Recommendations]:
         """The batched :meth:`recommend`: one history per request, ``candidates`` ``None`` or one
-        list (or ``None``) per request. User vectors are computed in one batch."""
+        list (or ``None``) per request. User states are computed in one batch."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a whole number >= 1, got {k!r}")
         if candidates is not None and len(candidates) != len(histories):
             raise ValueError(f"{len(histories)} histories but {len(candidates)} candidate lists")
         with self._lock, torch.inference_mode():
-            s = self._state
-            rows, unknown = zip(*(self._rows(h) for h in histories)) if histories else ((), ())
+            index = self.index
+            rows, unknown = zip(*(self._rows(index, h) for h in histories)) if histories else ((), ())
             cand_rows = [
-                None if candidates is None or candidates[i] is None else self._candidate_rows(candidates[i])
+                None if candidates is None or candidates[i] is None else self._candidate_rows(index, candidates[i])
                 for i in range(len(histories))
             ]
-            users = self._user_vectors(list(rows))
-            return [
-                self._rank(users[i], rows[i], cand_rows[i], k, exclude_history, unknown[i], s)
-                for i in range(len(histories))
-            ]
+            users = self._user_states(index, list(rows)) if self.model.cacheable else [None] * len(rows)
+            out = []
+            for i, history in enumerate(rows):
+                excluded = history if exclude_history else ()
+                chosen = cand_rows[i] if cand_rows[i] is not None else self._shortlist(index, users[i], k, excluded)
+                if exclude_history and history:
+                    chosen = chosen[~np.isin(chosen, history)]
+                scores = self._score(index, history, users[i], chosen)
+                out.append(self._top(index, chosen, scores, k, unknown[i]))
+            return out
 
-    def _rows(self, history: Sequence[str]) -> tuple[tuple[int, ...], list[str]]:
-        index = self._state["index"]
+    def _rows(self, index: NewsIndex, history: Sequence[str]) -> tuple[tuple[int, ...], list[str]]:
         if isinstance(history, str):
             raise TypeError("history must be a list of news ids, not one string")
-        known = [index[h] for h in history if h in index and index[h] != 0]
-        unknown = [h for h in history if h not in index or index[h] == 0]
-        return tuple(known[-self.history_length :]), unknown
+        rows = [index.row(h) for h in history]
+        known = [r for r in rows if r is not None]
+        return tuple(known[-self.history_length :]), [h for h, r in zip(history, rows) if r is None]
 
-    def _candidate_rows(self, candidates: Sequence[str]) -> np.ndarray:
-        index = self._state["index"]
+    def _candidate_rows(self, index: NewsIndex, candidates: Sequence[str]) -> np.ndarray:
         if isinstance(candidates, str):
             raise TypeError("candidates must be a list of news ids, not one string")
-        missing = [c for c in candidates if c not in index or index[c] == 0]
+        rows = [index.row(c) for c in candidates]
+        missing = [c for c, r in zip(candidates, rows) if r is None]
         if missing:
             shown = ", ".join(map(repr, missing[:5])) + (" …" if len(missing) > 5 else "")
             raise KeyError(f"unknown candidate news id(s): {shown} (add them with add_news first)")
-        return np.asarray([index[c] for c in candidates], np.int64)
+        return np.asarray(rows, np.int64)
 
-    def _user_vectors(self, histories: list[tuple[int, ...]]) -> list[Tensor]:
-        """One user vector per history (``[d]``), from the LRU cache or computed in one batch."""
+    def _user_states(self, index: NewsIndex, histories: list[tuple[int, ...]]) -> list[tuple[Tensor, Tensor | None]]:
+        """Per history: the model's user state and the rows it must re-score (LRU-cached)."""
         todo = list(dict.fromkeys(h for h in histories if h not in self._users))
         if todo:
-            L = self.history_length
-            hist = np.zeros((len(todo), L), np.int64)
-            mask = np.zeros((len(todo), L), bool)
+            batch = index.builder.request(todo, self.history_length).to(self.device)
+            users = self.model.encode_users(batch, index.vectors.history.index_select(0, batch.news_rows))
+            rescore = self.model.rescore_rows(batch)
             for i, h in enumerate(todo):
-                hist[i, : len(h)], mask[i, : len(h)] = h, True
-            batch = self._batch(hist, mask, np.zeros((len(todo), 1), np.int64))
-            hist_news = self._state["history"].index_select(0, batch.news_rows)
-            users = self.model.encode_users(batch, hist_news)
-            for h, u in zip(todo, users, strict=True):
-                self._users[h] = u
+                self._users[h] = (users[i], None if rescore is None else rescore[i])
                 if len(self._users) > self.user_cache_size:
                     self._users.popitem(last=False)
-        out = []
         for h in histories:
             self._users.move_to_end(h)
-            out.append(self._users[h])
-        return out
+        return [self._users[h] for h in histories]
 
-    def _batch(self, hist: np.ndarray, mask: np.ndarray, cands: np.ndarray) -> NewsBatch:
-        B = len(hist)
-        batch = self._state["builder"](
-            hist,
-            mask,
-            cands,
-            np.zeros(cands.shape, bool),
-            np.zeros(cands.shape, np.int64),
-            np.arange(B),
-            np.zeros(B, np.int64),
-            np.zeros(B, np.int64),
-        )
-        return batch.to(self.device)
+    def _shortlist(self, index: NewsIndex, user, k: int, excluded: tuple[int, ...]) -> np.ndarray:
+        """The rows a whole-index request scores: every rankable row for a model that is not
+        cacheable; else the search's top ``k × shortlist_factor`` (``excluded`` rows left out)
+        and the rows the model must re-score."""
+        allowed = index.allowed()
+        if user is None:
+            return torch.nonzero(allowed).flatten().numpy()
+        if excluded:
+            allowed[torch.as_tensor(excluded)] = False
+        vector, rescore = user
+        _, hits = index.search.search(vector[None].float().cpu(), k * self.shortlist_factor, allowed)
+        hits = hits[0][hits[0] >= 0]
+        hits = hits[allowed[hits]].numpy()  # a search asked for more than it may return pads with others
+        extra = np.zeros(0, np.int64) if rescore is None else rescore.numpy()
+        return np.unique(np.concatenate([hits, extra]))
 
-    def _rank(
-        self,
-        user: Tensor,
-        history: tuple[int, ...],
-        cand: np.ndarray | None,
-        k: int,
-        exclude: bool,
-        unknown: list[str],
-        s: dict,
-    ) -> Recommendations:
-        cand_vectors, ids = s["candidate"], s["ids"]
-        if cand is None:  # the whole index: a shortlist from the search, re-scored exactly
-            allowed = s["allowed"].clone()
-            if exclude and history:
-                allowed[torch.as_tensor(history)] = False
-            extra = self._graph_neighbours(history)
-            if s["search"].exact:
-                scores = self.model.score(user[None], cand_vectors[None])[0].float()
-                rows = torch.arange(len(scores), device=scores.device)
-            else:
-                _, short = s["search"].search(user[None].float().cpu(), k * 4, allowed)
-                short = short[0][short[0] >= 0]
-                rows = torch.unique(torch.cat([short, torch.as_tensor(extra, dtype=torch.long)]))
-                rows = rows.to(cand_vectors.device)
-                scores = self.model.score(user[None], cand_vectors.index_select(0, rows)[None])[0].float()
-            scores = self._add_graph_term(scores, rows, history, extra)
-            scores = scores.masked_fill(~allowed.to(scores.device)[rows], float("-inf"))
-        else:
-            rows = torch.as_tensor(cand, device=cand_vectors.device)
-            scores = self.model.score(user[None], cand_vectors.index_select(0, rows)[None])[0].float()
-            scores = self._add_graph_term(scores, rows, history, None)
-            if exclude and history:
-                scores = scores.masked_fill(
-                    torch.isin(rows, torch.as_tensor(history, device=rows.device)), float("-inf")
-                )
+    def _score(self, index: NewsIndex, history: tuple[int, ...], user, rows: np.ndarray) -> Tensor:
+        """The model's scores of ``rows`` for this history (``[len(rows)]``), through its one
+        scoring path: ``score_candidates`` on the index's vectors, or ``forward`` in chunks."""
+        if not len(rows):
+            return torch.zeros(0)
+        if user is None:  # not cacheable: the plain forward over the candidates' features
+            parts = []
+            for start in range(0, len(rows), self.batch_size):
+                batch = index.builder.request([history], self.history_length, [rows[start : start + self.batch_size]])
+                parts.append(self.model(batch.to(self.device))[0].float().cpu())
+            return torch.cat(parts)
+        batch = index.builder.request([history], self.history_length, [rows]).to(self.device)
+        candidates = gather_rows(index.vectors.candidate.index_select(0, batch.news_rows), batch.candidates)
+        scores = self.model.score_candidates(user[0][None], candidates, batch)
+        return scores[0, : len(rows)].float().cpu()
+
+    @staticmethod
+    def _top(index: NewsIndex, rows: np.ndarray, scores: Tensor, k: int, unknown: list[str]) -> Recommendations:
         k = min(k, int(torch.isfinite(scores).sum()))
         top = torch.topk(scores, k) if k else None
-        items = [] if top is None else [(ids[int(rows[i])], float(v)) for v, i in zip(top.values, top.indices)]
+        items = [] if top is None else [(index.ids[int(rows[i])], float(v)) for v, i in zip(top.values, top.indices)]
         return Recommendations(items, unknown)
-
-    # -- the click graph's score term (GLORY graph_score) ------------------------------------------------
-    def _graph_neighbours(self, history: tuple[int, ...]) -> np.ndarray:
-        """News with a transition to or from the history's recent clicks: the only ones whose
-        click-graph term is not exactly 0."""
-        table = self._state["builder"].transition_table
-        if self.model.transition_scorer is None or table is None or not history:
-            return np.zeros(0, np.int64)
-        m = int(self.requirements.transitions)
-        return table.neighbours(np.asarray(history[-m:], np.int64))
-
-    def _add_graph_term(
-        self, scores: Tensor, rows: Tensor, history: tuple[int, ...], extra: np.ndarray | None
-    ) -> Tensor:
-        scorer, table = self.model.transition_scorer, self._state["builder"].transition_table
-        if scorer is None or table is None or not history:
-            return scores
-        m = int(self.requirements.transitions)
-        hist = np.zeros((1, self.history_length), np.int64)
-        mask = np.zeros((1, self.history_length), bool)
-        hist[0, : len(history)], mask[0, : len(history)] = history, True
-        recent, rmask = recent_clicks(hist, mask, m)
-        rows_np = rows.cpu().numpy()
-        if extra is not None:  # only candidates with an edge can get a non-zero term
-            where = np.nonzero(np.isin(rows_np, extra))[0]
-        else:
-            where = np.arange(len(rows_np))
-        if not len(where):
-            return scores
-        feats = table.features(recent, rmask, rows_np[where][None])
-        term = scorer(torch.from_numpy(feats).to(scores.device), torch.from_numpy(rmask).to(scores.device))[0]
-        return scores.index_add(0, torch.as_tensor(where, device=scores.device), term.to(scores.dtype))
 
     # -- fresh news -----------------------------------------------------------------------------------
     def add_news(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
@@ -425,47 +336,38 @@ class Recommender:
         if not rows:
             return {"added": 0, "updated": 0}
         encoded = self.dm.encode_news_rows(rows, name="add_news")
-        with torch.inference_mode():
-            news = {
-                k: v.to(self.device)
-                for k, v in news_features(
-                    encoded, self.requirements.news_fields, np.arange(len(rows)), self._entity_table
-                ).items()
-            }
-            h = self.model.encode_history_news(news)
-            c = h if self.model.history_is_candidate else self.model.encode_news(news, h)
         with self._lock:
-            s = self._state
-            index = s["index"]
-            old = [index[i] for i in ids if i in index]
-            new_ids = [i for i in ids if i not in index]
-            all_ids = s["ids"] + new_ids
-            target = np.asarray([index[i] if i in index else len(s["ids"]) + new_ids.index(i) for i in ids], np.int64)
-            grow = len(new_ids)
+            index = self.index
+            new_ids = [i for i in ids if i not in index.position]
+            target = np.asarray(
+                [index.position[i] if i in index.position else len(index) + new_ids.index(i) for i in ids], np.int64
+            )
             arrays = {}
-            for f in self._fields:
-                a = s["arrays"][f]
-                a = np.concatenate([a, np.zeros((grow, *a.shape[1:]), a.dtype)]) if grow else a.copy()
+            for f in self.fields:
+                a = index.arrays[f]
+                a = np.concatenate([a, np.zeros((len(new_ids), *a.shape[1:]), a.dtype)]) if new_ids else a.copy()
                 a[target] = encoded[f]
                 arrays[f] = a
-            vectors = {}
-            for name, v in (("candidate", c), ("history", h)):
-                base = s[name]
-                if grow:
-                    base = torch.cat([base, base.new_zeros(grow, base.shape[1])])
-                else:
-                    base = base.clone()
-                vectors[name] = base.index_copy(0, torch.as_tensor(target, device=base.device), v.to(base.dtype))
-            state = {
-                "ids": all_ids,
-                "arrays": arrays,
-                **vectors,
-                "changed": sorted(set(s["changed"]) | set(target.tolist())),
-            }
-            rows_changed = torch.as_tensor(target)
-            self._install(state, s["search"].updated(vectors["candidate"].float().cpu(), rows_changed))
-            self._save()
-        return {"added": len(new_ids), "updated": len(old)}
+            vectors = search = None
+            if index.vectors is not None:
+                builder = self.dm.serving_builder(arrays)
+                with torch.inference_mode():
+                    fresh = self.model.encode_all_news([{"news": builder.news(target)}])
+                rows_t = torch.as_tensor(target, device=self.device)
+                vectors = NewsCache(*(self._grown(old, new, rows_t, len(new_ids)) for old, new in (
+                    (index.vectors.candidate, fresh.candidate), (index.vectors.history, fresh.history))))  # fmt: skip
+                search = index.search.updated(vectors.candidate.float().cpu(), torch.as_tensor(target))
+            changed = tuple(sorted(set(index.changed) | set(target.tolist())))
+            self._install(index.ids + new_ids, arrays, vectors, changed, search)
+            if self._store is not None and vectors is not None:
+                self._store.save(self.index, self.num_corpus_news)
+        return {"added": len(new_ids), "updated": len(ids) - len(new_ids)}
+
+    @staticmethod
+    def _grown(base: Tensor, new: Tensor, rows: Tensor, grow: int) -> Tensor:
+        """``base`` with ``grow`` zero rows appended and ``rows`` set to ``new``."""
+        base = torch.cat([base, base.new_zeros(grow, base.shape[1])]) if grow else base.clone()
+        return base.index_copy(0, rows, new.to(base.dtype))
 
     @staticmethod
     def _checked_row(i: int, row: Any) -> dict:
