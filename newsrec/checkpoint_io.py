@@ -11,7 +11,14 @@ from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 
 from newsrec.core.files import atomic_path
 
-__all__ = ["AtomicCheckpointIO", "BestCheckpoint", "LastCheckpoint", "find_last_checkpoint"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "BestCheckpoint",
+    "LastCheckpoint",
+    "find_last_checkpoint",
+    "model_from_checkpoint",
+    "read_checkpoint",
+]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -132,3 +139,62 @@ def find_last_checkpoint(*folders: str | os.PathLike, filename: str = "last.ckpt
     the *new* run's version folder, which a fresh invocation has just created empty."""
     found = [p for f in folders if f and Path(f).is_dir() for p in Path(f).rglob(filename) if p.is_file()]
     return max(found, key=lambda p: (p.stat().st_mtime_ns, str(p))) if found else None
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """A Lightning checkpoint's content, loaded with ``weights_only=True`` (plain tensors and
+    values; no pickled code runs). Every way a file can fail to be one (missing, empty,
+    truncated, not a checkpoint at all, pickled objects) is a one-line error naming the file."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty: not a checkpoint (was its writing interrupted?)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(
+            f"{path} holds more than plain tensors and values, so it is refused (weights_only=True): "
+            f"only load checkpoints you trust ({str(e).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, IndexError, KeyError, ValueError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{path} is not a readable checkpoint (truncated or another kind of file): {reason}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict)")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict, path: str | os.PathLike, model_class: type | None = None):
+    """The model a checkpoint (:func:`read_checkpoint`) holds, built from its hyper-parameters
+    and weights. Its class is the one the checkpoint names (a ``newsrec.models`` class) or
+    ``model_class``; a class that does not match the checkpoint is a one-line error."""
+    import importlib
+
+    from newsrec.models.base import NewsRecModel
+
+    hparams = dict(ckpt.get("hyper_parameters") or {})
+    named = ckpt.get("newsrec_model") or hparams.get("_class_path")
+    cls = model_class
+    if cls is None:
+        if not named:
+            raise ValueError(f"{path} does not name its model class: pass model_class=… (e.g. newsrec.models.GLORY)")
+        module, _, name = named.rpartition(".")
+        if not module.startswith("newsrec."):
+            raise ValueError(f"{path} names the class {named!r}, outside newsrec: pass model_class=… to load it")
+        cls = getattr(importlib.import_module(module), name, None)
+        if not (isinstance(cls, type) and issubclass(cls, NewsRecModel)):
+            raise ValueError(f"{path} names {named!r}, which is not a newsrec model")
+    elif named and named.rpartition(".")[2] != cls.__name__:
+        raise ValueError(f"{path} holds a {named.rpartition('.')[2]} model, not a {cls.__name__}: drop model_class=…")
+    try:
+        model = cls(**{k: v for k, v in hparams.items() if not k.startswith("_")})
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, RuntimeError) as e:
+        reason = str(e).splitlines()[0]
+        raise ValueError(f"{path} does not fit {cls.__name__} (another model or other sizes): {reason}") from None
+    return model

@@ -1,6 +1,7 @@
 """Serving: Recommender scores equal the model's offline scores, fresh news, persistence, ANN."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -216,3 +217,22 @@ def test_faiss_backed_recommender_rescores_exactly(checkpoints):
     assert len(a.keys() & e.keys()) >= 7  # a tiny index: the inverted lists cover nearly all
     ann.add_news([{"news_id": "Nann", "title": "fresh words"}])
     assert "Nann" in dict(ann.recommend(history, k=3, candidates=["Nann", history[0]], exclude_history=False))
+
+
+@pytest.mark.parametrize("damage", ["empty", "text", "truncated"])
+def test_a_broken_checkpoint_is_one_error_naming_the_file(checkpoints, tmp_path, damage):
+    """An empty file, a text file or a truncated checkpoint: one ValueError naming the file,
+    never a PytorchStreamReader/EOFError/IndexError traceback."""
+    bad = tmp_path / f"{damage}.ckpt"
+    whole = Path(checkpoints["nrms"]).read_bytes()
+    bad.write_bytes({"empty": b"", "text": b"model: NRMS\n", "truncated": whole[: len(whole) // 2]}[damage])
+    with pytest.raises(ValueError, match=str(bad)) as info:
+        Recommender.from_checkpoint(bad)
+    assert "\n" not in str(info.value)
+
+
+def test_a_checkpoint_of_another_model_class_is_named(checkpoints):
+    from newsrec.models import NRMS
+
+    with pytest.raises(ValueError, match="holds a GLORY model, not a NRMS"):
+        Recommender.from_checkpoint(checkpoints["glory"], model_class=NRMS)

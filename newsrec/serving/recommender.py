@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from newsrec.checkpoint_io import model_from_checkpoint, read_checkpoint
 from newsrec.data.datamodule import MINDDataModule
 from newsrec.models.base import NewsCache, NewsRecModel, gather_rows
 from newsrec.serving.index import IndexStore, NewsIndex
@@ -141,24 +142,9 @@ class Recommender:
                 ``ROOT/processed/serving``; ``None``: memory only.
             **options: :class:`Recommender` arguments (``search``, ``user_cache_size``, …).
         """
-        import pickle
-
         path = Path(ckpt_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint at {path}")
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise ValueError(
-                f"{path} holds more than plain tensors and values, so it is refused (weights_only=True): "
-                f"only load checkpoints you trust ({str(e).splitlines()[0]})"
-            ) from None
-        if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-            raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict)")
-        hparams = dict(ckpt.get("hyper_parameters") or {})
-        model_cls = model_class or _model_class(ckpt.get("newsrec_model") or hparams.get("_class_path"), path)
-        model = model_cls(**{k: v for k, v in hparams.items() if not k.startswith("_")})
-        model.load_state_dict(ckpt["state_dict"])
+        ckpt = read_checkpoint(path)
+        model = model_from_checkpoint(ckpt, path, model_class)
         data = ckpt.get("newsrec_data") or {}
         if root is None:
             root = data.get("root")
@@ -384,20 +370,6 @@ class Recommender:
         if not (row.get("title") or "").strip():
             raise ValueError(f"news {i} ({row['news_id']}): a title is required")
         return dict(row)
-
-
-def _model_class(path: str | None, ckpt: Path) -> type[NewsRecModel]:
-    if not path:
-        raise ValueError(f"{ckpt} does not name its model class: pass model_class=… (e.g. newsrec.models.GLORY)")
-    module, _, name = path.rpartition(".")
-    if not module.startswith("newsrec."):
-        raise ValueError(f"{ckpt} names the class {path!r}, outside newsrec: pass model_class=… to load it")
-    import importlib
-
-    cls = getattr(importlib.import_module(module), name, None)
-    if not (isinstance(cls, type) and issubclass(cls, NewsRecModel)):
-        raise ValueError(f"{ckpt} names {path!r}, which is not a newsrec model")
-    return cls
 
 
 def _check_signature(dm: MINDDataModule, recorded: Mapping[str, Any], ckpt: Path) -> None:
