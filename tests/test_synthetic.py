@@ -150,12 +150,12 @@ def test_datamodule_warns_when_the_root_holds_another_world(tmp_path):
     from newsrec.data import MINDDataModule
 
     root = tmp_path / "demo"
-    MINDDataModule(str(root), synthetic={"num_users": 30, "num_news": 40, "seed": 1})._ensure_root()
+    MINDDataModule(str(root), synthetic={"num_users": 30, "num_news": 40, "seed": 1}).prepare_data()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        MINDDataModule(str(root), synthetic={"num_users": 30, "num_news": 40, "seed": 1})._ensure_root()
+        MINDDataModule(str(root), synthetic={"num_users": 30, "num_news": 40, "seed": 1}).prepare_data()
     with pytest.warns(UserWarning, match=r"num_news=40 \(asked 50\).*Delete the folder"):
-        MINDDataModule(str(root), synthetic={"num_users": 30, "num_news": 50, "seed": 1})._ensure_root()
+        MINDDataModule(str(root), synthetic={"num_users": 30, "num_news": 50, "seed": 1}).prepare_data()
     import json
 
     assert json.loads((root / "world.json").read_text())["config"]["num_news"] == 40  # not regenerated

@@ -10,7 +10,7 @@
 from newsrec.core.batch import NewsBatch, as_batch
 from newsrec.core.cache import ArrayCache, CacheCorruptWarning, cache_key, file_fingerprint
 from newsrec.core.files import atomic_path, atomic_write
-from newsrec.core.requirements import DataRequirements, ModelInputs
+from newsrec.core.requirements import DataRequirements, ModelInputs, NewsGraphBuild, NewsGraphSampling
 
 __all__ = [
     "ArrayCache",
@@ -18,6 +18,8 @@ __all__ = [
     "DataRequirements",
     "ModelInputs",
     "NewsBatch",
+    "NewsGraphBuild",
+    "NewsGraphSampling",
     "as_batch",
     "atomic_path",
     "atomic_write",

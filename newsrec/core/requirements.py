@@ -18,7 +18,32 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DataRequirements", "ModelInputs"]
+__all__ = ["DataRequirements", "ModelInputs", "NewsGraphBuild", "NewsGraphSampling"]
+
+
+@dataclass(frozen=True)
+class NewsGraphBuild:
+    """How the global news graph is built from the training clicks
+    (:func:`~newsrec.graphs.build_news_graph`): ``method`` (``"dir_seq"``, ``"undir_seq"``,
+    ``"co_occurrence"``) and whether ``self_loops`` are kept."""
+
+    method: str = "dir_seq"
+    self_loops: bool = True
+
+
+@dataclass(frozen=True)
+class NewsGraphSampling:
+    """How each user's subgraph is sampled from the news graph
+    (:class:`~newsrec.graphs.KHopSampler`): top-``num_neighbors`` per hop, ``num_hops`` hops,
+    messages along ``direction`` (``"in"`` | ``"out"``), ``edges`` ``"induced"`` | ``"sampled"``."""
+
+    num_neighbors: int = 8
+    num_hops: int = 2
+    direction: str = "in"
+    edges: str = "induced"
+
+
+_BUILD_KEYS = ("method", "self_loops")
 
 
 @dataclass
@@ -30,9 +55,11 @@ class DataRequirements:
             ``category``, ``subcategory``, ``entities``, ``entity_text``; ``plm_title`` and
             ``plm_abstract``: the texts tokenised for the model's PLM, which need
             ``text_tokenizer``).
-        news_graph: keyword arguments of the news-graph build and :class:`~newsrec.graphs.KHopSampler`
-            (``method``, ``self_loops``, ``num_neighbors``, ``num_hops``, ``direction``,
-            ``edges``), or ``None`` for no subgraphs.
+        news_graph: how the news graph is built (:class:`NewsGraphBuild`), or ``None`` for no
+            news graph.
+        news_graph_sampling: how each user's subgraph is sampled from it
+            (:class:`NewsGraphSampling`; default ones when ``news_graph`` is given). A dict with
+            the keys of both (the form of newsrec 0.1) is still accepted as ``news_graph``.
         entity_neighbors: M_e for the entity-graph neighbours of every news' entities (adds
             ``news["entity_neighbors"] [U, E, M_e]``), or ``None``.
         entity_graph: keyword arguments of the entity-graph build (``method``, ``self_loops``).
@@ -44,11 +71,20 @@ class DataRequirements:
     """
 
     news_fields: tuple[str, ...] = ("title",)
-    news_graph: dict | None = None
+    news_graph: NewsGraphBuild | None = None
+    news_graph_sampling: NewsGraphSampling | None = None
     entity_neighbors: int | None = None
     entity_graph: dict | None = None
     transitions: int | None = None
     text_tokenizer: dict | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.news_graph, dict):  # newsrec 0.1: one dict for the build and the sampler
+            given = dict(self.news_graph)
+            self.news_graph = NewsGraphBuild(**{k: given.pop(k) for k in _BUILD_KEYS if k in given})
+            self.news_graph_sampling = NewsGraphSampling(**given)
+        if self.news_graph is not None and self.news_graph_sampling is None:
+            self.news_graph_sampling = NewsGraphSampling()
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -122,31 +123,10 @@ class MINDDataModule(pl.LightningDataModule):
 
     # -- preparation ------------------------------------------------------------------------------
     def _ensure_root(self) -> None:
-        if self.synthetic is not None and not (self.root / "train" / "behaviors.tsv").exists():
-            from newsrec.data.synthetic import generate_mind
+        if self.synthetic is not None:
+            from newsrec.data.synthetic import ensure_synthetic_root
 
-            with ArrayCache(self.root.parent).lock(self.root.name + ".synth"):
-                if not (self.root / "train" / "behaviors.tsv").exists():
-                    generate_mind(self.root, **self.synthetic)
-        elif self.synthetic is not None:
-            self._warn_if_another_world()
-
-    def _warn_if_another_world(self) -> None:
-        """The root already holds a synthetic world: say so when it is not the one asked for
-        (an older demo's settings, say); it is used as it is, never regenerated over."""
-        try:
-            built = json.loads((self.root / "world.json").read_text())["config"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return  # not a synthetic world newsrec wrote (real MIND): nothing to compare
-        differ = {k: (built.get(k), v) for k, v in self.synthetic.items() if k in built and built[k] != v}
-        if differ:
-            said = ", ".join(f"{k}={old} (asked {new})" for k, (old, new) in sorted(differ.items()))
-            warnings.warn(
-                f"{self.root} holds a synthetic world with {said}: using it as it is. Delete the folder "
-                "(or give another data.root) to generate the world asked for.",
-                UserWarning,
-                stacklevel=2,
-            )
+            ensure_synthetic_root(self.root, self.synthetic)
 
     def prepare_data(self) -> None:
         """Generate the synthetic world if asked, and build every cache (rank 0 only in DDP)."""
@@ -195,18 +175,15 @@ class MINDDataModule(pl.LightningDataModule):
             self._note_missing_vectors()
             return None
         path = self.root / self.word_vectors_file
-        cache = ArrayCache(self.root / "processed")
-        name = "word-vectors-" + cache_key(file_fingerprint(path), self.corpus.vocab.itos)
-        got = cache.load(name)  # parsing GloVe 840B takes a minute: do it once per vocabulary
-        if got is not None:
-            arrays, meta = got
-            self.word_coverage = PretrainedCoverage(meta["found"], meta["total"])
-            return np.asarray(arrays["matrix"])
-        with cache.lock(name):
+
+        def parse() -> tuple[dict, dict]:  # GloVe 840B takes a minute: once per vocabulary
             matrix, coverage = load_word_vectors(self.corpus.vocab, path, show_progress=True)
-            cache.save(name, {"matrix": matrix}, {"found": coverage.found, "total": coverage.total})
-        self.word_coverage = coverage
-        return matrix
+            return {"matrix": matrix}, {"found": coverage.found, "total": coverage.total}
+
+        name = "word-vectors-" + cache_key(file_fingerprint(path), self.corpus.vocab.itos)
+        arrays, meta = ArrayCache(self.root / "processed").load_or_build(name, parse)
+        self.word_coverage = PretrainedCoverage(meta["found"], meta["total"])
+        return np.asarray(arrays["matrix"])
 
     def _note_missing_vectors(self) -> None:
         """Warn once per datamodule about pretrained-vector files the root lacks."""
@@ -230,40 +207,20 @@ class MINDDataModule(pl.LightningDataModule):
         return matrix
 
     def beyond_accuracy_inputs(self, dim: int = 64) -> dict:
-        """What :class:`~newsrec.metrics.BeyondAccuracyMetrics` needs about every news (corpus
-        rows): ``item_categories [N]``, ``click_counts [N]`` (training impression clicks and
-        history clicks, as popularity counts them) and ``item_vectors [N, d]``, a
-        model-independent space so that models are comparable: the mean of the title's word
-        vectors from the GloVe file (``word_vectors``), or, without one, of fixed random word
-        vectors (seed 0, ``dim`` wide: cosines of bag-of-words under a random projection).
-        Cached on the datamodule."""
-        if getattr(self, "_beyond_inputs", None) is not None:
-            return self._beyond_inputs
-        corpus = self.corpus
-        words = self.word_vectors()
-        if words is None:
-            words = np.random.default_rng(0).standard_normal((len(corpus.vocab), dim)).astype(np.float32)
-        words = torch.as_tensor(np.asarray(words, dtype=np.float32))
-        titles = torch.from_numpy(np.asarray(corpus.arrays["title"]).astype(np.int64))
-        vectors = torch.zeros(len(corpus), words.shape[1])
-        for start in range(0, len(corpus), 4096):  # bounded memory: [chunk, L, d] at a time
-            t = titles[start : start + 4096]
-            m = (t > 0).unsqueeze(-1).float()
-            vectors[start : start + 4096] = (words[t] * m).sum(1) / m.sum(1).clamp_min(1)
-        clicks = self.behaviors("train").click_counts(len(corpus))
-        self._beyond_inputs = {
-            "item_categories": torch.from_numpy(np.asarray(corpus.arrays["category"]).astype(np.int64)),
-            "item_vectors": vectors,
-            "click_counts": torch.from_numpy(clicks.astype(np.int64)),
-            "num_categories": len(corpus.category_vocab),
-            "catalogue_start": 1,
-        }
+        """What :class:`~newsrec.metrics.BeyondAccuracyMetrics` needs about every news
+        (:func:`~newsrec.data.beyond.beyond_accuracy_inputs`), computed once per datamodule."""
+        if getattr(self, "_beyond_inputs", None) is None:
+            from newsrec.data.beyond import beyond_accuracy_inputs
+
+            self._beyond_inputs = beyond_accuracy_inputs(
+                self.corpus, self.behaviors("train"), self.word_vectors(), dim=dim
+            )
         return self._beyond_inputs
 
     # -- graphs -------------------------------------------------------------------------------------
     def _graphs(self, corpus: NewsCorpus):
         """Build (or load) the graphs the requirements name; returns (news graph, entity graph)."""
-        from newsrec.graphs import build_entity_graph, build_news_graph, load_graph, save_graph
+        from newsrec.graphs import build_entity_graph, build_news_graph, load_or_build_graph
 
         req = self.requirements
         train = load_behaviors(self.root, "train", corpus, missing=self.missing)
@@ -271,23 +228,19 @@ class MINDDataModule(pl.LightningDataModule):
         processed = self.root / "processed"
         news_graph = entity_graph = None
         if req.news_graph is not None:
-            opts = {k: req.news_graph[k] for k in ("method", "self_loops") if k in req.news_graph}
-            path = processed / f"news-graph-{cache_key(base, opts)}"
-            with ArrayCache(processed).lock(path.name):
-                news_graph = load_graph(path)
-                if news_graph is None:
-                    news_graph = build_news_graph(train.user_sequences(), len(corpus), **opts)
-                    save_graph(news_graph, path, {"options": json.dumps(opts)})
+            opts = asdict(req.news_graph)
+            news_graph = load_or_build_graph(
+                processed / f"news-graph-{cache_key(base, opts)}",
+                lambda: build_news_graph(train.user_sequences(), len(corpus), **opts),
+                {"options": json.dumps(opts)},
+            )
         if req.entity_neighbors is not None:
             opts = dict(req.entity_graph or {})
-            path = processed / f"entity-graph-{cache_key(base, opts)}"
-            with ArrayCache(processed).lock(path.name):
-                entity_graph = load_graph(path)
-                if entity_graph is None:
-                    entity_graph = build_entity_graph(
-                        train.user_sequences(), corpus.entities, len(corpus.entity_vocab), **opts
-                    )
-                    save_graph(entity_graph, path, {"options": json.dumps(opts)})
+            entity_graph = load_or_build_graph(
+                processed / f"entity-graph-{cache_key(base, opts)}",
+                lambda: build_entity_graph(train.user_sequences(), corpus.entities, len(corpus.entity_vocab), **opts),
+                {"options": json.dumps(opts)},
+            )
         return news_graph, entity_graph
 
     # -- setup ----------------------------------------------------------------------------------------
@@ -309,14 +262,17 @@ class MINDDataModule(pl.LightningDataModule):
         news_graph, entity_graph = self._graphs(self.corpus)
         sampler = None
         if news_graph is not None:
-            opts = {k: v for k, v in requirements.news_graph.items() if k not in ("method", "self_loops")}
-            sampler = KHopSampler(news_graph, **opts)
+            sampler = KHopSampler(news_graph, **asdict(requirements.news_graph_sampling))
         self._entity_table = None
         if entity_graph is not None:
             self._entity_table = EntityNeighborSampler(entity_graph, requirements.entity_neighbors).table.numpy()
         transitions = future = None
         if requirements.transitions is not None:
-            transitions, future = self._transition_tables()
+            from newsrec.graphs.transitions import transition_tables
+
+            train = self.behaviors("train")
+            values, offsets, users = train.user_sequences(return_users=True)
+            transitions, future = transition_tables(values, offsets, users, len(train.user_ids), len(self.corpus))
         self._news_graph, self._transition_table = news_graph, transitions
         self._plm_arrays = self._plm_tokens(requirements)
         self._builder = BatchBuilder(
@@ -330,24 +286,10 @@ class MINDDataModule(pl.LightningDataModule):
         )
 
     def _plm_tokens(self, requirements: DataRequirements) -> dict[str, np.ndarray]:
-        """The ``plm_*`` news fields the requirements name, tokenised with their
-        ``text_tokenizer`` (cached under ``root/processed/``; :mod:`newsrec.data.plm_text`)."""
-        from newsrec.data.plm_text import PLM_FIELD_PREFIX, PLM_TEXT_FIELDS, load_plm_tokens
+        """The ``plm_*`` news fields the requirements name (:func:`~newsrec.data.plm_text.plm_token_arrays`)."""
+        from newsrec.data.plm_text import plm_token_arrays
 
-        wanted = [f[len(PLM_FIELD_PREFIX) :] for f in requirements.news_fields if f.startswith(PLM_FIELD_PREFIX)]
-        if not wanted:
-            return {}
-        bad = [f for f in wanted if f not in PLM_TEXT_FIELDS]
-        if bad:
-            known = [PLM_FIELD_PREFIX + f for f in PLM_TEXT_FIELDS]
-            raise ValueError(f"unknown PLM text fields {bad}: choose from {known}")
-        tok = requirements.text_tokenizer
-        if not tok or "path" not in tok:
-            raise ValueError(
-                f"the news fields {[PLM_FIELD_PREFIX + f for f in wanted]} need DataRequirements.text_tokenizer "
-                "({'path': ..., 'max_length': ...})"
-            )
-        return load_plm_tokens(self.root, self.corpus, tok["path"], int(tok.get("max_length", 32)), wanted)
+        return plm_token_arrays(self.root, self.corpus, requirements)
 
     def news_arrays(self) -> dict[str, np.ndarray]:
         """Every news field the configured requirements can ask for, ``{field: [N, ...]}``: the
@@ -367,22 +309,6 @@ class MINDDataModule(pl.LightningDataModule):
                 texts = [row.get(field[len(PLM_FIELD_PREFIX) :]) or "" for row in rows]
                 out[field] = tokenize_texts(tokenizer, texts, array.shape[1]).astype(array.dtype)
         return out
-
-    def _transition_tables(self):
-        """The training click transitions (:class:`TransitionTable`) and each training user's own
-        transitions by position (:class:`UserFutureEdges`, indexed by the train split's user
-        index), built from the users' longest training histories."""
-        from newsrec.graphs.transitions import TransitionTable, UserFutureEdges
-
-        train = self.behaviors("train")
-        values, offsets, users = train.user_sequences(return_users=True)
-        n = len(self.corpus)
-        table = TransitionTable((values, offsets), n)
-        # sequences indexed by user: users without a training impression get an empty one
-        lengths = np.zeros(len(train.user_ids), np.int64)
-        lengths[users] = np.diff(offsets)
-        full = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        return table, UserFutureEdges((values, full), n)
 
     @property
     def builder(self) -> BatchBuilder:
@@ -460,8 +386,7 @@ class MINDDataModule(pl.LightningDataModule):
         if self._news_graph is not None and n_added > 0:
             g = self._news_graph
             graph = Data(edge_index=g.edge_index, edge_weight=g.edge_weight, num_nodes=int(g.num_nodes) + n_added)
-            opts = {k: v for k, v in req.news_graph.items() if k not in ("method", "self_loops")}
-            sampler = KHopSampler(graph, **opts)
+            sampler = KHopSampler(graph, **asdict(req.news_graph_sampling))
         return BatchBuilder(
             self.corpus,
             req,

@@ -38,6 +38,7 @@ __all__ = [
     "tokenize_texts",
     "corpus_texts",
     "load_plm_tokens",
+    "plm_token_arrays",
 ]
 
 #: a news field ``plm_<text>`` holds ``<text>`` tokenised for the model's PLM
@@ -161,3 +162,23 @@ def load_plm_tokens(
         arrays, _ = cache.load_or_build(f"plm-{field}-{key}", build)
         out[PLM_FIELD_PREFIX + field] = np.asarray(arrays["ids"])
     return out
+
+
+def plm_token_arrays(root: str | os.PathLike, corpus: NewsCorpus, requirements) -> dict[str, np.ndarray]:
+    """The ``plm_*`` news fields a model's :class:`~newsrec.core.DataRequirements` name,
+    tokenised with its ``text_tokenizer`` (:func:`load_plm_tokens`, cached under
+    ``root/processed/``); ``{}`` when it names none."""
+    wanted = [f[len(PLM_FIELD_PREFIX) :] for f in requirements.news_fields if f.startswith(PLM_FIELD_PREFIX)]
+    if not wanted:
+        return {}
+    bad = [f for f in wanted if f not in PLM_TEXT_FIELDS]
+    if bad:
+        known = [PLM_FIELD_PREFIX + f for f in PLM_TEXT_FIELDS]
+        raise ValueError(f"unknown PLM text fields {bad}: choose from {known}")
+    tok = requirements.text_tokenizer
+    if not tok or "path" not in tok:
+        raise ValueError(
+            f"the news fields {[PLM_FIELD_PREFIX + f for f in wanted]} need DataRequirements.text_tokenizer "
+            "({'path': ..., 'max_length': ...})"
+        )
+    return load_plm_tokens(root, corpus, tok["path"], int(tok.get("max_length", 32)), wanted)

@@ -65,11 +65,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from newsrec.core.cache import ArrayCache
 from newsrec.core.files import atomic_write
 from newsrec.utils import progress
 
@@ -650,3 +652,29 @@ def _write_entity_vectors(path: Path, w: _World) -> None:
     with atomic_write(path, encoding="utf-8", newline="\n") as f:
         for name, v in zip(w.entity_names, vec):
             f.write(name + "\t" + "\t".join(f"{x:.6f}" for x in v) + "\t\n")
+
+
+def ensure_synthetic_root(root: str | os.PathLike, config: dict) -> None:
+    """Generate the synthetic world ``config`` (:func:`generate_mind` arguments) at ``root``
+    unless it holds one already (under a lock: of several processes only one generates it). A
+    world that differs from ``config`` is used as it is, with a warning naming the differences
+    (an older demo's settings, say); it is never regenerated over."""
+    root = Path(root)
+    if not (root / "train" / "behaviors.tsv").exists():
+        with ArrayCache(root.parent).lock(root.name + ".synth"):
+            if not (root / "train" / "behaviors.tsv").exists():
+                generate_mind(root, **config)
+        return
+    try:
+        built = json.loads((root / "world.json").read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # not a synthetic world newsrec wrote (real MIND): nothing to compare
+    differ = {k: (built.get(k), v) for k, v in config.items() if k in built and built[k] != v}
+    if differ:
+        said = ", ".join(f"{k}={old} (asked {new})" for k, (old, new) in sorted(differ.items()))
+        warnings.warn(
+            f"{root} holds a synthetic world with {said}: using it as it is. Delete the folder "
+            "(or give another data.root) to generate the world asked for.",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -3,7 +3,7 @@
 from newsrec.graphs.entity_graph import ENTITY_GRAPH_METHODS, build_entity_graph
 from newsrec.graphs.news_graph import NEWS_GRAPH_METHODS, build_news_graph
 from newsrec.graphs.sampling import EntityNeighborSampler, KHopSampler, NeighborTable
-from newsrec.graphs.store import load_graph, save_graph
+from newsrec.graphs.store import load_graph, load_or_build_graph, save_graph
 
 __all__ = [
     "ENTITY_GRAPH_METHODS",
@@ -14,5 +14,6 @@ __all__ = [
     "build_entity_graph",
     "build_news_graph",
     "load_graph",
+    "load_or_build_graph",
     "save_graph",
 ]

@@ -266,3 +266,17 @@ class UserFutureEdges:
                 right = np.where(active & ~go_right, mid, right)
             out[idx] = hi[idx] - left
         return np.where(ok.reshape(-1), out, 0.0).reshape(shape)
+
+
+def transition_tables(
+    values: np.ndarray, offsets: np.ndarray, users: np.ndarray, num_users: int, num_nodes: int
+) -> tuple[TransitionTable, UserFutureEdges]:
+    """The training click transitions (:class:`TransitionTable`) and each training user's own
+    transitions by position (:class:`UserFutureEdges`, indexed by user), from the users' click
+    sequences (``values``/``offsets`` ragged, ``users`` the user of each sequence; users
+    without a sequence get an empty one)."""
+    table = TransitionTable((values, offsets), num_nodes)
+    lengths = np.zeros(num_users, np.int64)
+    lengths[users] = np.diff(offsets)
+    full = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return table, UserFutureEdges((values, full), num_nodes)

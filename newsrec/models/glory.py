@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from newsrec.core import DataRequirements
+from newsrec.core import DataRequirements, NewsGraphBuild, NewsGraphSampling
 from newsrec.graphs.transitions import NUM_TRANSITION_FEATURES
 from newsrec.models.base import NewsRecModel, gather_rows
 from newsrec.nn import (
@@ -165,19 +165,14 @@ class GLORY(NewsRecModel):
 
     def data_requirements(self) -> DataRequirements:
         h = self.hparams
-        news_graph = None
+        build = sampling = None
         if self.use_news_graph:
-            news_graph = {
-                "method": h.graph_method,
-                "self_loops": h.graph_self_loops,
-                "num_neighbors": h.num_graph_neighbors,
-                "num_hops": h.num_graph_hops,
-                "direction": h.graph_direction,
-                "edges": h.graph_edges,
-            }
+            build = NewsGraphBuild(h.graph_method, h.graph_self_loops)
+            sampling = NewsGraphSampling(h.num_graph_neighbors, h.num_graph_hops, h.graph_direction, h.graph_edges)
         return DataRequirements(
             news_fields=(self.text_field("title"), "entities"),
-            news_graph=news_graph,
+            news_graph=build,
+            news_graph_sampling=sampling,
             entity_neighbors=h.num_entity_neighbors if self.use_entity_graph else None,
             entity_graph={"method": h.entity_graph_method, "self_loops": h.entity_graph_self_loops},
             transitions=h.graph_score_clicks if h.graph_score else None,
