@@ -3,8 +3,8 @@ world: a fixed-seed training epoch (``--steps`` batches), then a full validation
 its own process per revision, the revisions alternating (before, after, before, after, ...) so
 that drift in the machine's load falls on both.
 
-    python benchmarks/refactor_before_after.py [--before 7484bb8] [--steps 40] [--rounds 2]
-        [--models nrms glory fum glory_transitions]
+    python benchmarks/refactor_before_after.py [--before 7484bb8] [--after HEAD] [--steps 40]
+        [--rounds 2] [--models nrms glory fum glory_transitions]
 
 Prints, per model: the validation metrics of both revisions (they must be equal: a refactor
 changes no figure), and the median seconds of the training epoch and of the validation pass,
@@ -96,16 +96,18 @@ def _run(src: Path, config: Path, root: Path, steps: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--before", default="7484bb8")
+    p.add_argument("--after", default=None, help="a revision (default: this working tree)")
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--models", nargs="+", default=["nrms", "glory", "fum", "glory_transitions"])
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="before-after-"))
-    before = tmp / "before"
-    subprocess.run(["git", "worktree", "add", "--detach", str(before), args.before], cwd=ROOT, check=True,
-                   capture_output=True)  # fmt: skip
+    revisions = {"before": tmp / "before", "after": ROOT if args.after is None else tmp / "after"}
+    for name, rev in (("before", args.before), ("after", args.after)):
+        if rev is not None:
+            subprocess.run(["git", "worktree", "add", "--detach", str(revisions[name]), rev], cwd=ROOT, check=True,
+                           capture_output=True)  # fmt: skip
     try:
-        revisions = {"before": before, "after": ROOT}
         worlds = {name: tmp / f"world-{name}" for name in revisions}
         digests = {name: _world(src, worlds[name]) for name, src in revisions.items()}
         print(f"{machine()}; demo world digest before {digests['before']}, after {digests['after']}")
@@ -131,7 +133,9 @@ def main() -> None:
             }
         print(table(list(rows.values()), ["run", "auc", "mrr", "ndcg@10", "train s", "val s"]))
     finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=ROOT, capture_output=True)
+        for path in revisions.values():
+            if path != ROOT:
+                subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, capture_output=True)
 
 
 if __name__ == "__main__":

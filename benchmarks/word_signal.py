@@ -47,7 +47,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--knob", action="append", default=[], help="SyntheticConfig field=value")
     a = ap.parse_args()
-    from newsrec.data.synthetic import SyntheticConfig, _World, generate_mind, oracle_auc
+    from newsrec.data.synthetic import SyntheticConfig, generate_mind, oracle_auc
+    from newsrec.data.synthetic_world import World
 
     knobs = dict(parse_knob(kv) for kv in a.knob)
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,7 +57,7 @@ def main() -> None:
         oracle = [np.array(line.split("\t")[1].split(), float) for line in (Path(root) / "dev" / "oracle.tsv").open()]
     # the generator's latent world (same configuration and seed: the same world)
     cfg = SyntheticConfig(num_users=a.users, num_news=a.news, seed=a.seed, **knobs)
-    world = _World(cfg)
+    world = World(cfg)
     strength, num_aspects = cfg.word_strength, cfg.num_aspects
     names = ["oracle without the aspect term", "linear reading", "posterior reading", "oracle"]
     if cfg.num_cues:

@@ -13,53 +13,15 @@ import os
 import warnings
 from pathlib import Path
 
-import numpy as np
-from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.cli import LightningCLI
 
 from newsrec.checkpoint_io import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, find_last_checkpoint
 from newsrec.data.datamodule import MINDDataModule
-from newsrec.data.mind import write_prediction_file
 from newsrec.models.base import NewsRecModel
-from newsrec.training import training_callbacks
+from newsrec.training import PredictionFileWriter, training_callbacks
 from newsrec.utils import format_table
 
 __all__ = ["NewsRecCLI", "PredictionFileWriter", "run_lightning_cli"]
-
-
-class PredictionFileWriter(BasePredictionWriter):
-    """Writes the MIND leaderboard file (``prediction.txt`` inside a zip by default) after
-    ``predict``: one line per impression, in impression-id order, ranks of candidates in file
-    order. Written atomically."""
-
-    def __init__(self, path: str = "prediction.zip", submission_path: str | None = None) -> None:
-        super().__init__(write_interval="epoch")
-        self.path, self.submission_path = path, submission_path
-
-    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
-        outs = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
-        ids = np.concatenate([o["impression_ids"] for o in outs]) if outs else np.zeros(0, np.int64)
-        scores = [s for o in outs for s in o["scores"]]
-        if trainer.world_size > 1:  # every rank predicted a shard; rank 0 alone collects them
-            import torch.distributed as dist
-
-            shards = [None] * trainer.world_size if trainer.is_global_zero else None
-            dist.gather_object((ids, scores), shards, dst=0)
-            if trainer.is_global_zero:
-                ids = np.concatenate([sh[0] for sh in shards])
-                scores = [x for sh in shards for x in sh[1]]
-        if trainer.is_global_zero:
-            order = np.argsort(ids, kind="stable")
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            write_prediction_file(self.path, ids[order], [scores[i] for i in order])
-            print(f"wrote {self.path} ({len(ids)} impressions)")
-            if self.submission_path:  # the EB-NeRD challenge's file: predictions.txt in a zip
-                Path(self.submission_path).parent.mkdir(parents=True, exist_ok=True)
-                write_prediction_file(
-                    self.submission_path, ids[order], [scores[i] for i in order], member="predictions.txt"
-                )
-                print(f"wrote {self.submission_path} (EB-NeRD submission, {len(ids)} impressions)")
-        trainer.strategy.barrier("prediction file written")  # ranks leave together
 
 
 class NewsRecCLI(LightningCLI):

@@ -78,7 +78,7 @@ def test_conversion_follows_the_time_split_and_is_reproducible(tmp_path):
     assert u0_train[3].split() == ["a0", "a1", "a4", "a5", "a8", "a9", "a12", "a13", "a16", "a17"]
     u0_dev = next(r for r in dev if r[1] == "cx:u0")
     assert u0_dev[3].split()[-2:] == ["a20", "a21"] and len(u0_dev[3].split()) == 12
-    assert u0_train[2] == "01/06/2017 08:00:00 AM"
+    assert u0_train[2] == "1/6/2017 8:00:00 AM"
     for row in train + dev:
         tokens = [t.rsplit("-", 1) for t in row[4].split()]
         clicked = [a for a, label in tokens if label == "1"]

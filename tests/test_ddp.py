@@ -92,7 +92,7 @@ def test_samplers_shard_without_overlap_or_padding(world, monkeypatch):
 def test_ddp_prediction_file_has_every_impression_once(tiny_world, tmp_path):
     import zipfile
 
-    from newsrec.lightning_cli import PredictionFileWriter
+    from newsrec.training import PredictionFileWriter
 
     dm = MINDDataModule(str(tiny_world), eval_batch_size=7)
     model = small_model(dm)

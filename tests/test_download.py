@@ -57,7 +57,7 @@ def test_download_from_local_mirror(tmp_path):
 
 
 def test_download_errors(tmp_path):
-    with pytest.raises(ValueError, match="size"):
+    with pytest.raises(ValueError, match="variant must be one of"):
         download_mind(tmp_path, "huge")
     with pytest.raises(ValueError, match="no split"):
         download_mind(tmp_path, "small", splits=["test"])
@@ -75,3 +75,24 @@ def test_download_errors(tmp_path):
             sha256={"train": "0" * 64},
             show_progress=False,
         )
+
+
+def test_the_three_download_helpers_share_one_signature(tmp_path):
+    import inspect
+
+    from newsrec.data import download_adressa, download_ebnerd
+
+    shared = ["root", "variant", "base_url", "url", "sha256", "force", "show_progress"]
+    for helper in (download_mind, download_ebnerd, download_adressa):
+        params = list(inspect.signature(helper).parameters)
+        assert [p for p in params if p in shared] == shared, helper.__name__
+    # the old keyword names still work for one release, with a warning
+    mirror = tmp_path / "m"
+    mirror.mkdir()
+    make_zip(mirror / "MINDsmall_train.zip", {"news.tsv": NEWS, "behaviors.tsv": BEH})
+    with pytest.warns(DeprecationWarning, match="url= and variant="):
+        root = download_mind(
+            tmp_path / "old", size="small", splits=["train"], urls={"train": (mirror / "MINDsmall_train.zip").as_uri()},
+            show_progress=False,
+        )  # fmt: skip
+    assert len(read_news(root / "train" / "news.tsv")) == 1

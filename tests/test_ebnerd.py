@@ -28,18 +28,18 @@ def test_conversion_is_exact_on_a_hand_checkable_download(tmp_path, list_type):
     report = convert_ebnerd(src, tmp_path / "out", show_progress=False)
     out = tmp_path / "out"
     assert lines(out / "train" / "behaviors.tsv") == [
-        "1\t7\t05/20/2023 07:00:00 AM\t103 104\t101-0 102-1 103-0",
-        "2\t7\t05/20/2023 07:05:00 AM\t103 104\t104-0 105-1",
-        "3\t8\t05/20/2023 07:09:00 AM\t101\t106-0 107-0 108-1 101-1",  # two clicks: two labels 1
-        "4\t9\t05/20/2023 07:12:00 AM\t\t102-0 103-1",  # an empty history row
+        "1\t7\t5/20/2023 7:00:00 AM\t103 104\t101-0 102-1 103-0",
+        "2\t7\t5/20/2023 7:05:00 AM\t103 104\t104-0 105-1",
+        "3\t8\t5/20/2023 7:09:00 AM\t101\t106-0 107-0 108-1 101-1",  # two clicks: two labels 1
+        "4\t9\t5/20/2023 7:12:00 AM\t\t102-0 103-1",  # an empty history row
     ]
     # dev: the validation history, as of the split (user 10 has no history row)
     assert lines(out / "dev" / "behaviors.tsv") == [
-        "11\t7\t05/21/2023 07:00:00 AM\t103 104 102 105\t106-0 107-1",
-        "12\t10\t05/21/2023 08:00:00 AM\t\t101-0 108-1",
+        "11\t7\t5/21/2023 7:00:00 AM\t103 104 102 105\t106-0 107-1",
+        "12\t10\t5/21/2023 8:00:00 AM\t\t101-0 108-1",
     ]
     # the test set has no clicks: no labels (read as -1), so predict writes ranks for all
-    assert lines(out / "test" / "behaviors.tsv") == ["21\t8\t05/22/2023 07:00:00 AM\t101 108\t102 104 106"]
+    assert lines(out / "test" / "behaviors.tsv") == ["21\t8\t5/22/2023 7:00:00 AM\t101 108\t102 104 106"]
     assert report.impressions == {"train": 4, "dev": 2, "test": 1}
     assert report.users_without_history == {"train": 0, "dev": 1, "test": 0}
     assert report.texts_cleaned == 1
@@ -119,7 +119,7 @@ def test_bad_input_is_one_error_naming_file_row_group_and_offset(tmp_path):
     report = convert_ebnerd(src, out, missing="drop", show_progress=False)
     assert report.dropped_ids["train"] == 2
     assert report.impressions["train"] == 1  # impression 2 had no known candidate left
-    assert lines(out / "train" / "behaviors.tsv") == ["1\t7\t05/20/2023 07:00:00 AM\t103 104\t101-1"]
+    assert lines(out / "train" / "behaviors.tsv") == ["1\t7\t5/20/2023 7:00:00 AM\t103 104\t101-1"]
     # unknown ids in a history
     _replace(src, "train", good, history_table({7: [103, 555], 8: [101]}))
     with pytest.raises(DataFormatError, match=r"history.parquet: row 0 \(user_id 7\): article id 555"):

@@ -5,8 +5,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from newsrec.data.mind import candidate_ranks, write_prediction_file
 from newsrec.metrics import ImpressionMetrics, impression_scores
+from newsrec.training import candidate_ranks, write_prediction_file
 
 
 def reference(scores, labels):

@@ -1,5 +1,6 @@
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from newsrec.data import iter_behaviors, read_behaviors, read_news, read_vectors
@@ -208,3 +209,21 @@ def test_converted_text_fields_round_trip_through_the_news_reader(tmp_path):
     with open(tmp_path / "none.tsv", "w", encoding="utf-8") as f:
         write_tsv_lines(f, [pa.array([], pa.string())] * 8)
     assert (tmp_path / "none.tsv").read_text() == ""
+
+
+def test_format_times_writes_minds_own_form_and_reads_back():
+    """MIND writes ``11/15/2019 8:55:22 AM`` (no leading zeros); noon, midnight and a leap day."""
+    import calendar
+
+    from newsrec.data.mind import TIME_FORMAT, format_times
+
+    cases = {
+        "11/15/2019 8:55:22 AM": (2019, 11, 15, 8, 55, 22),
+        "1/2/2017 12:00:00 AM": (2017, 1, 2, 0, 0, 0),
+        "2/29/2020 12:05:09 PM": (2020, 2, 29, 12, 5, 9),
+        "12/31/2023 11:59:59 PM": (2023, 12, 31, 23, 59, 59),
+    }
+    seconds = [calendar.timegm((*t, 0, 0, 0)) for t in cases.values()]
+    assert format_times(seconds).to_pylist() == list(cases)
+    back = pc.strptime(format_times(seconds), format=TIME_FORMAT, unit="s")
+    assert pc.cast(back, pa.int64()).to_pylist() == seconds

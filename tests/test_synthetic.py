@@ -7,7 +7,8 @@ import pytest
 
 from newsrec.data import generate_mind
 from newsrec.data.mind import read_behaviors, read_news
-from newsrec.data.synthetic import SyntheticConfig, _World
+from newsrec.data.synthetic import SyntheticConfig
+from newsrec.data.synthetic_world import World
 
 
 def small(tmp_path, name, **knobs):
@@ -38,7 +39,7 @@ def test_vague_news_hide_their_topic_and_are_never_candidates(tmp_path):
     assert in_history > 0  # clicked in histories all the same
 
 
-def one_click_on_a_chain(w: _World) -> tuple[int, np.ndarray, np.ndarray]:
+def one_click_on_a_chain(w: World) -> tuple[int, np.ndarray, np.ndarray]:
     """A news ``c`` with a chain predecessor, and the ``clicks`` / ``nclicks`` of three users of
     whom only the first clicked it (once)."""
     c = int(np.flatnonzero(w.pred >= 0)[0])
@@ -47,17 +48,17 @@ def one_click_on_a_chain(w: _World) -> tuple[int, np.ndarray, np.ndarray]:
 
 def test_transition_scope_neighbors_favours_predecessors_too():
     cfg = SyntheticConfig(num_users=3, num_news=50, seed=2, transition_scope="neighbors")
-    w = _World(cfg)
+    w = World(cfg)
     c, clicks, nclicks = one_click_on_a_chain(w)
     news = np.array([[w.succ[c], w.pred[c]]])
     assert w.follows(np.array([0]), news, clicks, nclicks).all()
-    w_succ = _World(SyntheticConfig(num_users=3, num_news=50, seed=2))
+    w_succ = World(SyntheticConfig(num_users=3, num_news=50, seed=2))
     assert w_succ.follows(np.array([0]), news, clicks, nclicks).tolist() == [[True, w.pred[c] == w.succ[c]]]
 
 
 def test_transition_scope_topics_favours_every_news_of_a_neighbours_topic():
     cfg = SyntheticConfig(num_users=3, num_news=80, seed=2, transition_scope="topics")
-    w = _World(cfg)
+    w = World(cfg)
     c, clicks, nclicks = one_click_on_a_chain(w)
     news = np.arange(80)[None, :]
     favoured = np.isin(w.topic, [w.topic[w.succ[c]], w.topic[w.pred[c]]])
@@ -67,7 +68,7 @@ def test_transition_scope_topics_favours_every_news_of_a_neighbours_topic():
 
 
 def test_segments_add_their_strength_to_the_logit_of_their_readers():
-    w = _World(SyntheticConfig(num_users=20, num_news=40, seed=3, num_segments=4, segment_strength=2.5))
+    w = World(SyntheticConfig(num_users=20, num_news=40, seed=3, num_segments=4, segment_strength=2.5))
     users = np.arange(20)
     news = np.tile(np.arange(40), (20, 1))
     same = w.news_segment[news] == w.user_segment[users][:, None]
@@ -91,7 +92,7 @@ def test_popularity_sigma_concentrates_clicks(tmp_path):
 
 def test_cue_words_show_in_histories_and_only_their_pair_tells_the_aspect(tmp_path):
     root = generate_mind(tmp_path / "c", num_users=600, num_news=400, seed=2, num_cues=6, num_aspects=3)
-    w = _World(SyntheticConfig(num_users=600, num_news=400, seed=2, num_cues=6, num_aspects=3))
+    w = World(SyntheticConfig(num_users=600, num_news=400, seed=2, num_cues=6, num_aspects=3))
     news = read_news(root / "train" / "news.tsv").to_pydict()
     for nid, title in zip(news["news_id"], news["title"]):
         n = int(nid[1:]) - 1

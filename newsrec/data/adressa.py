@@ -51,17 +51,12 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from newsrec.core.files import atomic_path
-from newsrec.data.mind import archive_address, fetch_archive, tsv_field, write_tsv_lines
+from newsrec.data.mind import format_times, tsv_field, write_tsv_lines
 from newsrec.errors import DataFormatError
 from newsrec.utils import progress
 
-__all__ = ["convert_adressa", "download_adressa", "AdressaReport", "ADRESSA_URLS", "ADRESSA_VARIANTS"]
+__all__ = ["convert_adressa", "AdressaReport", "ADRESSA_VARIANTS"]
 
-#: the public archives (NTNU SmartMedia; research use under its terms, see docs/data.md)
-ADRESSA_URLS = {
-    "one_week": "http://reclab.idi.ntnu.no/dataset/one_week.tar.gz",
-    "three_month": "http://reclab.idi.ntnu.no/dataset/three_month.tar.gz",
-}
 #: default (history, train, dev) days per variant; ``None`` history = every day before the rest
 ADRESSA_VARIANTS = {"one_week": (5, 1, 1), "three_month": (None, 7, 7)}
 
@@ -306,7 +301,7 @@ def convert_adressa(
             pa.array(item_ids[flat_items].tolist(), pa.string()), pa.array(np.where(flat_labels, "1", "0")), "-"
         )
         imps = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), tokens), " ")
-        stamps = pc.strftime(pa.array(c_time, pa.timestamp("s")), format="%m/%d/%Y %I:%M:%S %p")
+        stamps = format_times(c_time)
         ids = pa.array(np.arange(impression_id + 1, impression_id + m + 1).astype(str).tolist(), pa.string())
         impression_id += m
         cols = [ids, pa.array(user_ids[c_user].tolist(), pa.string()), stamps, h_strings.take(pa.array(c_user)), imps]
@@ -314,26 +309,3 @@ def convert_adressa(
             write_tsv_lines(f, cols)
         report.impressions[split] = m
     return report
-
-
-def download_adressa(
-    root: str | os.PathLike,
-    variant: str = "one_week",
-    *,
-    base_url: str | None = None,
-    url: str | None = None,
-    sha256: str | None = None,
-    force: bool = False,
-    show_progress: bool = True,
-) -> Path:
-    """Download ``one_week.tar.gz`` or ``three_month.tar.gz`` into ``root/downloads/`` (written
-    under a temporary name, then renamed) and return its path, which :func:`convert_adressa`
-    reads as it is. ``base_url`` serves the official archive names (a mirror, or a ``file://``
-    folder of archives downloaded by hand); ``url`` overrides the whole address; ``sha256`` is
-    checked (none is published, so none is built in)."""
-    if variant not in ADRESSA_URLS:
-        raise ValueError(f"variant must be one of {sorted(ADRESSA_URLS)}, got {variant!r}")
-    address, name = archive_address(ADRESSA_URLS[variant], base_url, url)
-    archive = Path(root) / "downloads" / name
-    fetch_archive(address, archive, f"Adressa {variant}", sha256=sha256, force=force, show_progress=show_progress)
-    return archive

@@ -50,29 +50,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from newsrec.core.files import atomic_path
-from newsrec.data.mind import (
-    archive_address,
-    fetch_archive,
-    flatten_single_folder,
-    safe_extract_zip,
-    tsv_field,
-    write_tsv_lines,
-)
+from newsrec.data.mind import format_times, tsv_field, write_tsv_lines
 from newsrec.errors import DataFormatError
 from newsrec.utils import progress
 
-__all__ = ["convert_ebnerd", "EBNERD_SPLITS", "EBNeRDReport", "EBNERD_URLS", "download_ebnerd"]
+__all__ = ["convert_ebnerd", "EBNERD_SPLITS", "EBNeRDReport"]
 
 #: EB-NeRD split folder → MIND split folder
 EBNERD_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
-
-#: the public archives (see docs/data.md for the terms of use)
-EBNERD_URLS = {
-    "demo": "https://ebnerd-dataset.s3.eu-west-1.amazonaws.com/ebnerd_demo.zip",
-    "small": "https://ebnerd-dataset.s3.eu-west-1.amazonaws.com/ebnerd_small.zip",
-    "large": "https://ebnerd-dataset.s3.eu-west-1.amazonaws.com/ebnerd_large.zip",
-    "test": "https://ebnerd-dataset.s3.eu-west-1.amazonaws.com/ebnerd_testset.zip",
-}
 
 _ARTICLE_COLUMNS = {
     "article_id": "integer",
@@ -349,7 +334,7 @@ def _convert_behaviors(
             )
             hist = pc.if_else(pa.array(has), hist, "")
             seconds = pc.cast(batch.column("impression_time"), pa.timestamp("s"), safe=False)  # MIND has whole seconds
-            time = pc.strftime(seconds, format="%m/%d/%Y %I:%M:%S %p")
+            time = format_times(pc.cast(seconds, pa.int64()).to_numpy(zero_copy_only=False))
             cols = [
                 pc.cast(batch.column("impression_id"), pa.string()),
                 pc.cast(batch.column("user_id"), pa.string()),
@@ -416,32 +401,3 @@ def convert_ebnerd(
         report.users_without_history[split] = no_hist
         report.dropped_ids[split] = dropped + dropped_b
     return report
-
-
-def download_ebnerd(
-    root: str | os.PathLike,
-    size: str = "small",
-    *,
-    base_url: str | None = None,
-    url: str | None = None,
-    sha256: str | None = None,
-    force: bool = False,
-    show_progress: bool = True,
-) -> Path:
-    """Download and safely extract an EB-NeRD archive (``demo``, ``small``, ``large`` or
-    ``test``) into ``root/ebnerd_<size>/``; returns that folder (the ``SRC`` of
-    :func:`convert_ebnerd`). ``base_url`` serves the official archive names (a mirror, or a
-    ``file://`` folder of archives downloaded by hand); ``url`` overrides the whole address;
-    ``sha256`` is checked before extraction (the organisers publish none, so none is built in).
-    The data are released for research under Ekstra Bladet's terms (see docs/data.md)."""
-    if size not in EBNERD_URLS:
-        raise ValueError(f"size must be one of {sorted(EBNERD_URLS)}, got {size!r}")
-    address, name = archive_address(EBNERD_URLS[size], base_url, url)
-    target = Path(root) / name.removesuffix(".zip")
-    if (target / "articles.parquet").exists() and not force:
-        return target
-    archive = Path(root) / "downloads" / name
-    fetch_archive(address, archive, f"EB-NeRD {size}", sha256=sha256, force=force, show_progress=show_progress)
-    safe_extract_zip(archive, target)
-    flatten_single_folder(target, "articles.parquet")
-    return target

@@ -66,113 +66,29 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from newsrec.core.cache import ArrayCache
 from newsrec.core.files import atomic_write
+from newsrec.data.mind import format_times, write_tsv_lines
+from newsrec.data.synthetic_world import (
+    SyntheticConfig,
+    World,
+    sigmoid,
+    write_entity_vectors,
+    write_news,
+    write_word_vectors,
+)
 from newsrec.utils import progress
 
-__all__ = ["SyntheticConfig", "generate_mind", "oracle_auc"]
+__all__ = ["SyntheticConfig", "ensure_synthetic_root", "generate_mind", "oracle_auc"]
 
-_CATEGORY_NAMES = [
-    "news",
-    "sports",
-    "finance",
-    "lifestyle",
-    "health",
-    "entertainment",
-    "travel",
-    "autos",
-    "foodanddrink",
-    "weather",
-    "music",
-    "movies",
-    "tv",
-    "video",
-    "kids",
-    "games",
-]
 _EPOCH_START = 1573776000  # 2019-11-15 00:00:00 UTC, MIND's first day
-
-
-@dataclass
-class SyntheticConfig:
-    """Knobs of the synthetic world (see the module docstring)."""
-
-    num_users: int = 2000
-    num_news: int = 2000
-    seed: int = 0
-    num_topics: int = 16
-    num_categories: int = 6
-    words_per_topic: int = 60
-    num_common_words: int = 150
-    num_aspects: int = 12
-    entities_per_topic: int = 25
-    title_length: tuple[int, int] = (8, 14)
-    abstract_length: tuple[int, int] = (15, 30)
-    history_length: tuple[int, int] = (5, 40)
-    impressions_per_user: float = 3.0
-    candidates_per_impression: tuple[int, int] = (5, 30)
-    topic_strength: float = 1.0
-    transition_strength: float = 3.0
-    entity_strength: float = 1.0
-    word_strength: float = 1.5
-    num_cues: int = 0
-    cue_strength: float = 3.0
-    popularity_strength: float = 0.3
-    popularity_sigma: float = 1.0
-    chain_follow: float = 0.35
-    follow_window: int = 0
-    transition_scope: str = "successor"
-    vague_news_fraction: float = 0.0
-    num_segments: int = 0
-    segment_strength: float = 2.0
-    successor_in_impression: float = 0.5
-    interest_concentration: float = 0.3
-    fresh_news_fraction: float = 0.1
-    dev_fraction: float = 0.2
-    word_dim: int = 50
-    entity_dim: int = 100
-    target_ctr: float = 0.12
-
-    def __post_init__(self) -> None:
-        self.title_length = tuple(self.title_length)
-        self.abstract_length = tuple(self.abstract_length)
-        self.history_length = tuple(self.history_length)
-        self.candidates_per_impression = tuple(self.candidates_per_impression)
-        if self.num_users < 1 or self.num_news < 4:
-            raise ValueError("need at least 1 user and 4 news")
-        if self.num_topics < 2:
-            raise ValueError("need at least 2 topics (story chains cross topics)")
-        if not 0 < self.dev_fraction < 1:
-            raise ValueError("dev_fraction must be in (0, 1)")
-        for name in (
-            "topic_strength",
-            "transition_strength",
-            "entity_strength",
-            "word_strength",
-            "popularity_strength",
-            "popularity_sigma",
-        ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be non-negative")
-        if not 0 <= self.vague_news_fraction <= 1:
-            raise ValueError("vague_news_fraction must be in [0, 1]")
-        if self.transition_scope not in ("successor", "neighbors", "topics"):
-            raise ValueError("transition_scope must be 'successor', 'neighbors' or 'topics'")
-        if self.candidates_per_impression[0] < 2:
-            raise ValueError("impressions need at least 2 candidates")
-        if self.num_cues and not (self.num_cues >= 2 and self.num_aspects >= 2):
-            raise ValueError("cue words need num_cues >= 2 and num_aspects >= 2 (or num_cues=0: off)")
-        if self.cue_strength < 0:
-            raise ValueError("cue_strength must be non-negative")
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def oracle_auc(labels: list[np.ndarray], probs: list[np.ndarray]) -> float:
@@ -184,255 +100,6 @@ def oracle_auc(labels: list[np.ndarray], probs: list[np.ndarray]) -> float:
             gt = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
             aucs.append(gt / (len(pos) * len(neg)))
     return float(np.mean(aucs)) if aucs else float("nan")
-
-
-class _World:
-    """The latent world: topics, news, users and the click model."""
-
-    def __init__(self, cfg: SyntheticConfig) -> None:
-        self.cfg = cfg
-        rng = self.rng = np.random.default_rng(cfg.seed)
-        T, N = cfg.num_topics, cfg.num_news
-        # vocabulary: topic words, common words, aspect words, entity label words
-        self.words = (
-            [f"t{t}w{k}" for t in range(T) for k in range(cfg.words_per_topic)]
-            + [f"c{k}" for k in range(cfg.num_common_words)]
-            + [f"aspect{k}" for k in range(cfg.num_aspects)]
-            + [f"cue{k}" for k in range(cfg.num_cues)]
-        )
-        self.topic_word0 = np.arange(T) * cfg.words_per_topic
-        self.common0 = T * cfg.words_per_topic
-        self.aspect0 = self.common0 + cfg.num_common_words
-        self.cue0 = self.aspect0 + cfg.num_aspects
-        self.num_entities = T * cfg.entities_per_topic
-        self.entity_names = [f"Q{1000 + e}" for e in range(self.num_entities)]
-        self.entity_labels = [
-            f"ent{e // cfg.entities_per_topic}x{e % cfg.entities_per_topic}" for e in range(self.num_entities)
-        ]
-        # news
-        topic_weight = 1.0 / np.arange(1, T + 1) ** 0.5
-        self.topic = rng.choice(T, size=N, p=topic_weight / topic_weight.sum())
-        self.popularity = rng.lognormal(0.0, cfg.popularity_sigma, size=N)
-        self.aspect = rng.integers(0, cfg.num_aspects, size=N)
-        self.fresh = np.zeros(N, dtype=bool)
-        n_fresh = int(round(cfg.fresh_news_fraction * N))
-        if n_fresh:
-            self.fresh[rng.choice(N, size=n_fresh, replace=False)] = True
-        # story chain successor: a news of another topic
-        shift = rng.integers(1, T, size=N)
-        succ_topic = (self.topic + shift) % T
-        by_topic = [np.flatnonzero(self.topic == t) for t in range(T)]
-        self.succ = np.empty(N, dtype=np.int64)
-        for t in range(T):  # loop over topics (few), vectorised over news
-            idx = np.flatnonzero(succ_topic == t)
-            pool = by_topic[t] if len(by_topic[t]) else np.arange(N)
-            self.succ[idx] = pool[rng.integers(0, len(pool), size=len(idx))]
-        self.succ[self.succ == np.arange(N)] = (self.succ[self.succ == np.arange(N)] + 1) % N
-        # entities: 1-3 of the topic's, the lead first; a chain successor mentions the lead
-        # entity of its predecessor with probability entity_strength (capped at 1)
-        n_ent = rng.integers(1, 4, size=N)
-        ent = self.topic[:, None] * cfg.entities_per_topic + rng.integers(0, cfg.entities_per_topic, size=(N, 3))
-        ent = np.where(np.arange(3)[None, :] < n_ent[:, None], ent, -1)
-        inherit = rng.random(N) < min(cfg.entity_strength, 1.0)
-        pred = np.full(N, -1)
-        pred[self.succ] = np.arange(N)  # one predecessor per news (the last writer wins)
-        self.pred = pred
-        has_pred = (pred >= 0) & inherit
-        self.inherited = np.where(has_pred, ent[np.maximum(pred, 0), 0], -1)
-        self.entities = ent
-        # vague news: text without topic words or entities, clicked in histories but never shown
-        # as candidates (own random stream: a fraction of 0 leaves the world as it was)
-        self.vague = np.random.default_rng([cfg.seed, 7]).random(N) < cfg.vague_news_fraction
-        # users
-        U = cfg.num_users
-        self.theta = rng.dirichlet(np.full(T, cfg.interest_concentration), size=U)
-        self.user_aspect = rng.integers(0, cfg.num_aspects, size=U)
-        # cue words (own random stream: 0 cues leaves the world as it was): every title carries
-        # one; a user's two cue words show in their history, in different news, and their aspect
-        # is the sum of the two cues' values modulo num_aspects (values spread evenly over the
-        # aspects), so neither cue alone says anything about it
-        self.cue = self.user_cues = self.cue_value = None
-        if cfg.num_cues > 0:
-            crng = np.random.default_rng([cfg.seed, 9])
-            self.cue = crng.integers(0, cfg.num_cues, size=N)
-            first = crng.integers(0, cfg.num_cues, size=U)
-            second = (first + crng.integers(1, cfg.num_cues, size=U)) % cfg.num_cues
-            self.user_cues = np.stack([first, second], axis=1)
-            self.cue_value = crng.permutation(np.arange(cfg.num_cues) % cfg.num_aspects)
-            self.user_aspect = self.cue_value[self.user_cues].sum(axis=1) % cfg.num_aspects
-        # reader segments (own random stream: 0 segments leaves the world as it was)
-        self.user_segment = self.news_segment = None
-        if cfg.num_segments > 0:
-            srng = np.random.default_rng([cfg.seed, 8])
-            mix = srng.dirichlet(np.full(T, cfg.interest_concentration), size=cfg.num_segments)
-            self.user_segment = srng.integers(0, cfg.num_segments, size=U)
-            self.theta = 0.8 * mix[self.user_segment] + 0.2 * self.theta
-            self.news_segment = srng.integers(0, cfg.num_segments, size=N)
-        self.pop_cdf = np.cumsum(self.popularity) / self.popularity.sum()
-        self.bias = 0.0
-
-    def follows(self, users: np.ndarray, news: np.ndarray, clicks: np.ndarray, nclicks: np.ndarray) -> np.ndarray:
-        """bool ``[A, C]``: is ``news[a, c]`` the chain successor of one of user ``a``'s clicks
-        (the last ``follow_window`` clicks, or all of them when it is 0)? With
-        ``transition_scope="neighbors"`` the predecessor counts too; with ``"topics"``, any news
-        of the topic of such a successor or predecessor."""
-        N = self.cfg.num_news
-        rows = clicks[users]
-        n = nclicks[users][:, None]
-        pos = np.arange(rows.shape[1])[None, :]
-        valid = pos < n
-        if self.cfg.follow_window > 0:
-            valid &= pos >= n - self.cfg.follow_window
-        owner = np.arange(len(users))[:, None]
-        keys = np.where(valid, owner * N + self.succ[rows], -1)
-        if self.cfg.transition_scope in ("neighbors", "topics"):
-            pred = self.pred[rows]
-            keys = np.concatenate([keys, np.where(valid & (pred >= 0), owner * N + pred, -1)], axis=1)
-        if self.cfg.transition_scope == "topics":  # keys name (user, topic of a neighbour)
-            keys = np.where(keys >= 0, (keys // N) * N + self.topic[keys % N], -1)
-            news = self.topic[news]
-        keys = np.unique(keys)
-        keys = keys[keys >= 0]
-        if not len(keys):
-            return np.zeros(news.shape, dtype=bool)
-        q = owner * N + news
-        return keys[np.minimum(np.searchsorted(keys, q), len(keys) - 1)] == q
-
-    def logits(
-        self,
-        users: np.ndarray,
-        news: np.ndarray,
-        follow: np.ndarray | None,
-        with_bias: bool = True,
-        history: bool = False,
-    ) -> np.ndarray:
-        """Click logits ``[A, C]`` of ``news[a, c]`` for ``users[a]``. In the pre-period
-        ``history`` walk of a world with cue words, the aspect term is replaced by the cue term
-        (``cue_strength`` for a news that carries one of the user's two cue words)."""
-        cfg = self.cfg
-        topic_part = np.log(self.theta[users[:, None], self.topic[news]] + 0.01)
-        if follow is None:
-            follow = np.zeros(news.shape, dtype=bool)
-        if history and self.cue is not None:
-            cues = self.user_cues[users]
-            word_part = cfg.cue_strength * ((self.cue[news] == cues[:, :1]) | (self.cue[news] == cues[:, 1:]))
-        else:
-            word_part = cfg.word_strength * (self.aspect[news] == self.user_aspect[users][:, None])
-        out = (
-            cfg.topic_strength * topic_part
-            + cfg.transition_strength * follow
-            + word_part
-            + cfg.popularity_strength * np.log(self.popularity[news])
-        )
-        if self.news_segment is not None:
-            out = out + cfg.segment_strength * (self.news_segment[news] == self.user_segment[users][:, None])
-        return out + (self.bias if with_bias else 0.0)
-
-    def sample_news(self, shape: tuple[int, ...], allow_fresh: bool, candidates: bool = False) -> np.ndarray:
-        """Popularity-weighted news; fresh news only when allowed, vague news never as
-        impression ``candidates``."""
-        out = np.searchsorted(self.pop_cdf, self.rng.random(shape) * self.pop_cdf[-1])
-        out = np.minimum(out, self.cfg.num_news - 1)
-        excluded = (self.fresh if not allow_fresh else np.zeros_like(self.fresh)) | (self.vague & candidates)
-        if excluded.any():
-            for _ in range(20):
-                bad = excluded[out]
-                if not bad.any():
-                    break
-                out[bad] = np.minimum(
-                    np.searchsorted(self.pop_cdf, self.rng.random(bad.sum()) * self.pop_cdf[-1]), self.cfg.num_news - 1
-                )
-            out = np.where(excluded[out], np.flatnonzero(~excluded)[0], out)
-        return out
-
-
-def _write_news(path: Path, w: _World, rows: np.ndarray) -> None:
-    cfg = w.cfg
-    rng = np.random.default_rng([cfg.seed, 1])
-    N = cfg.num_news
-    lt = rng.integers(cfg.title_length[0], cfg.title_length[1] + 1, size=N)
-    la = rng.integers(cfg.abstract_length[0], cfg.abstract_length[1] + 1, size=N)
-    zipf = 1.0 / np.arange(1, cfg.words_per_topic + 1)
-    zipf /= zipf.sum()
-    width = max(cfg.title_length[1], cfg.abstract_length[1])
-    topic_words = w.topic_word0[w.topic][:, None] + rng.choice(cfg.words_per_topic, size=(N, 2 * width), p=zipf)
-    common = w.common0 + rng.integers(0, cfg.num_common_words, size=(N, 2 * width))
-    is_common = rng.random((N, 2 * width)) < 0.35
-    words = np.where(is_common, common, topic_words)
-    aspect_pos = rng.integers(1, np.maximum(lt, 2))
-    if w.cue is not None:  # own random stream: a world without cue words keeps its bytes
-        cue_pos = aspect_pos + 1 + np.random.default_rng([cfg.seed, 10]).integers(0, np.maximum(lt - 1, 1))
-    cats = [
-        _CATEGORY_NAMES[c % len(_CATEGORY_NAMES)] + ("" if c < len(_CATEGORY_NAMES) else str(c))
-        for c in range(cfg.num_categories)
-    ]
-    lines = []
-    for n in rows:
-        ents = [e for e in w.entities[n] if e >= 0]
-        if w.inherited[n] >= 0 and w.inherited[n] not in ents:
-            ents = [int(w.inherited[n])] + ents
-        if w.vague[n]:  # only common words (and the aspect word): the topic does not show
-            ents = []
-            words[n] = common[n]
-        title_words = [w.words[x] for x in words[n, : lt[n]]]
-        title_words[aspect_pos[n] % len(title_words)] = w.words[w.aspect0 + w.aspect[n]]
-        if w.cue is not None:  # anywhere but on the aspect word
-            title_words[cue_pos[n] % len(title_words)] = w.words[w.cue0 + w.cue[n]]
-        lead = [w.entity_labels[e] for e in ents[:2]]
-        title_words = lead + title_words
-        title = " ".join(title_words).capitalize()
-        abstract_words = [w.entity_labels[e] for e in ents] + [w.words[x] for x in words[n, width : width + la[n]]]
-        abstract = " ".join(abstract_words).capitalize() + "."
-
-        def entity_json(text: str, names: list[int]) -> str:
-            items = []
-            low = text.lower()
-            for rank, e in enumerate(names):
-                label = w.entity_labels[e]
-                off = low.find(label)
-                if off < 0:
-                    continue
-                items.append(
-                    {
-                        "Label": label,
-                        "Type": "O",
-                        "WikidataId": w.entity_names[e],
-                        "Confidence": round(1.0 - 0.1 * rank, 3),
-                        "OccurrenceOffsets": [off],
-                        "SurfaceForms": [text[off : off + len(label)]],
-                    }
-                )
-            return json.dumps(items, separators=(", ", ": "))
-
-        category = cats[w.topic[n] % cfg.num_categories] if not w.vague[n] else cats[0]
-        subcategory = f"{category}topic{w.topic[n]}" if not w.vague[n] else f"{category}general"
-        lines.append(
-            "\t".join(
-                [
-                    f"N{n + 1}",
-                    category,
-                    subcategory,
-                    title,
-                    abstract,
-                    f"https://assets.msn.com/labs/mind/synthetic-N{n + 1}.html",
-                    entity_json(title, ents[:2]),
-                    entity_json(abstract, ents),
-                ]
-            )
-        )
-    with atomic_write(path, encoding="utf-8", newline="\n") as f:
-        f.write("\n".join(lines) + ("\n" if lines else ""))
-
-
-def _format_time(ts: np.ndarray) -> list[str]:
-    import datetime as dt
-
-    out = []
-    for t in ts.tolist():
-        d = dt.datetime.fromtimestamp(int(t), tz=dt.timezone.utc)
-        hour = d.hour % 12 or 12
-        out.append(f"{d.month}/{d.day}/{d.year} {hour}:{d.minute:02d}:{d.second:02d} {'AM' if d.hour < 12 else 'PM'}")
-    return out
 
 
 def generate_mind(
@@ -455,12 +122,30 @@ def generate_mind(
     """
     cfg = SyntheticConfig(num_users=num_users, num_news=num_news, seed=seed, **knobs)
     out = Path(out_dir)
-    w = _World(cfg)
+    w = World(cfg)
     rng = np.random.default_rng([cfg.seed, 2])
-    U, N = cfg.num_users, cfg.num_news
-    bar = progress(total=4, desc="synthetic MIND", disable=not show_progress)
+    with progress(total=4, desc="synthetic MIND", disable=not show_progress) as bar:
+        clicks, nclicks, last, imp_count = _history_walks(w, rng)
+        bar.update()
+        w.bias = _calibrated_bias(w, rng, clicks, nclicks)
+        records, split_time = _impressions(w, rng, imp_count, clicks, nclicks, last)
+        bar.update()
+        world = {"config": asdict(cfg), "bias": w.bias, "split_time": split_time}
+        for split in ("train", "dev"):
+            world.update(_write_split(out / split, w, records, clicks, split_time))
+        bar.update()
+        write_word_vectors(out / "word_vectors.txt", w)
+        with atomic_write(out / "world.json", encoding="utf-8") as f:
+            json.dump(world, f, indent=1, sort_keys=True)
+        bar.update()
+    return out
 
-    # -- pre-period click histories: a Markov walk per user, vectorised over users ------------
+
+def _history_walks(w: World, rng: np.random.Generator):
+    """The pre-period click histories: a Markov walk per user, vectorised over users. Returns
+    ``clicks [U, width]`` (room for the impressions' clicks too), ``nclicks [U]``, the last
+    click ``[U]`` and each user's impression count ``[U]``."""
+    cfg, U = w.cfg, w.cfg.num_users
     hmin, hmax = cfg.history_length
     hist_len = rng.integers(hmin, hmax + 1, size=U)
     imp_count = 1 + rng.poisson(max(cfg.impressions_per_user - 1, 0), size=U)
@@ -487,22 +172,34 @@ def generate_mind(
         clicks[act, nclicks[act]] = choice
         nclicks[act] += 1
         last[act] = choice
-    bar.update()
+    return clicks, nclicks, last, imp_count
 
-    # -- calibrate the bias so that about target_ctr of candidates are clicked ----------------
+
+def _calibrated_bias(w: World, rng: np.random.Generator, clicks: np.ndarray, nclicks: np.ndarray) -> float:
+    """The logit bias that makes about ``target_ctr`` of the candidates clicked."""
+    cfg, U = w.cfg, w.cfg.num_users
+    cmax = cfg.candidates_per_impression[1]
     probe_u = rng.integers(0, U, size=min(U, 2000))
     probe_n = w.sample_news((len(probe_u), cmax), allow_fresh=True)
     base = w.logits(probe_u, probe_n, w.follows(probe_u, probe_n, clicks, nclicks), with_bias=False)
     lo, hi = -30.0, 30.0
     for _ in range(50):
         mid = (lo + hi) / 2
-        if _sigmoid(base + mid).mean() > cfg.target_ctr:
+        if sigmoid(base + mid).mean() > cfg.target_ctr:
             hi = mid
         else:
             lo = mid
-    w.bias = (lo + hi) / 2
+    return (lo + hi) / 2
 
-    # -- impressions, round by round (vectorised over users) ----------------------------------
+
+def _impressions(w: World, rng: np.random.Generator, imp_count, clicks, nclicks, last) -> tuple[list, int]:
+    """Every user's impressions, round by round (vectorised over users); each impression's
+    clicks are appended to the user's click sequence. Returns the rounds' records
+    ``(users, times, history lengths, candidates, labels, probabilities, mask)`` and the
+    train/dev split time."""
+    cfg, U = w.cfg, w.cfg.num_users
+    max_rounds = int(imp_count.max())
+    cmin, cmax = cfg.candidates_per_impression
     period = 7 * 86400
     split_time = _EPOCH_START + int(round((1 - cfg.dev_fraction) * period))
     times = rng.integers(0, period, size=(U, max_rounds)).astype(np.float64)
@@ -556,7 +253,7 @@ def generate_mind(
             cand[rows] = sub
             srt = np.sort(np.where(mask, cand, -1 - np.arange(cmax)[None, :]), axis=1)
             dup_rows = (srt[:, 1:] == srt[:, :-1]).any(axis=1)
-        prob = _sigmoid(w.logits(act, cand, w.follows(act, cand, clicks, nclicks)))
+        prob = sigmoid(w.logits(act, cand, w.follows(act, cand, clicks, nclicks)))
         lab = (rng.random(prob.shape) < prob) & mask
         none = ~lab.any(axis=1)
         if none.any():  # every impression has a click: draw one in proportion to the probabilities
@@ -574,84 +271,52 @@ def generate_mind(
             clicks[u, nclicks[u]] = clicked[has, j]
             nclicks[u] += 1
             last[u] = clicked[has, j]
-    bar.update()
-
-    # -- write the files ----------------------------------------------------------------------
-    names = np.array([f"N{n + 1}" for n in range(N)], dtype=object)
-    world = {"config": asdict(cfg), "bias": w.bias, "split_time": split_time}
-    for split in ("train", "dev"):
-        d = out / split
-        d.mkdir(parents=True, exist_ok=True)
-        rows, oracle_rows, all_lab, all_prob = [], [], [], []
-        imp_id = 0
-        order = []
-        for r, (act, t, *_rest) in enumerate(records):
-            sel = np.flatnonzero((t >= split_time) == (split == "dev"))
-            order += [(int(t[i]), int(act[i]), r, int(i)) for i in sel]
-        order.sort()
-        time_str = _format_time(np.array([o[0] for o in order], dtype=np.int64))
-        for (_, u, r, i), ts in zip(order, time_str):
-            act, t, hl, cand, lab, prob, mask = records[r]
-            imp_id += 1
-            m = mask[i]
-            history = " ".join(names[clicks[u, : hl[i]]])
-            imps = " ".join(f"{names[c]}-{int(y)}" for c, y in zip(cand[i][m], lab[i][m]))
-            rows.append(f"{imp_id}\tU{u + 1}\t{ts}\t{history}\t{imps}")
-            p = prob[i][m]
-            oracle_rows.append(f"{imp_id}\t" + " ".join(f"{x:.6f}" for x in p))
-            all_lab.append(lab[i][m].astype(np.int64))
-            all_prob.append(p)
-        with atomic_write(d / "behaviors.tsv", encoding="utf-8", newline="\n") as f:
-            f.write("\n".join(rows) + ("\n" if rows else ""))
-        with atomic_write(d / "oracle.tsv", encoding="utf-8", newline="\n") as f:
-            f.write("\n".join(oracle_rows) + ("\n" if oracle_rows else ""))
-        world[f"{split}_impressions"] = len(rows)
-        world[f"{split}_oracle_auc"] = oracle_auc(all_lab, all_prob)
-        news_rows = np.flatnonzero(~w.fresh) if split == "train" else np.arange(N)
-        _write_news(d / "news.tsv", w, news_rows)
-        _write_entity_vectors(d / "entity_embedding.vec", w)
-    bar.update()
-    _write_word_vectors(out / "word_vectors.txt", w)
-    with atomic_write(out / "world.json", encoding="utf-8") as f:
-        json.dump(world, f, indent=1, sort_keys=True)
-    bar.update()
-    bar.close()
-    return out
+    return records, split_time
 
 
-def _topic_vectors(seed: int, tag: int, count: int, dim: int) -> np.ndarray:
-    return np.random.default_rng([seed, tag]).standard_normal((count, dim))
+def _write_split(folder: Path, w: World, records: list, clicks: np.ndarray, split_time: int) -> dict:
+    """``behaviors.tsv`` (in time order, through the MIND writer), ``oracle.tsv``, ``news.tsv``
+    (train: the news published before the split) and ``entity_embedding.vec`` of one split;
+    returns its ``world.json`` entries."""
+    split = folder.name
+    folder.mkdir(parents=True, exist_ok=True)
+    act, t, hl, cand, lab, prob, mask = (np.concatenate(x) for x in zip(*records))
+    rnd = np.concatenate([np.full(len(r[0]), i) for i, r in enumerate(records)])
+    pos = np.concatenate([np.arange(len(r[0])) for r in records])
+    keep = np.flatnonzero((t >= split_time) == (split == "dev"))
+    keep = keep[np.lexsort((pos[keep], rnd[keep], act[keep], t[keep]))]  # time, user, round, row
+    act, t, hl, cand, lab, prob, mask = act[keep], t[keep], hl[keep], cand[keep], lab[keep], prob[keep], mask[keep]
+    names = pa.array([f"N{n + 1}" for n in range(w.cfg.num_news)], pa.string())
+    history = _joined(names, clicks[np.repeat(act, hl), _ranges(hl)], hl)
+    tokens = pc.binary_join_element_wise(names.take(pa.array(cand[mask])), pa.array(np.where(lab[mask], "1", "0")), "-")
+    counts = mask.sum(1)
+    impressions = pc.binary_join(pa.ListArray.from_arrays(pa.array(_offsets(counts)), tokens), " ")
+    ids = pa.array(np.arange(1, len(act) + 1).astype(str))
+    users = pc.binary_join_element_wise(pa.scalar("U"), pa.array((act + 1).astype(str)), "")
+    with atomic_write(folder / "behaviors.tsv", encoding="utf-8", newline="\n") as f:
+        write_tsv_lines(f, [ids, users, format_times(t), history, impressions])
+    probs = pa.array(np.char.mod("%.6f", prob[mask]).astype(str), pa.string())
+    oracle = pc.binary_join(pa.ListArray.from_arrays(pa.array(_offsets(counts)), probs), " ")
+    with atomic_write(folder / "oracle.tsv", encoding="utf-8", newline="\n") as f:
+        write_tsv_lines(f, [ids, oracle])
+    auc = oracle_auc([y[m].astype(np.int64) for y, m in zip(lab, mask)], [p[m] for p, m in zip(prob, mask)])
+    write_news(folder / "news.tsv", w, np.flatnonzero(~w.fresh) if split == "train" else np.arange(w.cfg.num_news))
+    write_entity_vectors(folder / "entity_embedding.vec", w)
+    return {f"{split}_impressions": len(act), f"{split}_oracle_auc": auc}
 
 
-def _write_word_vectors(path: Path, w: _World) -> None:
-    cfg = w.cfg
-    rng = np.random.default_rng([cfg.seed, 3])
-    centres = _topic_vectors(cfg.seed, 4, cfg.num_topics, cfg.word_dim)
-    aspects = _topic_vectors(cfg.seed, 5, cfg.num_aspects, cfg.word_dim)
-    words = w.words + w.entity_labels
-    vec = rng.standard_normal((len(words), cfg.word_dim)) * 0.5
-    T, K = cfg.num_topics, cfg.words_per_topic
-    vec[: T * K] += np.repeat(centres, K, axis=0)
-    vec[w.aspect0 : w.aspect0 + cfg.num_aspects] += aspects
-    if cfg.num_cues:
-        vec[w.cue0 : w.cue0 + cfg.num_cues] += _topic_vectors(cfg.seed, 11, cfg.num_cues, cfg.word_dim)
-    ent_topic = np.arange(w.num_entities) // cfg.entities_per_topic
-    vec[len(w.words) :] += centres[ent_topic]
-    vec *= 0.3
-    with atomic_write(path, encoding="utf-8", newline="\n") as f:
-        for word, v in zip(words, vec):
-            f.write(word + " " + " ".join(f"{x:.5f}" for x in v) + "\n")
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
 
 
-def _write_entity_vectors(path: Path, w: _World) -> None:
-    cfg = w.cfg
-    rng = np.random.default_rng([cfg.seed, 6])
-    centres = _topic_vectors(cfg.seed, 7, cfg.num_topics, cfg.entity_dim)
-    ent_topic = np.arange(w.num_entities) // cfg.entities_per_topic
-    vec = (centres[ent_topic] + rng.standard_normal((w.num_entities, cfg.entity_dim)) * 0.5) * 0.1
-    with atomic_write(path, encoding="utf-8", newline="\n") as f:
-        for name, v in zip(w.entity_names, vec):
-            f.write(name + "\t" + "\t".join(f"{x:.6f}" for x in v) + "\t\n")
+def _ranges(lengths: np.ndarray) -> np.ndarray:
+    """``[0..l0-1, 0..l1-1, ...]``."""
+    return np.arange(int(lengths.sum())) - np.repeat(_offsets(lengths)[:-1], lengths)
+
+
+def _joined(names: pa.Array, rows: np.ndarray, lengths: np.ndarray) -> pa.Array:
+    """Per list (``lengths`` of the flat ``rows``), its names joined by spaces."""
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array(_offsets(lengths)), names.take(pa.array(rows))), " ")
 
 
 def ensure_synthetic_root(root: str | os.PathLike, config: dict) -> None:

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from newsrec.core.files import atomic_write
-from newsrec.data.mind import read_vectors
+from newsrec.data.mind import check_file
 from newsrec.errors import DataFormatError
+from newsrec.utils import progress
 
 __all__ = [
     "PAD",
@@ -207,3 +208,118 @@ def load_entity_vectors(
     vectors = np.concatenate(all_vecs) if all_vecs else np.zeros((0, dim), np.float32)
     matrix, coverage = _fill(all_keys, vectors, entity_index, size, dim, 0, 0.0)
     return matrix, coverage
+
+
+def read_vectors(
+    path: str | os.PathLike,
+    *,
+    keys: set[str] | None = None,
+    show_progress: bool = False,
+) -> tuple[list[str], np.ndarray]:
+    """Read pretrained vectors in GloVe text format (``word v1 v2 …``, space-separated) or
+    MIND's ``.vec`` format (``Q42<TAB>v1<TAB>v2…<TAB>``).
+
+    Args:
+        path: the vector file.
+        keys: if given, only rows whose key is in this set are parsed and returned (much faster
+            for a large GloVe file and a small vocabulary).
+        show_progress: show a progress bar.
+
+    Returns:
+        ``(keys, vectors)`` with ``vectors`` a float32 array of shape ``[len(keys), dim]``, in
+        file order. A GloVe word that contains spaces keeps them (the last ``dim`` fields are the
+        values). A key that occurs twice keeps its first row.
+
+    Raises:
+        DataFormatError: a non-numeric or non-finite value, or a row whose width differs from
+            the first row's (the message names the line).
+    """
+    path = check_file(path)
+    out_keys: list[str] = []
+    rows: list[list[str]] = []
+    first_rows: list[int] = []
+    seen: set[str] = set()
+    dim: int | None = None
+    tab: bool | None = None
+    size = path.stat().st_size
+    with (
+        open(path, "rb") as f,  # binary, decoded line by line: a UTF-8 error names its own line
+        progress(
+            total=size,
+            desc=f"reading {path.name}",
+            unit="B",
+            unit_scale=True,
+            disable=not show_progress,
+        ) as bar,
+    ):
+        lineno = 0
+        while True:
+            raw = f.readline()
+            if not raw:
+                break
+            lineno += 1
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataFormatError(path, lineno, f"not valid UTF-8 ({e.reason})") from None
+            if show_progress and lineno % 10000 == 0:
+                bar.update(f.tell() - bar.n)
+            if lineno == 1 and line.startswith("\ufeff"):
+                line = line[1:]
+            stripped = line.rstrip("\r\n")
+            if not stripped.strip():
+                continue
+            if tab is None:
+                tab = "\t" in stripped
+            if tab:
+                parts = [p for p in stripped.rstrip("\t ").split("\t")]
+                key, values = parts[0], parts[1:]
+            else:
+                parts = stripped.split()
+                if lineno == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                    continue  # word2vec-style header "count dim"
+                if dim is None:
+                    key, values = parts[0], parts[1:]
+                else:
+                    n_key = len(parts) - dim
+                    # a multi-word key (GloVe 840B has a few) may not contain numbers
+                    if n_key < 1 or any(_is_float(p) for p in parts[1:n_key]):
+                        raise DataFormatError(path, lineno, f"expected {dim} values, found {len(parts) - 1}")
+                    key, values = " ".join(parts[:n_key]), parts[n_key:]
+            if dim is None:
+                dim = len(values)
+                if dim == 0:
+                    raise DataFormatError(path, lineno, "row has a key but no values")
+            elif len(values) != dim:
+                raise DataFormatError(path, lineno, f"expected {dim} values, found {len(values)}")
+            if (keys is not None and key not in keys) or key in seen:
+                continue
+            seen.add(key)
+            out_keys.append(key)
+            rows.append(values)
+            first_rows.append(lineno)
+    if dim is None:
+        return [], np.zeros((0, 0), dtype=np.float32)
+    try:
+        vectors = np.array(rows, dtype=np.float32).reshape(len(rows), dim)
+    except ValueError:
+        for key_line, values in zip(first_rows, rows):
+            try:
+                np.array(values, dtype=np.float32)
+            except ValueError:
+                bad = next(v for v in values if not _is_float(v))
+                raise DataFormatError(path, key_line, f"non-numeric value {bad!r}") from None
+        raise
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        k = int(np.argmin(finite))
+        raise DataFormatError(path, first_rows[k], "non-finite value (NaN or inf)")
+    return out_keys, vectors
+
+
+def _is_float(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False

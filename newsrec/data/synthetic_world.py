@@ -1,0 +1,387 @@
+"""The latent world of the synthetic generator (:mod:`newsrec.data.synthetic`): topics, news,
+users, the click model, and the files that describe the world's news and vectors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from newsrec.core.files import atomic_write
+
+__all__ = ["SyntheticConfig", "World", "sigmoid", "write_entity_vectors", "write_news", "write_word_vectors"]
+
+
+@dataclass
+class SyntheticConfig:
+    """Knobs of the synthetic world (see the module docstring)."""
+
+    num_users: int = 2000
+    num_news: int = 2000
+    seed: int = 0
+    num_topics: int = 16
+    num_categories: int = 6
+    words_per_topic: int = 60
+    num_common_words: int = 150
+    num_aspects: int = 12
+    entities_per_topic: int = 25
+    title_length: tuple[int, int] = (8, 14)
+    abstract_length: tuple[int, int] = (15, 30)
+    history_length: tuple[int, int] = (5, 40)
+    impressions_per_user: float = 3.0
+    candidates_per_impression: tuple[int, int] = (5, 30)
+    topic_strength: float = 1.0
+    transition_strength: float = 3.0
+    entity_strength: float = 1.0
+    word_strength: float = 1.5
+    num_cues: int = 0
+    cue_strength: float = 3.0
+    popularity_strength: float = 0.3
+    popularity_sigma: float = 1.0
+    chain_follow: float = 0.35
+    follow_window: int = 0
+    transition_scope: str = "successor"
+    vague_news_fraction: float = 0.0
+    num_segments: int = 0
+    segment_strength: float = 2.0
+    successor_in_impression: float = 0.5
+    interest_concentration: float = 0.3
+    fresh_news_fraction: float = 0.1
+    dev_fraction: float = 0.2
+    word_dim: int = 50
+    entity_dim: int = 100
+    target_ctr: float = 0.12
+
+    def __post_init__(self) -> None:
+        self.title_length = tuple(self.title_length)
+        self.abstract_length = tuple(self.abstract_length)
+        self.history_length = tuple(self.history_length)
+        self.candidates_per_impression = tuple(self.candidates_per_impression)
+        if self.num_users < 1 or self.num_news < 4:
+            raise ValueError("need at least 1 user and 4 news")
+        if self.num_topics < 2:
+            raise ValueError("need at least 2 topics (story chains cross topics)")
+        if not 0 < self.dev_fraction < 1:
+            raise ValueError("dev_fraction must be in (0, 1)")
+        for name in (
+            "topic_strength",
+            "transition_strength",
+            "entity_strength",
+            "word_strength",
+            "popularity_strength",
+            "popularity_sigma",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be non-negative")
+        if not 0 <= self.vague_news_fraction <= 1:
+            raise ValueError("vague_news_fraction must be in [0, 1]")
+        if self.transition_scope not in ("successor", "neighbors", "topics"):
+            raise ValueError("transition_scope must be 'successor', 'neighbors' or 'topics'")
+        if self.candidates_per_impression[0] < 2:
+            raise ValueError("impressions need at least 2 candidates")
+        if self.num_cues and not (self.num_cues >= 2 and self.num_aspects >= 2):
+            raise ValueError("cue words need num_cues >= 2 and num_aspects >= 2 (or num_cues=0: off)")
+        if self.cue_strength < 0:
+            raise ValueError("cue_strength must be non-negative")
+
+
+CATEGORY_NAMES = [
+    "news",
+    "sports",
+    "finance",
+    "lifestyle",
+    "health",
+    "entertainment",
+    "travel",
+    "autos",
+    "foodanddrink",
+    "weather",
+    "music",
+    "movies",
+    "tv",
+    "video",
+    "kids",
+    "games",
+]
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class World:
+    """The latent world: topics, news, users and the click model."""
+
+    def __init__(self, cfg: SyntheticConfig) -> None:
+        self.cfg = cfg
+        rng = self.rng = np.random.default_rng(cfg.seed)
+        T, N = cfg.num_topics, cfg.num_news
+        # vocabulary: topic words, common words, aspect words, entity label words
+        self.words = (
+            [f"t{t}w{k}" for t in range(T) for k in range(cfg.words_per_topic)]
+            + [f"c{k}" for k in range(cfg.num_common_words)]
+            + [f"aspect{k}" for k in range(cfg.num_aspects)]
+            + [f"cue{k}" for k in range(cfg.num_cues)]
+        )
+        self.topic_word0 = np.arange(T) * cfg.words_per_topic
+        self.common0 = T * cfg.words_per_topic
+        self.aspect0 = self.common0 + cfg.num_common_words
+        self.cue0 = self.aspect0 + cfg.num_aspects
+        self.num_entities = T * cfg.entities_per_topic
+        self.entity_names = [f"Q{1000 + e}" for e in range(self.num_entities)]
+        self.entity_labels = [
+            f"ent{e // cfg.entities_per_topic}x{e % cfg.entities_per_topic}" for e in range(self.num_entities)
+        ]
+        # news
+        topic_weight = 1.0 / np.arange(1, T + 1) ** 0.5
+        self.topic = rng.choice(T, size=N, p=topic_weight / topic_weight.sum())
+        self.popularity = rng.lognormal(0.0, cfg.popularity_sigma, size=N)
+        self.aspect = rng.integers(0, cfg.num_aspects, size=N)
+        self.fresh = np.zeros(N, dtype=bool)
+        n_fresh = int(round(cfg.fresh_news_fraction * N))
+        if n_fresh:
+            self.fresh[rng.choice(N, size=n_fresh, replace=False)] = True
+        # story chain successor: a news of another topic
+        shift = rng.integers(1, T, size=N)
+        succ_topic = (self.topic + shift) % T
+        by_topic = [np.flatnonzero(self.topic == t) for t in range(T)]
+        self.succ = np.empty(N, dtype=np.int64)
+        for t in range(T):  # loop over topics (few), vectorised over news
+            idx = np.flatnonzero(succ_topic == t)
+            pool = by_topic[t] if len(by_topic[t]) else np.arange(N)
+            self.succ[idx] = pool[rng.integers(0, len(pool), size=len(idx))]
+        self.succ[self.succ == np.arange(N)] = (self.succ[self.succ == np.arange(N)] + 1) % N
+        # entities: 1-3 of the topic's, the lead first; a chain successor mentions the lead
+        # entity of its predecessor with probability entity_strength (capped at 1)
+        n_ent = rng.integers(1, 4, size=N)
+        ent = self.topic[:, None] * cfg.entities_per_topic + rng.integers(0, cfg.entities_per_topic, size=(N, 3))
+        ent = np.where(np.arange(3)[None, :] < n_ent[:, None], ent, -1)
+        inherit = rng.random(N) < min(cfg.entity_strength, 1.0)
+        pred = np.full(N, -1)
+        pred[self.succ] = np.arange(N)  # one predecessor per news (the last writer wins)
+        self.pred = pred
+        has_pred = (pred >= 0) & inherit
+        self.inherited = np.where(has_pred, ent[np.maximum(pred, 0), 0], -1)
+        self.entities = ent
+        # vague news: text without topic words or entities, clicked in histories but never shown
+        # as candidates (own random stream: a fraction of 0 leaves the world as it was)
+        self.vague = np.random.default_rng([cfg.seed, 7]).random(N) < cfg.vague_news_fraction
+        # users
+        U = cfg.num_users
+        self.theta = rng.dirichlet(np.full(T, cfg.interest_concentration), size=U)
+        self.user_aspect = rng.integers(0, cfg.num_aspects, size=U)
+        # cue words (own random stream: 0 cues leaves the world as it was): every title carries
+        # one; a user's two cue words show in their history, in different news, and their aspect
+        # is the sum of the two cues' values modulo num_aspects (values spread evenly over the
+        # aspects), so neither cue alone says anything about it
+        self.cue = self.user_cues = self.cue_value = None
+        if cfg.num_cues > 0:
+            crng = np.random.default_rng([cfg.seed, 9])
+            self.cue = crng.integers(0, cfg.num_cues, size=N)
+            first = crng.integers(0, cfg.num_cues, size=U)
+            second = (first + crng.integers(1, cfg.num_cues, size=U)) % cfg.num_cues
+            self.user_cues = np.stack([first, second], axis=1)
+            self.cue_value = crng.permutation(np.arange(cfg.num_cues) % cfg.num_aspects)
+            self.user_aspect = self.cue_value[self.user_cues].sum(axis=1) % cfg.num_aspects
+        # reader segments (own random stream: 0 segments leaves the world as it was)
+        self.user_segment = self.news_segment = None
+        if cfg.num_segments > 0:
+            srng = np.random.default_rng([cfg.seed, 8])
+            mix = srng.dirichlet(np.full(T, cfg.interest_concentration), size=cfg.num_segments)
+            self.user_segment = srng.integers(0, cfg.num_segments, size=U)
+            self.theta = 0.8 * mix[self.user_segment] + 0.2 * self.theta
+            self.news_segment = srng.integers(0, cfg.num_segments, size=N)
+        self.pop_cdf = np.cumsum(self.popularity) / self.popularity.sum()
+        self.bias = 0.0
+
+    def follows(self, users: np.ndarray, news: np.ndarray, clicks: np.ndarray, nclicks: np.ndarray) -> np.ndarray:
+        """bool ``[A, C]``: is ``news[a, c]`` the chain successor of one of user ``a``'s clicks
+        (the last ``follow_window`` clicks, or all of them when it is 0)? With
+        ``transition_scope="neighbors"`` the predecessor counts too; with ``"topics"``, any news
+        of the topic of such a successor or predecessor."""
+        N = self.cfg.num_news
+        rows = clicks[users]
+        n = nclicks[users][:, None]
+        pos = np.arange(rows.shape[1])[None, :]
+        valid = pos < n
+        if self.cfg.follow_window > 0:
+            valid &= pos >= n - self.cfg.follow_window
+        owner = np.arange(len(users))[:, None]
+        keys = np.where(valid, owner * N + self.succ[rows], -1)
+        if self.cfg.transition_scope in ("neighbors", "topics"):
+            pred = self.pred[rows]
+            keys = np.concatenate([keys, np.where(valid & (pred >= 0), owner * N + pred, -1)], axis=1)
+        if self.cfg.transition_scope == "topics":  # keys name (user, topic of a neighbour)
+            keys = np.where(keys >= 0, (keys // N) * N + self.topic[keys % N], -1)
+            news = self.topic[news]
+        keys = np.unique(keys)
+        keys = keys[keys >= 0]
+        if not len(keys):
+            return np.zeros(news.shape, dtype=bool)
+        q = owner * N + news
+        return keys[np.minimum(np.searchsorted(keys, q), len(keys) - 1)] == q
+
+    def logits(
+        self,
+        users: np.ndarray,
+        news: np.ndarray,
+        follow: np.ndarray | None,
+        with_bias: bool = True,
+        history: bool = False,
+    ) -> np.ndarray:
+        """Click logits ``[A, C]`` of ``news[a, c]`` for ``users[a]``. In the pre-period
+        ``history`` walk of a world with cue words, the aspect term is replaced by the cue term
+        (``cue_strength`` for a news that carries one of the user's two cue words)."""
+        cfg = self.cfg
+        topic_part = np.log(self.theta[users[:, None], self.topic[news]] + 0.01)
+        if follow is None:
+            follow = np.zeros(news.shape, dtype=bool)
+        if history and self.cue is not None:
+            cues = self.user_cues[users]
+            word_part = cfg.cue_strength * ((self.cue[news] == cues[:, :1]) | (self.cue[news] == cues[:, 1:]))
+        else:
+            word_part = cfg.word_strength * (self.aspect[news] == self.user_aspect[users][:, None])
+        out = (
+            cfg.topic_strength * topic_part
+            + cfg.transition_strength * follow
+            + word_part
+            + cfg.popularity_strength * np.log(self.popularity[news])
+        )
+        if self.news_segment is not None:
+            out = out + cfg.segment_strength * (self.news_segment[news] == self.user_segment[users][:, None])
+        return out + (self.bias if with_bias else 0.0)
+
+    def sample_news(self, shape: tuple[int, ...], allow_fresh: bool, candidates: bool = False) -> np.ndarray:
+        """Popularity-weighted news; fresh news only when allowed, vague news never as
+        impression ``candidates``."""
+        out = np.searchsorted(self.pop_cdf, self.rng.random(shape) * self.pop_cdf[-1])
+        out = np.minimum(out, self.cfg.num_news - 1)
+        excluded = (self.fresh if not allow_fresh else np.zeros_like(self.fresh)) | (self.vague & candidates)
+        if excluded.any():
+            for _ in range(20):
+                bad = excluded[out]
+                if not bad.any():
+                    break
+                out[bad] = np.minimum(
+                    np.searchsorted(self.pop_cdf, self.rng.random(bad.sum()) * self.pop_cdf[-1]), self.cfg.num_news - 1
+                )
+            out = np.where(excluded[out], np.flatnonzero(~excluded)[0], out)
+        return out
+
+
+def write_news(path: Path, w: World, rows: np.ndarray) -> None:
+    """``news.tsv`` of the world's news ``rows`` (titles, abstracts and entity lists in MIND's form)."""
+    cfg = w.cfg
+    rng = np.random.default_rng([cfg.seed, 1])
+    N = cfg.num_news
+    lt = rng.integers(cfg.title_length[0], cfg.title_length[1] + 1, size=N)
+    la = rng.integers(cfg.abstract_length[0], cfg.abstract_length[1] + 1, size=N)
+    zipf = 1.0 / np.arange(1, cfg.words_per_topic + 1)
+    zipf /= zipf.sum()
+    width = max(cfg.title_length[1], cfg.abstract_length[1])
+    topic_words = w.topic_word0[w.topic][:, None] + rng.choice(cfg.words_per_topic, size=(N, 2 * width), p=zipf)
+    common = w.common0 + rng.integers(0, cfg.num_common_words, size=(N, 2 * width))
+    is_common = rng.random((N, 2 * width)) < 0.35
+    words = np.where(is_common, common, topic_words)
+    aspect_pos = rng.integers(1, np.maximum(lt, 2))
+    if w.cue is not None:  # own random stream: a world without cue words keeps its bytes
+        cue_pos = aspect_pos + 1 + np.random.default_rng([cfg.seed, 10]).integers(0, np.maximum(lt - 1, 1))
+    cats = [
+        CATEGORY_NAMES[c % len(CATEGORY_NAMES)] + ("" if c < len(CATEGORY_NAMES) else str(c))
+        for c in range(cfg.num_categories)
+    ]
+    lines = []
+    for n in rows:
+        ents = [e for e in w.entities[n] if e >= 0]
+        if w.inherited[n] >= 0 and w.inherited[n] not in ents:
+            ents = [int(w.inherited[n])] + ents
+        if w.vague[n]:  # only common words (and the aspect word): the topic does not show
+            ents = []
+            words[n] = common[n]
+        title_words = [w.words[x] for x in words[n, : lt[n]]]
+        title_words[aspect_pos[n] % len(title_words)] = w.words[w.aspect0 + w.aspect[n]]
+        if w.cue is not None:  # anywhere but on the aspect word
+            title_words[cue_pos[n] % len(title_words)] = w.words[w.cue0 + w.cue[n]]
+        lead = [w.entity_labels[e] for e in ents[:2]]
+        title_words = lead + title_words
+        title = " ".join(title_words).capitalize()
+        abstract_words = [w.entity_labels[e] for e in ents] + [w.words[x] for x in words[n, width : width + la[n]]]
+        abstract = " ".join(abstract_words).capitalize() + "."
+
+        def entity_json(text: str, names: list[int]) -> str:
+            items = []
+            low = text.lower()
+            for rank, e in enumerate(names):
+                label = w.entity_labels[e]
+                off = low.find(label)
+                if off < 0:
+                    continue
+                items.append(
+                    {
+                        "Label": label,
+                        "Type": "O",
+                        "WikidataId": w.entity_names[e],
+                        "Confidence": round(1.0 - 0.1 * rank, 3),
+                        "OccurrenceOffsets": [off],
+                        "SurfaceForms": [text[off : off + len(label)]],
+                    }
+                )
+            return json.dumps(items, separators=(", ", ": "))
+
+        category = cats[w.topic[n] % cfg.num_categories] if not w.vague[n] else cats[0]
+        subcategory = f"{category}topic{w.topic[n]}" if not w.vague[n] else f"{category}general"
+        lines.append(
+            "\t".join(
+                [
+                    f"N{n + 1}",
+                    category,
+                    subcategory,
+                    title,
+                    abstract,
+                    f"https://assets.msn.com/labs/mind/synthetic-N{n + 1}.html",
+                    entity_json(title, ents[:2]),
+                    entity_json(abstract, ents),
+                ]
+            )
+        )
+    with atomic_write(path, encoding="utf-8", newline="\n") as f:
+        f.write("\n".join(lines) + ("\n" if lines else ""))
+
+
+def topic_vectors(seed: int, tag: int, count: int, dim: int) -> np.ndarray:
+    return np.random.default_rng([seed, tag]).standard_normal((count, dim))
+
+
+def write_word_vectors(path: Path, w: World) -> None:
+    """``word_vectors.txt`` (GloVe format): topic words near their topic's centre."""
+    cfg = w.cfg
+    rng = np.random.default_rng([cfg.seed, 3])
+    centres = topic_vectors(cfg.seed, 4, cfg.num_topics, cfg.word_dim)
+    aspects = topic_vectors(cfg.seed, 5, cfg.num_aspects, cfg.word_dim)
+    words = w.words + w.entity_labels
+    vec = rng.standard_normal((len(words), cfg.word_dim)) * 0.5
+    T, K = cfg.num_topics, cfg.words_per_topic
+    vec[: T * K] += np.repeat(centres, K, axis=0)
+    vec[w.aspect0 : w.aspect0 + cfg.num_aspects] += aspects
+    if cfg.num_cues:
+        vec[w.cue0 : w.cue0 + cfg.num_cues] += topic_vectors(cfg.seed, 11, cfg.num_cues, cfg.word_dim)
+    ent_topic = np.arange(w.num_entities) // cfg.entities_per_topic
+    vec[len(w.words) :] += centres[ent_topic]
+    vec *= 0.3
+    with atomic_write(path, encoding="utf-8", newline="\n") as f:
+        for word, v in zip(words, vec):
+            f.write(word + " " + " ".join(f"{x:.5f}" for x in v) + "\n")
+
+
+def write_entity_vectors(path: Path, w: World) -> None:
+    """``entity_embedding.vec`` (MIND's TransE format): entities near their topic's centre."""
+    cfg = w.cfg
+    rng = np.random.default_rng([cfg.seed, 6])
+    centres = topic_vectors(cfg.seed, 7, cfg.num_topics, cfg.entity_dim)
+    ent_topic = np.arange(w.num_entities) // cfg.entities_per_topic
+    vec = (centres[ent_topic] + rng.standard_normal((w.num_entities, cfg.entity_dim)) * 0.5) * 0.1
+    with atomic_write(path, encoding="utf-8", newline="\n") as f:
+        for name, v in zip(w.entity_names, vec):
+            f.write(name + "\t" + "\t".join(f"{x:.6f}" for x in v) + "\t\n")

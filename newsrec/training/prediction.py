@@ -1,0 +1,90 @@
+"""The prediction files ``predict`` writes: MIND's leaderboard file and the EB-NeRD submission."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from pytorch_lightning.callbacks import BasePredictionWriter
+from torch import Tensor
+
+from newsrec.core.files import atomic_path, atomic_write
+
+__all__ = ["PredictionFileWriter", "candidate_ranks", "write_prediction_file"]
+
+
+def candidate_ranks(scores: Tensor | np.ndarray) -> list[int]:
+    """Rank of every candidate in file order (1 = highest score; ties keep file order)."""
+    s = torch.as_tensor(scores, dtype=torch.float64)
+    order = torch.sort(s, descending=True, stable=True).indices
+    ranks = torch.empty_like(order)
+    ranks[order] = torch.arange(1, len(s) + 1)
+    return ranks.tolist()
+
+
+def write_prediction_file(
+    path: str | os.PathLike,
+    impression_ids: Sequence[int] | Iterable[int],
+    scores: Iterable[Tensor | np.ndarray | Sequence[float]],
+    *,
+    zip_archive: bool | None = None,
+    member: str = "prediction.txt",
+) -> None:
+    """Write the MIND leaderboard file: one line per impression, ``ImpressionID [r1,r2,...]``.
+
+    ``scores`` holds each impression's candidate scores in file order; ranks start at 1. The
+    file is written atomically. If ``path`` ends in ``.zip`` (or ``zip_archive`` is True) the
+    archive holds a single ``member`` file: ``prediction.txt``, as the MIND leaderboard expects,
+    or ``predictions.txt`` for the EB-NeRD (RecSys Challenge 2024) submission, whose lines have
+    the same form (the impression id, then the rank of every in-view article in file order).
+    """
+    lines = []
+    for iid, sc in zip(impression_ids, scores, strict=True):
+        lines.append(f"{int(iid)} [{','.join(map(str, candidate_ranks(torch.as_tensor(sc))))}]")
+    text = "\n".join(lines) + ("\n" if lines else "")
+    path = os.fspath(path)
+    if zip_archive or (zip_archive is None and path.endswith(".zip")):
+        with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(member, text)
+    else:
+        with atomic_write(path, encoding="utf-8") as f:
+            f.write(text)
+
+
+class PredictionFileWriter(BasePredictionWriter):
+    """Writes the MIND leaderboard file (``prediction.txt`` inside a zip by default) after
+    ``predict``: one line per impression, in impression-id order, ranks of candidates in file
+    order. Written atomically."""
+
+    def __init__(self, path: str = "prediction.zip", submission_path: str | None = None) -> None:
+        super().__init__(write_interval="epoch")
+        self.path, self.submission_path = path, submission_path
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        outs = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
+        ids = np.concatenate([o["impression_ids"] for o in outs]) if outs else np.zeros(0, np.int64)
+        scores = [s for o in outs for s in o["scores"]]
+        if trainer.world_size > 1:  # every rank predicted a shard; rank 0 alone collects them
+            import torch.distributed as dist
+
+            shards = [None] * trainer.world_size if trainer.is_global_zero else None
+            dist.gather_object((ids, scores), shards, dst=0)
+            if trainer.is_global_zero:
+                ids = np.concatenate([sh[0] for sh in shards])
+                scores = [x for sh in shards for x in sh[1]]
+        if trainer.is_global_zero:
+            order = np.argsort(ids, kind="stable")
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            write_prediction_file(self.path, ids[order], [scores[i] for i in order])
+            print(f"wrote {self.path} ({len(ids)} impressions)")
+            if self.submission_path:  # the EB-NeRD challenge's file: predictions.txt in a zip
+                Path(self.submission_path).parent.mkdir(parents=True, exist_ok=True)
+                write_prediction_file(
+                    self.submission_path, ids[order], [scores[i] for i in order], member="predictions.txt"
+                )
+                print(f"wrote {self.submission_path} (EB-NeRD submission, {len(ids)} impressions)")
+        trainer.strategy.barrier("prediction file written")  # ranks leave together
