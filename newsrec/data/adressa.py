@@ -164,79 +164,13 @@ def convert_adressa(
         raise ValueError(f"variant must be one of {sorted(ADRESSA_VARIANTS)}, got {variant!r}")
     src, out = Path(src), Path(out)
     report = AdressaReport()
-    tables, days = [], []
-    files = list(_day_files(src))
-    for day, (name, f) in enumerate(progress(files, desc="Adressa days", disable=not show_progress)):
-        t = _read_day(name, f, src)
-        tables.append(t.append_column("day", pa.array(np.full(t.num_rows, day, np.int32))))
-        days.append(name)
-    events = pa.concat_tables(tables)
-    report.events, report.days = events.num_rows, tuple(days)
-    d_hist, d_train, d_dev = ADRESSA_VARIANTS[variant]
-    d_train = train_days if train_days is not None else d_train
-    d_dev = dev_days if dev_days is not None else d_dev
-    d_hist = (
-        history_days if history_days is not None else (d_hist if d_hist is not None else len(days) - d_train - d_dev)
-    )
-    if d_hist < 1 or d_hist + d_train + d_dev > len(days):
-        raise ValueError(f"{len(days)} day files cannot hold {d_hist} history + {d_train} train + {d_dev} dev days")
-    # -- policies ----------------------------------------------------------------------------------
-    has_article = pc.and_(pc.is_valid(events["id"]), pc.greater(pc.utf8_length(pc.fill_null(events["id"], "")), 0))
-    report.without_article = events.num_rows - int(pc.sum(has_article).as_py() or 0)
-    events = events.filter(has_article).filter(pc.is_valid(events.filter(has_article)["userId"]))
-    titled = pc.greater(pc.utf8_length(pc.fill_null(events["title"], "")), 0)
-    titled_ids = pc.unique(events.filter(titled)["id"])
-    keep = pc.is_in(events["id"], value_set=titled_ids)
-    report.without_title = events.num_rows - int(pc.sum(keep).as_py() or 0)
-    events = events.filter(keep)
-    users_s = events["userId"].combine_chunks()
-    items_s = events["id"].combine_chunks()
-    user_ids, user = np.unique(np.asarray(users_s.to_numpy(zero_copy_only=False), dtype=object), return_inverse=True)
-    item_ids, item = np.unique(np.asarray(items_s.to_numpy(zero_copy_only=False), dtype=object), return_inverse=True)
-    time = events["time"].to_numpy().astype(np.int64)
-    day = events["day"].to_numpy()
-    order = np.lexsort((item, time, user))
-    user, item, time, day = user[order], item[order], time[order], day[order]
-    dup = np.zeros(len(user), bool)
-    dup[1:] = (user[1:] == user[:-1]) & (item[1:] == item[:-1]) & (time[1:] == time[:-1])
-    report.duplicates = int(dup.sum())
-    user, item, time, day = user[~dup], item[~dup], time[~dup], day[~dup]
-    # -- news: the first titled event of each article gives its text ---------------------------------
-    first_titled = events.filter(pc.greater(pc.utf8_length(pc.fill_null(events["title"], "")), 0))
-    ft_items = np.asarray(first_titled["id"].combine_chunks().to_numpy(zero_copy_only=False), dtype=object)
-    _, first = np.unique(ft_items, return_index=True)  # sorted like item_ids
-    meta = first_titled.take(pa.array(first))
-    category = pc.fill_null(meta["category1"], "").combine_chunks()
-    parts = pc.split_pattern(category, "|", max_splits=1)
-    cat = pc.fill_null(pc.list_element(parts, 0), "")
-    sub = pc.fill_null(
-        pc.list_element(
-            pc.if_else(pc.greater(pc.list_value_length(parts), 1), parts, pa.scalar(["", ""], parts.type)), 1
-        ),
-        "",
-    )
-    publish = _publish_seconds(meta["publishtime"].combine_chunks())
-    report.news = len(item_ids)
-
-    def clean(a):
-        return tsv_field(a)[0]
-
-    n = len(item_ids)
-    news_cols = [
-        pa.array(item_ids.tolist(), pa.string()),
-        clean(cat),
-        clean(sub),
-        clean(meta["title"].combine_chunks()),
-        pa.array([""] * n, pa.string()),
-        clean(meta["url"].combine_chunks()),
-        pa.array(["[]"] * n, pa.string()),
-        pa.array(["[]"] * n, pa.string()),
-    ]
-    # -- impressions -------------------------------------------------------------------------------
+    events, report.days = _read_events(src, show_progress)
+    report.events = events.num_rows
+    d_hist, d_train, d_dev = _day_counts(variant, len(report.days), history_days, train_days, dev_days)
+    clicks = _Clicks.of(events, report)
+    news_cols, publish = _news(clicks)
+    report.news = len(clicks.item_ids)
     rng = np.random.default_rng(seed)
-    pub = np.where(np.isnan(publish), np.inf, publish)
-    by_pub = np.argsort(pub, kind="stable")
-    pub_sorted = pub[by_pub]
     windows = {"train": (d_hist, d_hist + d_train), "dev": (d_hist + d_train, d_hist + d_train + d_dev)}
     report.impressions = {}
     impression_id = 0
@@ -245,67 +179,173 @@ def convert_adressa(
         target.mkdir(parents=True, exist_ok=True)
         with atomic_path(target / "news.tsv") as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
             write_tsv_lines(f, news_cols)
-        # histories: each user's clicks before the window, oldest first
-        before = day < lo
-        h_users, h_items = user[before], item[before]
-        h_order = np.lexsort((time[before], h_users))
-        h_users, h_items = h_users[h_order], h_items[h_order]
-        h_start = np.searchsorted(h_users, np.arange(len(user_ids)))
-        h_end = np.searchsorted(h_users, np.arange(len(user_ids)), side="right")
-        h_offsets = np.concatenate([[0], np.cumsum(h_end - h_start)]).astype(np.int64)
-        h_strings = pc.fill_null(
-            pc.binary_join(
-                pa.ListArray.from_arrays(pa.array(h_offsets), pa.array(item_ids[h_items].tolist(), pa.string())), " "
-            ),
-            "",
-        )
-        inside = (day >= lo) & (day < hi)
-        c_user, c_item, c_time, c_day = user[inside], item[inside], time[inside], day[inside]
+        histories = _histories_before(clicks, lo)
+        inside = (clicks.day >= lo) & (clicks.day < hi)
+        c_user, c_item, c_time = clicks.user[inside], clicks.item[inside], clicks.time[inside]
         m = len(c_user)
-        # negatives: uniform within the publish-time window of the clicked article
-        half = negative_window_hours * 3600
-        a = np.searchsorted(pub_sorted, pub[c_item] - half)
-        b = np.searchsorted(pub_sorted, pub[c_item] + half, side="right")
-        draws = 2 * num_negatives
-        u = rng.random((m, draws))
-        size = b - a
-        wide = size > num_negatives
-        cand = np.where(
-            wide[:, None], by_pub[np.minimum(a[:, None] + (u * size[:, None]).astype(np.int64), len(by_pub) - 1)], -1
-        )
-        # the day's clicked articles for narrow windows
-        day_items = {d: np.unique(item[day == d]) for d in np.unique(c_day)}
-        for d, pool in day_items.items():
-            rows = np.nonzero(~wide & (c_day == d))[0]
-            if len(rows):
-                cand[rows] = pool[(u[rows] * len(pool)).astype(np.int64)]
-        # not the clicked article, no duplicates within an impression, at most num_negatives
-        cand = np.where(cand == c_item[:, None], -1, cand)
-        s = np.sort(cand, axis=1)
-        s[:, 1:] = np.where(s[:, 1:] == s[:, :-1], -1, s[:, 1:])
-        s = np.where(s < 0, np.iinfo(np.int64).max, s)
-        pick = np.argsort(rng.random(s.shape) + (s == np.iinfo(np.int64).max), axis=1)[:, :num_negatives]
-        neg = np.take_along_axis(s, pick, axis=1)
-        valid = neg != np.iinfo(np.int64).max
-        counts = valid.sum(1) + 1
-        # the clicked article first, then the negatives (newsrec shuffles nothing in evaluation: the
-        # metrics do not depend on the candidates' order)
-        flat_items = np.concatenate([c_item[:, None], np.where(valid, neg, 0)], axis=1)
-        flat_labels = np.concatenate([np.ones((m, 1), bool), np.zeros_like(valid)], axis=1)
-        keep_flat = np.concatenate([np.ones((m, 1), bool), valid], axis=1)
-        perm = np.argsort(rng.random(keep_flat.shape) + ~keep_flat * 2, axis=1)  # shuffle the real ones
-        flat_items = np.take_along_axis(flat_items, perm, 1)[np.take_along_axis(keep_flat, perm, 1)]
-        flat_labels = np.take_along_axis(flat_labels, perm, 1)[np.take_along_axis(keep_flat, perm, 1)]
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        tokens = pc.binary_join_element_wise(
-            pa.array(item_ids[flat_items].tolist(), pa.string()), pa.array(np.where(flat_labels, "1", "0")), "-"
-        )
-        imps = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), tokens), " ")
-        stamps = format_times(c_time)
+        neg, valid = _negatives(rng, clicks, publish, c_item, clicks.day[inside], num_negatives, negative_window_hours)
         ids = pa.array(np.arange(impression_id + 1, impression_id + m + 1).astype(str).tolist(), pa.string())
         impression_id += m
-        cols = [ids, pa.array(user_ids[c_user].tolist(), pa.string()), stamps, h_strings.take(pa.array(c_user)), imps]
+        cols = [
+            ids,
+            pa.array(clicks.user_ids[c_user].tolist(), pa.string()),
+            format_times(c_time),
+            histories.take(pa.array(c_user)),
+            _impression_text(rng, clicks.item_ids, c_item, neg, valid),
+        ]
         with atomic_path(target / "behaviors.tsv") as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
             write_tsv_lines(f, cols)
         report.impressions[split] = m
     return report
+
+
+def _read_events(src: Path, show_progress: bool) -> tuple[pa.Table, tuple[str, ...]]:
+    """Every event of every day file, with its day's index (``day``), and the day files' names."""
+    tables, days = [], []
+    files = list(_day_files(src))
+    for day, (name, f) in enumerate(progress(files, desc="Adressa days", disable=not show_progress)):
+        t = _read_day(name, f, src)
+        tables.append(t.append_column("day", pa.array(np.full(t.num_rows, day, np.int32))))
+        days.append(name)
+    return pa.concat_tables(tables), tuple(days)
+
+
+def _day_counts(variant: str, n_days: int, history: int | None, train: int | None, dev: int | None):
+    """``(history, train, dev)`` days: the variant's defaults unless given."""
+    d_hist, d_train, d_dev = ADRESSA_VARIANTS[variant]
+    d_train = train if train is not None else d_train
+    d_dev = dev if dev is not None else d_dev
+    d_hist = history if history is not None else (d_hist if d_hist is not None else n_days - d_train - d_dev)
+    if d_hist < 1 or d_hist + d_train + d_dev > n_days:
+        raise ValueError(f"{n_days} day files cannot hold {d_hist} history + {d_train} train + {d_dev} dev days")
+    return d_hist, d_train, d_dev
+
+
+@dataclass
+class _Clicks:
+    """The clicks that pass the policies, sorted by (user, time, article), as integer ids into
+    ``user_ids`` / ``item_ids``, with the events they come from (``events``)."""
+
+    events: pa.Table
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    user: np.ndarray
+    item: np.ndarray
+    time: np.ndarray
+    day: np.ndarray
+
+    @classmethod
+    def of(cls, events: pa.Table, report: AdressaReport) -> _Clicks:
+        """Drop (and count in ``report``) events without an article, without a user, of articles
+        that never have a title, and exact duplicates (user, article, second)."""
+        has_article = pc.and_(pc.is_valid(events["id"]), pc.greater(pc.utf8_length(pc.fill_null(events["id"], "")), 0))
+        report.without_article = events.num_rows - int(pc.sum(has_article).as_py() or 0)
+        events = events.filter(has_article).filter(pc.is_valid(events.filter(has_article)["userId"]))
+        titled = pc.greater(pc.utf8_length(pc.fill_null(events["title"], "")), 0)
+        keep = pc.is_in(events["id"], value_set=pc.unique(events.filter(titled)["id"]))
+        report.without_title = events.num_rows - int(pc.sum(keep).as_py() or 0)
+        events = events.filter(keep)
+        users_s, items_s = events["userId"].combine_chunks(), events["id"].combine_chunks()
+        user_ids, user = np.unique(
+            np.asarray(users_s.to_numpy(zero_copy_only=False), dtype=object), return_inverse=True
+        )
+        item_ids, item = np.unique(
+            np.asarray(items_s.to_numpy(zero_copy_only=False), dtype=object), return_inverse=True
+        )
+        time, day = events["time"].to_numpy().astype(np.int64), events["day"].to_numpy()
+        order = np.lexsort((item, time, user))
+        user, item, time, day = user[order], item[order], time[order], day[order]
+        dup = np.zeros(len(user), bool)
+        dup[1:] = (user[1:] == user[:-1]) & (item[1:] == item[:-1]) & (time[1:] == time[:-1])
+        report.duplicates = int(dup.sum())
+        return cls(events, user_ids, item_ids, user[~dup], item[~dup], time[~dup], day[~dup])
+
+
+def _news(clicks: _Clicks) -> tuple[list[pa.Array], np.ndarray]:
+    """news.tsv's columns (the first titled event of each article gives its text; ``category1``
+    ``a|b`` gives category ``a`` and subcategory ``b``) and each article's publish time (NaN:
+    unknown), in ``item_ids`` order."""
+    events = clicks.events
+    first_titled = events.filter(pc.greater(pc.utf8_length(pc.fill_null(events["title"], "")), 0))
+    ft_items = np.asarray(first_titled["id"].combine_chunks().to_numpy(zero_copy_only=False), dtype=object)
+    _, first = np.unique(ft_items, return_index=True)  # sorted like item_ids
+    meta = first_titled.take(pa.array(first))
+    parts = pc.split_pattern(pc.fill_null(meta["category1"], "").combine_chunks(), "|", max_splits=1)
+    cat = pc.fill_null(pc.list_element(parts, 0), "")
+    two = pc.if_else(pc.greater(pc.list_value_length(parts), 1), parts, pa.scalar(["", ""], parts.type))
+    sub = pc.fill_null(pc.list_element(two, 1), "")
+    n = len(clicks.item_ids)
+    empty = pa.array(["[]"] * n, pa.string())
+    news_cols = [
+        pa.array(clicks.item_ids.tolist(), pa.string()),
+        tsv_field(cat)[0],
+        tsv_field(sub)[0],
+        tsv_field(meta["title"].combine_chunks())[0],
+        pa.array([""] * n, pa.string()),
+        tsv_field(meta["url"].combine_chunks())[0],
+        empty,
+        empty,
+    ]
+    return news_cols, _publish_seconds(meta["publishtime"].combine_chunks())
+
+
+def _histories_before(clicks: _Clicks, first_day: int) -> pa.Array:
+    """Per user (``user_ids`` order), the clicks before ``first_day``, oldest first, as MIND's
+    history field."""
+    before = clicks.day < first_day
+    h_users, h_items = clicks.user[before], clicks.item[before]
+    h_order = np.lexsort((clicks.time[before], h_users))
+    h_users, h_items = h_users[h_order], h_items[h_order]
+    users = np.arange(len(clicks.user_ids))
+    lengths = np.searchsorted(h_users, users, side="right") - np.searchsorted(h_users, users)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+    names = pa.array(clicks.item_ids[h_items].tolist(), pa.string())
+    return pc.fill_null(pc.binary_join(pa.ListArray.from_arrays(offsets, names), " "), "")
+
+
+def _negatives(rng, clicks: _Clicks, publish: np.ndarray, c_item, c_day, num_negatives: int, window_hours: float):
+    """``num_negatives`` non-clicked articles per click, drawn uniformly among the articles
+    published within ``window_hours`` of the clicked one (or, where fewer are, among that day's
+    clicked articles); never the clicked article, no repeats. Returns ``(neg [m, K], valid)``."""
+    pub = np.where(np.isnan(publish), np.inf, publish)
+    by_pub = np.argsort(pub, kind="stable")
+    pub_sorted = pub[by_pub]
+    half = window_hours * 3600
+    a = np.searchsorted(pub_sorted, pub[c_item] - half)
+    b = np.searchsorted(pub_sorted, pub[c_item] + half, side="right")
+    u = rng.random((len(c_item), 2 * num_negatives))
+    size = b - a
+    wide = size > num_negatives
+    cand = np.where(
+        wide[:, None], by_pub[np.minimum(a[:, None] + (u * size[:, None]).astype(np.int64), len(by_pub) - 1)], -1
+    )
+    for d in np.unique(c_day):  # the day's clicked articles for narrow windows
+        pool = np.unique(clicks.item[clicks.day == d])
+        rows = np.nonzero(~wide & (c_day == d))[0]
+        if len(rows):
+            cand[rows] = pool[(u[rows] * len(pool)).astype(np.int64)]
+    cand = np.where(cand == c_item[:, None], -1, cand)
+    s = np.sort(cand, axis=1)
+    s[:, 1:] = np.where(s[:, 1:] == s[:, :-1], -1, s[:, 1:])
+    s = np.where(s < 0, np.iinfo(np.int64).max, s)
+    pick = np.argsort(rng.random(s.shape) + (s == np.iinfo(np.int64).max), axis=1)[:, :num_negatives]
+    neg = np.take_along_axis(s, pick, axis=1)
+    return neg, neg != np.iinfo(np.int64).max
+
+
+def _impression_text(rng, item_ids: np.ndarray, c_item: np.ndarray, neg: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """MIND's impressions field: the clicked article (label 1) and its negatives (label 0) in a
+    seeded random order."""
+    m = len(c_item)
+    flat_items = np.concatenate([c_item[:, None], np.where(valid, neg, 0)], axis=1)
+    flat_labels = np.concatenate([np.ones((m, 1), bool), np.zeros_like(valid)], axis=1)
+    keep = np.concatenate([np.ones((m, 1), bool), valid], axis=1)
+    perm = np.argsort(rng.random(keep.shape) + ~keep * 2, axis=1)  # shuffle the real ones
+    kept = np.take_along_axis(keep, perm, 1)
+    flat_items = np.take_along_axis(flat_items, perm, 1)[kept]
+    flat_labels = np.take_along_axis(flat_labels, perm, 1)[kept]
+    offsets = np.concatenate([[0], np.cumsum(valid.sum(1) + 1)]).astype(np.int64)
+    tokens = pc.binary_join_element_wise(
+        pa.array(item_ids[flat_items].tolist(), pa.string()), pa.array(np.where(flat_labels, "1", "0")), "-"
+    )
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), tokens), " ")

@@ -18,7 +18,8 @@ newsrec command reads. The rules:
 - **Histories** come from the split's ``history.parquet`` (``article_id_fixed``: the user's clicks
   in the weeks before the split's behaviors, oldest first): the history as of the split. A user
   without a history row gets an empty history.
-- **Times**: ``impression_time`` in MIND's ``%m/%d/%Y %I:%M:%S %p``.
+- **Times**: ``impression_time`` in MIND's own form (``5/20/2023 7:00:00 AM``,
+  :func:`~newsrec.data.mind.format_times`).
 - **News**: ``news_id`` = ``article_id``; ``category`` = ``category_str``; ``subcategory`` = the
   first ``subcategory`` id (EB-NeRD gives ids, not names); ``title``; ``abstract`` = ``subtitle``;
   ``url``. ``body`` is not written (MIND has no body field). Tabs and line breaks inside texts
@@ -47,12 +48,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from newsrec.core.files import atomic_path
-from newsrec.data.mind import format_times, tsv_field, write_tsv_lines
+from newsrec.data.ebnerd_behaviors import check_schema, convert_behaviors, known_ids, open_parquet
+from newsrec.data.mind import tsv_field, write_tsv_lines
 from newsrec.errors import DataFormatError
-from newsrec.utils import progress
 
 __all__ = ["convert_ebnerd", "EBNERD_SPLITS", "EBNeRDReport"]
 
@@ -68,12 +68,6 @@ _ARTICLE_COLUMNS = {
     "url": "string",
     "ner_clusters": "list",
     "entity_groups": "list",
-}
-_BEHAVIOR_COLUMNS = {
-    "impression_id": "integer",
-    "impression_time": "timestamp",
-    "article_ids_inview": "list",
-    "user_id": "integer",
 }
 _HISTORY_COLUMNS = {"user_id": "integer", "article_id_fixed": "list"}
 
@@ -96,39 +90,6 @@ class EBNeRDReport:
                 f"{self.dropped_ids.get(split, 0)} unknown article ids dropped"
             )
         return out
-
-
-def _kind(t: pa.DataType) -> str:
-    if pa.types.is_integer(t):
-        return "integer"
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "string"
-    if pa.types.is_list(t) or pa.types.is_large_list(t):
-        return "list"
-    if pa.types.is_timestamp(t):
-        return "timestamp"
-    return str(t)
-
-
-def _check_schema(path: Path, schema: pa.Schema, wanted: dict[str, str]) -> None:
-    for name, kind in wanted.items():
-        if name not in schema.names:
-            raise DataFormatError(path, None, f"has no column {name!r} (an EB-NeRD file has {', '.join(wanted)}, …)")
-        got = _kind(schema.field(name).type)
-        if got != kind:
-            raise DataFormatError(path, None, f"column {name!r} is {schema.field(name).type}, expected a {kind} column")
-
-
-def _open(path: Path) -> pq.ParquetFile:
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} does not exist: EB-NeRD's layout is SRC/articles.parquet and "
-            "SRC/<split>/{behaviors,history}.parquet"
-        )
-    try:
-        return pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise DataFormatError(path, None, f"is not a readable parquet file ({e})") from None
 
 
 def _entities_json(clusters: pa.Array, groups: pa.Array) -> pa.Array:
@@ -164,8 +125,8 @@ def _entities_json(clusters: pa.Array, groups: pa.Array) -> pa.Array:
 
 def _read_articles(src: Path) -> tuple[pa.Table, np.ndarray]:
     path = src / "articles.parquet"
-    pf = _open(path)
-    _check_schema(path, pf.schema_arrow, _ARTICLE_COLUMNS)
+    pf = open_parquet(path)
+    check_schema(path, pf.schema_arrow, _ARTICLE_COLUMNS)
     table = pf.read(columns=list(_ARTICLE_COLUMNS))
     ids = table.column("article_id").to_numpy()
     if len(np.unique(ids)) != len(ids):
@@ -190,14 +151,6 @@ def _news_columns(articles: pa.Table) -> tuple[list[pa.Array], int]:
     return [ids.combine_chunks(), category, subcategory, title, subtitle, url, entities, empty], bad_t + bad_s
 
 
-def _known(ids: np.ndarray, sorted_known: np.ndarray) -> np.ndarray:
-    pos = np.searchsorted(sorted_known, ids)
-    pos = np.minimum(pos, len(sorted_known) - 1) if len(sorted_known) else pos
-    return (sorted_known[pos] == ids) if len(sorted_known) else np.zeros(len(ids), bool)
-
-
-#: history rows handled at a time: the strings of every user stay, the int64 work arrays of one
-#: chunk come and go (peak memory ~ the joined strings + one chunk, not ~40 bytes per click)
 _HISTORY_CHUNK_ROWS = 100_000
 
 
@@ -208,8 +161,8 @@ def _histories(path: Path, known: np.ndarray, missing: str) -> tuple[np.ndarray,
     The file is read ``_HISTORY_CHUNK_ROWS`` rows at a time, so what stays resident is the
     joined strings, not the clicks as int64 and their string forms; they are not reordered (a
     second copy), the file rows map to them instead."""
-    pf = _open(path)
-    _check_schema(path, pf.schema_arrow, _HISTORY_COLUMNS)
+    pf = open_parquet(path)
+    check_schema(path, pf.schema_arrow, _HISTORY_COLUMNS)
     user_parts: list[np.ndarray] = []
     string_parts: list[pa.Array] = []
     dropped = first_row = 0
@@ -219,7 +172,7 @@ def _histories(path: Path, known: np.ndarray, missing: str) -> tuple[np.ndarray,
         flat = pc.fill_null(lists.flatten(), -1).to_numpy(zero_copy_only=False).astype(np.int64)
         offsets = lists.offsets.to_numpy().astype(np.int64)
         offsets -= offsets[0]
-        ok = _known(flat, known)
+        ok = known_ids(flat, known)
         bad = int((~ok).sum())
         if bad and missing == "error":
             k = int(np.argmax(~ok))
@@ -247,107 +200,6 @@ def _histories(path: Path, known: np.ndarray, missing: str) -> tuple[np.ndarray,
         u, counts = np.unique(users, return_counts=True)
         raise DataFormatError(path, None, f"user_id {int(u[counts > 1][0])} has more than one history row")
     return users[order], order, joined, dropped
-
-
-def _convert_behaviors(
-    path: Path,
-    out: Path,
-    known: np.ndarray,
-    users: np.ndarray,
-    history_rows: np.ndarray,
-    history: pa.Array,
-    missing: str,
-    show_progress: bool,
-) -> tuple[int, int, int]:
-    pf = _open(path)
-    schema = pf.schema_arrow
-    _check_schema(path, schema, _BEHAVIOR_COLUMNS)
-    labelled = "article_ids_clicked" in schema.names
-    if labelled and _kind(schema.field("article_ids_clicked").type) != "list":
-        raise DataFormatError(
-            path,
-            None,
-            f"column 'article_ids_clicked' is {schema.field('article_ids_clicked').type}, expected a list column",
-        )
-    columns = list(_BEHAVIOR_COLUMNS) + (["article_ids_clicked"] if labelled else [])
-    n_imp = no_history = dropped = 0
-    seen_users: set[int] = set()
-    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        groups = progress(range(pf.num_row_groups), desc=f"{path.parent.name} behaviors", disable=not show_progress)
-        for g in groups:
-            batch = pf.read_row_group(g, columns=columns)
-            inview = batch.column("article_ids_inview").combine_chunks()
-            offsets = inview.offsets.to_numpy().astype(np.int64)
-            flat = pc.fill_null(inview.flatten(), -1).to_numpy().astype(np.int64)
-            rows = np.repeat(np.arange(len(batch)), np.diff(offsets))
-            ok = _known(flat, known)
-            ids = batch.column("impression_id").to_numpy()
-            if (~ok).any() and missing == "error":
-                k = int(np.argmax(~ok))
-                raise DataFormatError(
-                    path,
-                    None,
-                    f"row group {g}, offset {rows[k]} (impression_id {ids[rows[k]]}): in-view article id "
-                    f"{flat[k]} is not in articles.parquet (missing='drop' drops such ids)",
-                )
-            labels = None
-            if labelled:
-                clicked = batch.column("article_ids_clicked").combine_chunks()
-                c_off = clicked.offsets.to_numpy().astype(np.int64)
-                c_flat = pc.fill_null(clicked.flatten(), -1).to_numpy().astype(np.int64)
-                c_rows = np.repeat(np.arange(len(batch)), np.diff(c_off))
-                width = np.int64(2**32)
-                view_keys = rows * width + flat
-                click_keys = c_rows * width + c_flat
-                inside = np.isin(click_keys, view_keys)
-                if not inside.all():
-                    k = int(np.argmin(inside))
-                    raise DataFormatError(
-                        path,
-                        None,
-                        f"row group {g}, offset {c_rows[k]} (impression_id {ids[c_rows[k]]}): clicked "
-                        f"article id {c_flat[k]} is not in its article_ids_inview",
-                    )
-                labels = np.isin(view_keys, click_keys)
-            if (~ok).any():  # missing == "drop"
-                dropped += int((~ok).sum())
-                flat, rows = flat[ok], rows[ok]
-                labels = labels[ok] if labels is not None else None
-            counts = np.bincount(rows, minlength=len(batch))
-            keep = counts > 0  # an impression left without candidates is dropped (counted above)
-            new_offsets = np.concatenate([[0], np.cumsum(counts)])
-            tokens = pc.cast(pa.array(flat), pa.string())
-            if labels is not None:
-                tokens = pc.binary_join_element_wise(tokens, pa.array(np.where(labels, "1", "0")), "-")
-            imps = pc.binary_join(pa.ListArray.from_arrays(pa.array(new_offsets, pa.int32()), tokens), " ")
-            user = batch.column("user_id").to_numpy().astype(np.int64)
-            pos = np.searchsorted(users, user)
-            pos_c = np.minimum(pos, max(len(users) - 1, 0))
-            has = (users[pos_c] == user) if len(users) else np.zeros(len(user), bool)
-            new_users = set(user[~has].tolist()) - seen_users
-            no_history += len(new_users)
-            seen_users |= new_users
-            hist = (
-                history.take(pa.array(history_rows[pos_c])).cast(pa.string())
-                if len(users)
-                else pa.array([""] * len(user), pa.string())
-            )
-            hist = pc.if_else(pa.array(has), hist, "")
-            seconds = pc.cast(batch.column("impression_time"), pa.timestamp("s"), safe=False)  # MIND has whole seconds
-            time = format_times(pc.cast(seconds, pa.int64()).to_numpy(zero_copy_only=False))
-            cols = [
-                pc.cast(batch.column("impression_id"), pa.string()),
-                pc.cast(batch.column("user_id"), pa.string()),
-                time,
-                hist,
-                imps,
-            ]
-            mask = pa.array(keep)
-            cols = [pc.filter(c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c, mask) for c in cols]
-            if len(cols[0]):
-                write_tsv_lines(f, cols)
-            n_imp += int(keep.sum())
-    return n_imp, no_history, dropped
 
 
 def _split_dir(src: Path, name: str) -> Path | None:
@@ -387,7 +239,7 @@ def convert_ebnerd(
         with atomic_path(target / "news.tsv") as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
             write_tsv_lines(f, news_cols)
         users, history_rows, history, dropped = _histories(folder / "history.parquet", known, missing)
-        n, no_hist, dropped_b = _convert_behaviors(
+        n, no_hist, dropped_b = convert_behaviors(
             folder / "behaviors.parquet",
             target / "behaviors.tsv",
             known,
