@@ -113,3 +113,27 @@ def test_models_and_data_never_reach_through_the_trainer():
                 if needle in text:
                     bad.append(f"{path.relative_to(PACKAGE.parent)}: {needle}")
     assert not bad
+
+
+def test_files_stay_small_and_the_base_module_thin():
+    """Every module of newsrec ≤ 400 lines; the base model module ≤ 300 (it holds the protocol,
+    the loss and the scoring path; what is about a run lives in newsrec.training)."""
+    long = {
+        str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400
+    }
+    assert not long, long
+    assert len((PACKAGE / "models" / "base.py").read_text().splitlines()) <= 300
+
+
+def test_no_private_lightning_name_is_imported():
+    bad = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in (
+                "pytorch_lightning", "lightning", "lightning_fabric"
+            ):  # fmt: skip
+                private = [p for p in node.module.split(".") if p.startswith("_")]
+                private += [a.name for a in node.names if a.name.startswith("_")]
+                if private:
+                    bad.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.module} {private}")
+    assert not bad, bad

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -26,7 +25,7 @@ from newsrec.data.batching import (
 )
 from newsrec.data.behaviors import Behaviors, TrainingSamples
 from newsrec.data.corpus import CorpusConfig, NewsCorpus
-from newsrec.data.prepare import load_behaviors, load_corpus, split_files
+from newsrec.data.prepare import data_signature, load_behaviors, load_corpus, load_graphs, split_files
 from newsrec.data.text import PretrainedCoverage, load_entity_vectors, load_word_vectors
 
 __all__ = ["MINDDataModule"]
@@ -219,29 +218,9 @@ class MINDDataModule(pl.LightningDataModule):
 
     # -- graphs -------------------------------------------------------------------------------------
     def _graphs(self, corpus: NewsCorpus):
-        """Build (or load) the graphs the requirements name; returns (news graph, entity graph)."""
-        from newsrec.graphs import build_entity_graph, build_news_graph, load_or_build_graph
-
-        req = self.requirements
+        """The graphs the requirements name, built once (:func:`~newsrec.data.prepare.load_graphs`)."""
         train = load_behaviors(self.root, "train", corpus, missing=self.missing)
-        base = cache_key(corpus.news_ids, train.impression_ids[:1000].tolist(), len(train))
-        processed = self.root / "processed"
-        news_graph = entity_graph = None
-        if req.news_graph is not None:
-            opts = asdict(req.news_graph)
-            news_graph = load_or_build_graph(
-                processed / f"news-graph-{cache_key(base, opts)}",
-                lambda: build_news_graph(train.user_sequences(), len(corpus), **opts),
-                {"options": json.dumps(opts)},
-            )
-        if req.entity_neighbors is not None:
-            opts = dict(req.entity_graph or {})
-            entity_graph = load_or_build_graph(
-                processed / f"entity-graph-{cache_key(base, opts)}",
-                lambda: build_entity_graph(train.user_sequences(), corpus.entities, len(corpus.entity_vocab), **opts),
-                {"options": json.dumps(opts)},
-            )
-        return news_graph, entity_graph
+        return load_graphs(self.root, corpus, train, self.requirements)
 
     # -- setup ----------------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -397,23 +376,8 @@ class MINDDataModule(pl.LightningDataModule):
         )
 
     def signature(self) -> dict:
-        """What a trained model's data must match (stored in its checkpoints; checked by
-        serving): the root, the corpus settings and CRC-32 checksums of the vocabulary and of
-        the news ids in corpus order."""
-        import zlib
-        from dataclasses import asdict
-
-        corpus = self.corpus
-        return {
-            "root": str(self.root.resolve()),
-            "corpus_config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(corpus.config).items()},
-            "history_length": self.history_length,
-            "missing": self.missing,
-            "word_vectors": self.word_vectors_file,
-            "vocabulary_crc32": zlib.crc32("\n".join(corpus.vocab.itos).encode()),
-            "news_ids_crc32": zlib.crc32("\n".join(corpus.news_ids).encode()),
-            "num_news": len(corpus),
-        }
+        """What a trained model's data must match (:func:`~newsrec.data.prepare.data_signature`)."""
+        return data_signature(self.root, self.corpus, self.history_length, self.missing, self.word_vectors_file)
 
     def model_inputs(self) -> ModelInputs:
         """The data → model half of the handshake (:class:`~newsrec.core.ModelInputs`): the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from dataclasses import asdict
@@ -12,7 +13,17 @@ from newsrec.data.behaviors import Behaviors
 from newsrec.data.corpus import CorpusConfig, NewsCorpus
 from newsrec.errors import DataFormatError
 
-__all__ = ["SPLITS", "split_files", "load_corpus", "load_behaviors", "prepare", "missing_vector_notes", "drop_note"]
+__all__ = [
+    "SPLITS",
+    "data_signature",
+    "drop_note",
+    "load_behaviors",
+    "load_corpus",
+    "load_graphs",
+    "missing_vector_notes",
+    "prepare",
+    "split_files",
+]
 
 SPLITS = ("train", "dev", "test")
 
@@ -132,3 +143,50 @@ def missing_vector_notes(root: str | os.PathLike, word_vectors: str | None = "wo
     if splits and not any((d / "entity_embedding.vec").exists() for d in splits.values()):
         notes.append(f"no entity_embedding.vec in any split of {root}: entity embeddings start random")
     return notes
+
+
+def load_graphs(root: str | os.PathLike, corpus: NewsCorpus, train: Behaviors, requirements):
+    """The news graph and the entity graph a model's :class:`~newsrec.core.DataRequirements`
+    name (``None`` for those it does not), built from the training clicks once and cached under
+    ``root/processed/`` (:func:`~newsrec.graphs.load_or_build_graph`), keyed by the corpus, the
+    training split and the build options."""
+    from newsrec.graphs import build_entity_graph, build_news_graph, load_or_build_graph
+
+    base = cache_key(corpus.news_ids, train.impression_ids[:1000].tolist(), len(train))
+    processed = Path(root) / "processed"
+    news_graph = entity_graph = None
+    if requirements.news_graph is not None:
+        opts = asdict(requirements.news_graph)
+        news_graph = load_or_build_graph(
+            processed / f"news-graph-{cache_key(base, opts)}",
+            lambda: build_news_graph(train.user_sequences(), len(corpus), **opts),
+            {"options": json.dumps(opts)},
+        )
+    if requirements.entity_neighbors is not None:
+        opts = dict(requirements.entity_graph or {})
+        entity_graph = load_or_build_graph(
+            processed / f"entity-graph-{cache_key(base, opts)}",
+            lambda: build_entity_graph(train.user_sequences(), corpus.entities, len(corpus.entity_vocab), **opts),
+            {"options": json.dumps(opts)},
+        )
+    return news_graph, entity_graph
+
+
+def data_signature(
+    root: str | os.PathLike, corpus: NewsCorpus, history_length: int, missing: str, word_vectors: str | None
+) -> dict:
+    """What a trained model's data must match (stored in its checkpoints; checked by serving and
+    every command): the root, the corpus settings and CRC-32 checksums of the vocabulary and of
+    the news ids in corpus order. Plain JSON values."""
+    import zlib
+
+    return {
+        "root": str(Path(root).resolve()),
+        "corpus_config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(corpus.config).items()},
+        "history_length": history_length,
+        "missing": missing,
+        "word_vectors": word_vectors,
+        "vocabulary_crc32": zlib.crc32("\n".join(corpus.vocab.itos).encode()),
+        "news_ids_crc32": zlib.crc32("\n".join(corpus.news_ids).encode()),
+        "num_news": len(corpus),
+    }
