@@ -24,7 +24,6 @@ from newsrec.nn import (  # noqa: E402
     TextEncoder,
     UserEncoder,
     build_graph_encoder,
-    to_adjacency,
 )
 
 
@@ -118,13 +117,6 @@ def main() -> None:
     ggnn = GatedGraphEncoder(D, D, 3)
     xs = torch.randn(n_nodes, D)
     cases.append((f"GatedGraphEncoder 3 layers, {n_nodes} nodes / {n_edges} edges (edge_index)", ggnn, [xs, ei]))
-    cases.append(
-        (
-            f"GatedGraphEncoder 3 layers, {n_nodes} nodes / {n_edges} edges (CSR)",
-            ggnn,
-            [xs, to_adjacency(ei, None, n_nodes)],
-        )
-    )
     # before/after the own MessagePassing GGNN: PyG's GatedGraphConv beside it, same graph
     cases.append(
         (f"PyG GatedGraphConv 3 layers, {n_nodes} nodes / {n_edges} edges", _PyGGatedGraphConv(D, 3), [xs, ei])

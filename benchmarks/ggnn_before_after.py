@@ -5,7 +5,7 @@ measured side by side in one run, each in its own process on the same graph and 
     python benchmarks/ggnn_before_after.py [--before 8c92e3c] [--nodes 20000 --edges 160000]
         [--threads 2] [--repeat 5] [--rounds 3]
 
-Rows: the full graph by ``edge_index``, by a sparse CSR adjacency, and pruned to the 5 % of
+Rows: the full graph by ``edge_index`` and pruned to the 5 % of
 nodes whose outputs are needed (``output_nodes``, GLORY's path); forward and forward+backward
 medians, and the ratio after / before. The two revisions run in alternating processes,
 ``--rounds`` times each (before, after, before, after, ...), so that drift in the machine's load
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 WORKER = r"""
 import json, sys, time, torch
-from newsrec.nn import GatedGraphEncoder, to_adjacency
+from newsrec.nn import GatedGraphEncoder
 nodes, edges, threads, repeat = map(int, sys.argv[1:5])
 torch.set_num_threads(threads)
 torch.manual_seed(0)
@@ -38,10 +38,8 @@ ei = torch.randint(0, nodes, (2, edges))
 x = torch.randn(nodes, D, requires_grad=True)
 outputs = torch.randperm(nodes)[: nodes // 20]
 ggnn = GatedGraphEncoder(D, D, 3)
-adj = to_adjacency(ei, None, nodes)
 cases = {
     "edge_index": lambda: ggnn(x, ei),
-    "CSR": lambda: ggnn(x, adj),
     "pruned (5 % outputs)": lambda: ggnn(x, ei, output_nodes=outputs)[outputs],
 }
 def med(fn):

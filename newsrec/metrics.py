@@ -22,6 +22,7 @@ from newsrec.beyond_accuracy import (
     serendipity,
     top_k_lists,
 )
+from newsrec.utils import METRIC_NAMES
 
 __all__ = [
     "ImpressionMetrics",
@@ -38,8 +39,6 @@ __all__ = [
     "gini_index",
     "top_k_lists",
 ]
-
-METRIC_NAMES = ("auc", "mrr", "ndcg@5", "ndcg@10")
 
 
 def flat_to_padded(preds: Tensor, target: Tensor, indexes: Tensor) -> tuple[Tensor, Tensor, Tensor]:

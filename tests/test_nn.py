@@ -19,7 +19,6 @@ from newsrec.nn import (
     UserEncoder,
     masked_softmax,
     pretrained_embedding,
-    to_adjacency,
 )
 
 
@@ -216,12 +215,11 @@ def test_gated_graph_encoder_matches_hand_written_ggnn(weighted):
     for layer in range(2):
         h = ref_ggnn_step(enc.conv.weight[layer], enc.conv.rnn, h, edges, w if weighted else torch.ones(5))
     torch.testing.assert_close(enc(x, ei, w), h)
-    torch.testing.assert_close(enc(x, to_adjacency(ei, w, 4)), h)  # the CSR path agrees
 
 
 def test_gated_graph_encoder_normalized_weights_are_a_weighted_mean_on_every_path():
     """``normalize_edge_weight`` equals the hand-written GGNN on weights divided by each target's
-    incoming total, on the edge_index, CSR and pruned paths; a common scale of the weights
+    incoming total, on the edge_index and pruned paths; a common scale of the weights
     changes nothing; it needs weighted messages."""
     enc = GatedGraphEncoder(3, 5, num_layers=2, normalize_edge_weight=True).double()
     x = torch.randn(4, 3)
@@ -234,7 +232,6 @@ def test_gated_graph_encoder_normalized_weights_are_a_weighted_mean_on_every_pat
         h = ref_ggnn_step(enc.conv.weight[layer], enc.conv.rnn, h, edges, w / into[ei[1]])
     torch.testing.assert_close(enc(x, ei, w), h)
     torch.testing.assert_close(enc(x, ei, 4 * w), h)
-    torch.testing.assert_close(enc(x, to_adjacency(ei, w, 4)), h)
     out = torch.tensor([1, 2])
     torch.testing.assert_close(enc(x, ei, w, output_nodes=out)[out], h[out])
     with pytest.raises(ValueError, match="use_edge_weight"):
@@ -252,17 +249,17 @@ def test_gated_graph_encoder_wider_input_is_projected():
 def test_news_and_user_encoders_shapes_padding_and_gradients():
     emb = pretrained_embedding(torch.randn(20, 6), freeze=False)
     assert (emb.weight[0] == 0).all()
-    text = TextEncoder(emb, num_heads=2, head_dim=4, attention_hidden=5, dropout=0.0).double()
+    text = TextEncoder(emb, num_heads=2, head_dim=4, hidden_dim=5, dropout=0.0).double()
     tokens = torch.tensor([[3, 4, 5, 0, 0], [0, 0, 0, 0, 0], [7, 8, 9, 10, 11]])
     out = text(tokens)
     assert out.shape == (3, 8) and (out[1] == 0).all()
     torch.testing.assert_close(text(torch.cat([tokens, torch.zeros(3, 2, dtype=torch.long)], 1)), out)
     ent = EntityEncoder(
-        pretrained_embedding(torch.randn(10, 4)), out_dim=8, num_heads=2, head_dim=2, attention_hidden=3, dropout=0.0
+        pretrained_embedding(torch.randn(10, 4)), out_dim=8, num_heads=2, head_dim=2, hidden_dim=3, dropout=0.0
     ).double()
     e = ent(torch.tensor([[1, 2, 0], [0, 0, 0]]))
     assert e.shape == (2, 8) and torch.isfinite(e).all()
-    user = UserEncoder(8, num_heads=2, head_dim=4, attention_hidden=5).double()
+    user = UserEncoder(8, num_heads=2, head_dim=4, hidden_dim=5).double()
     news = torch.randn(2, 4, 8, requires_grad=True)
     mask = torch.tensor([[True, True, False, False], [False] * 4])
     u = user(news, mask)
@@ -332,7 +329,7 @@ def test_text_encoder_length_buckets_skip_padding_exactly():
     for buckets in (0, 1, 3, 8):
         emb = pretrained_embedding(vectors, freeze=False)
         torch.manual_seed(1)
-        text = TextEncoder(emb, num_heads=2, head_dim=4, attention_hidden=5, dropout=0.0, length_buckets=buckets)
+        text = TextEncoder(emb, num_heads=2, head_dim=4, hidden_dim=5, dropout=0.0, length_buckets=buckets)
         text = text.double()
         full = text._encode(tokens, tokens != 0)  # every slot computed
         out = text(tokens.view(3, 100, L)).view(n, -1)
@@ -353,7 +350,7 @@ def test_text_encoder_length_buckets_skip_padding_exactly():
 @pytest.mark.parametrize("weighted", [False, True])
 def test_gated_graph_convolution_equals_pyg_gated_graph_conv(weighted):
     """newsrec's own GGNN (public MessagePassing API, one layer code path) gives PyG's
-    GatedGraphConv outputs with the same parameters, on edge_index, on a CSR adjacency and,
+    GatedGraphConv outputs with the same parameters, on edge_index and,
     for the output nodes, in the pruned mode."""
     from torch_geometric.nn import GatedGraphConv
 
@@ -366,7 +363,6 @@ def test_gated_graph_convolution_equals_pyg_gated_graph_conv(weighted):
     mine.load_state_dict(ref.state_dict())  # the same parameter names: old checkpoints load
     want = ref(x, ei, w)
     torch.testing.assert_close(mine(x, ei, w), want)
-    torch.testing.assert_close(mine(x, to_adjacency(ei, w, n).to(torch.float64)), want)
     out = torch.tensor([0, 4, 9])
     torch.testing.assert_close(mine(x, ei, w, output_nodes=out)[out], want[out])
 
@@ -385,8 +381,35 @@ def test_message_passing_encoders_keep_size_and_ignore_other_subgraphs(kind):
     assert both.shape == (6, 8)
     alone = enc(x[:3], a)
     torch.testing.assert_close(both[:3], alone, atol=1e-5, rtol=1e-5)
-    with pytest.raises(ValueError, match="graph encoder must be one of"):
+    with pytest.raises(ValueError, match="graph_encoder must be one of"):
         build_graph_encoder("gnn", 8)
     if kind != "gcn":
         with pytest.raises(ValueError, match="takes no edge weights"):
             build_graph_encoder(kind, 8, use_edge_weight=True)
+
+
+@pytest.mark.parametrize(
+    "make_old, make_new",
+    [
+        (
+            lambda: MultiHeadSelfAttention(dim_in=6, num_heads=2, head_dim=3),
+            lambda: MultiHeadSelfAttention(in_dim=6, num_heads=2, head_dim=3),
+        ),
+        (lambda: AdditiveAttention(dim=6, hidden_dim=4), lambda: AdditiveAttention(in_dim=6, hidden_dim=4)),
+        (lambda: GatedGraphEncoder(in_dim=4, hidden_dim=6), lambda: GatedGraphEncoder(in_dim=4, out_dim=6)),
+        (
+            lambda: UserEncoder(dim=6, num_heads=2, head_dim=3, attention_hidden=4),
+            lambda: UserEncoder(in_dim=6, num_heads=2, head_dim=3, hidden_dim=4),
+        ),
+    ],
+)
+def test_old_keyword_names_still_build_the_same_layer_with_a_warning(make_old, make_new):
+    """One naming scheme (in_dim / out_dim / hidden_dim); 0.1's names work for one release."""
+    torch.manual_seed(0)
+    with pytest.warns(DeprecationWarning, match="is deprecated: use"):
+        old = make_old()
+    torch.manual_seed(0)
+    new = make_new()
+    assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), new.state_dict().values()))
+    with pytest.raises(TypeError, match="pass in_dim= only"):
+        MultiHeadSelfAttention(in_dim=6, dim_in=6)

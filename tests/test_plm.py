@@ -37,7 +37,7 @@ TEXTS = ["t1w3 t1w4 c12", "c3", "t2w7 t2w1 t2w9 t2w2 c4 c5 c6 c7 c8", "", "aspec
 @pytest.mark.parametrize("pooling", ["cls", "mean", "attention"])
 def test_encoder_output_depends_on_neither_padding_nor_other_rows(bert, pooling):
     torch.manual_seed(0)
-    enc = PretrainedTextEncoder(bert, 8, pooling, attention_hidden=4, length_buckets=0).eval()
+    enc = PretrainedTextEncoder(bert, 8, pooling, hidden_dim=4, length_buckets=0).eval()
     ids = tokens(bert, TEXTS)
     with torch.no_grad():
         whole = enc(ids)
@@ -50,7 +50,7 @@ def test_encoder_output_depends_on_neither_padding_nor_other_rows(bert, pooling)
         torch.testing.assert_close(enc(ids[perm]), whole[perm], atol=1e-5, rtol=1e-5)
         # the length buckets (sorted, cut groups) give the same vectors
         many = ids.repeat(30, 1)
-        bucketed = PretrainedTextEncoder(enc.backbone, 8, pooling, attention_hidden=4, length_buckets=4)
+        bucketed = PretrainedTextEncoder(enc.backbone, 8, pooling, hidden_dim=4, length_buckets=4)
         bucketed.load_state_dict(enc.state_dict())
         torch.testing.assert_close(bucketed.eval()(many), whole.repeat(30, 1), atol=1e-5, rtol=1e-5)
         # the padding news (no token at all) gives zeros; shapes [..., L] → [..., out]
@@ -130,7 +130,7 @@ def test_frozen_layers_get_no_gradient(bert):
     ids = tokens(bert, TEXTS)
     for trainable in (0, 1, -1):
         backbone = PretrainedTextEncoder(bert).backbone  # a fresh copy per setting
-        enc = PretrainedTextEncoder(backbone, 8, "attention", attention_hidden=4, trainable_layers=trainable)
+        enc = PretrainedTextEncoder(backbone, 8, "attention", hidden_dim=4, trainable_layers=trainable)
         enc(ids).square().sum().backward()
         layers = backbone.encoder.layer
         got = {

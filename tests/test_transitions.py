@@ -173,7 +173,7 @@ def test_item_knn_equals_a_loop_over_sequences(splits):
 
 def test_transition_scorer_falls_back_to_zero_and_ignores_masked_clicks():
     torch.manual_seed(0)
-    scorer = TransitionScorer(num_features=4, num_recent=5, hidden=8)
+    scorer = TransitionScorer(num_features=4, num_recent=5, hidden_dim=8)
     f = torch.rand(3, 6, 5, 4)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=torch.bool)
     out = scorer(f, mask)

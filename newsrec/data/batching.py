@@ -134,7 +134,7 @@ class BatchBuilder:
         last ``history_length`` count), with ``candidates`` (rows per request, padded) or none.
         A history-only batch of a model that asks for transitions also carries
         ``transition_neighbors``: per request, the rows with a click transition to or from its
-        ``m`` most recent clicks (:meth:`TransitionTable.neighbours`)."""
+        ``m`` most recent clicks (:meth:`TransitionTable.neighbors`)."""
         B = len(histories)
         cuts = [np.asarray(h, np.int64)[len(h) - min(len(h), history_length) :] for h in histories]
         history = np.zeros((B, history_length), np.int64)
@@ -152,7 +152,7 @@ class BatchBuilder:
         if candidates is None and self.requirements.transitions is not None:
             m = int(self.requirements.transitions)
             batch.extra["transition_neighbors"] = [
-                torch.from_numpy(self.transition_table.neighbours(h[-m:]).astype(np.int64)) for h in cuts
+                torch.from_numpy(self.transition_table.neighbors(h[-m:]).astype(np.int64)) for h in cuts
             ]
         return batch
 

@@ -9,6 +9,8 @@ key array (``a * num_nodes + b``) searched with :func:`numpy.searchsorted`, so a
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from newsrec.graphs.news_graph import as_ragged, consecutive_positions
@@ -115,7 +117,7 @@ class TransitionTable:
     def num_edges(self) -> int:
         return len(self.counts)
 
-    def neighbours(self, nodes: np.ndarray) -> np.ndarray:
+    def neighbors(self, nodes: np.ndarray) -> np.ndarray:
         """Sorted distinct news with a transition to or from any of ``nodes`` (ids outside the
         table have none): the only candidates whose features are not all zero."""
         nodes = np.unique(np.asarray(nodes, np.int64))
@@ -132,6 +134,11 @@ class TransitionTable:
             take = np.repeat(lo - np.cumsum(np.r_[0, (hi - lo)[:-1]]), hi - lo) + np.arange(int((hi - lo).sum()))
             out.append(keys[take] % n)
         return np.unique(np.concatenate(out))
+
+    def neighbours(self, nodes: np.ndarray) -> np.ndarray:
+        """Deprecated spelling of :meth:`neighbors` (removed in the next release)."""
+        warnings.warn("TransitionTable.neighbours is deprecated: use neighbors", DeprecationWarning, stacklevel=2)
+        return self.neighbors(nodes)
 
     def features(
         self,

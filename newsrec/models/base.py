@@ -127,7 +127,7 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
         self.dim = num_heads * head_dim
         self.text_encoders = TextEncoderFactory(
             news_encoder, num_words=num_words, word_dim=word_dim, out_dim=self.dim, num_heads=num_heads,
-            head_dim=head_dim, attention_hidden=attention_hidden, dropout=dropout, length_buckets=length_buckets,
+            head_dim=head_dim, hidden_dim=attention_hidden, dropout=dropout, length_buckets=length_buckets,
             freeze_words=freeze_words, plm_path=plm_path, plm_pooling=plm_pooling,
             plm_trainable_layers=plm_trainable_layers, plm_max_length=plm_max_length,
             plm_gradient_checkpointing=plm_gradient_checkpointing,

@@ -9,12 +9,12 @@ from newsrec.core import DataRequirements, NewsGraphBuild, NewsGraphSampling
 from newsrec.graphs.transitions import NUM_TRANSITION_FEATURES
 from newsrec.models.base import NewsRecModel, gather_rows
 from newsrec.nn import (
-    GRAPH_ENCODERS,
     EntityEncoder,
     MultiViewCombiner,
     TransitionScorer,
     UserEncoder,
     build_graph_encoder,
+    check_graph_encoder,
 )
 
 __all__ = ["GLORY"]
@@ -132,8 +132,7 @@ class GLORY(NewsRecModel):
             raise ValueError(
                 f"ggnn_edge_weights must be one of False, True, 'none', 'count', 'mean'; got {ggnn_edge_weights!r}"
             )
-        if graph_encoder not in GRAPH_ENCODERS:
-            raise ValueError(f"graph_encoder must be one of {GRAPH_ENCODERS}, got {graph_encoder!r}")
+        check_graph_encoder(graph_encoder)
         self.graph_encoder = (
             build_graph_encoder(
                 graph_encoder,

@@ -9,7 +9,7 @@ from newsrec.nn.graph import (
     GatedGraphEncoder,
     MessagePassingEncoder,
     build_graph_encoder,
-    to_adjacency,
+    check_graph_encoder,
 )
 from newsrec.nn.news import EntityEncoder, MultiViewCombiner, TextEncoder
 from newsrec.nn.plm import PLM_POOLINGS, PretrainedTextEncoder, freeze_layers, load_pretrained_model
@@ -37,10 +37,10 @@ __all__ = [
     "TransitionScorer",
     "UserEncoder",
     "build_graph_encoder",
+    "check_graph_encoder",
     "copy_pretrained_",
     "freeze_layers",
     "load_pretrained_model",
     "masked_softmax",
     "pretrained_embedding",
-    "to_adjacency",
 ]

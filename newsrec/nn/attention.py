@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from newsrec.utils import renamed_arguments
+
 __all__ = ["MultiHeadSelfAttention", "AdditiveAttention", "masked_softmax"]
 
 # cuDNN's fused attention (chosen for bf16/fp16 on recent GPUs) builds an execution plan for every
@@ -45,28 +47,29 @@ class MultiHeadSelfAttention(nn.Module):
     Built on :func:`torch.nn.functional.scaled_dot_product_attention`.
 
     Args:
-        dim_in: input feature size :math:`d`.
+        in_dim: input feature size :math:`d`.
         num_heads: number of heads :math:`H`.
         head_dim: size of each head :math:`d_h`; the output size is ``num_heads * head_dim``.
         dropout: dropout on the attention weights (training only).
         bias: whether the Q/K/V projections have a bias.
 
     Shapes:
-        - **x**: ``[B, L, dim_in]`` (any number of leading batch dimensions).
+        - **x**: ``[B, L, in_dim]`` (any number of leading batch dimensions).
         - **mask**: bool ``[B, L]``, True for real positions (``None`` = all real).
         - **output**: ``[B, L, num_heads * head_dim]``; padded positions are zero, and a fully
           masked row is all zeros (no NaN, no NaN gradients).
     """
 
+    @renamed_arguments(dim_in="in_dim")
     def __init__(
-        self, dim_in: int, num_heads: int = 20, head_dim: int = 20, dropout: float = 0.0, bias: bool = True
+        self, in_dim: int, num_heads: int = 20, head_dim: int = 20, dropout: float = 0.0, bias: bool = True
     ) -> None:
         super().__init__()
-        self.dim_in, self.num_heads, self.head_dim, self.dropout = dim_in, num_heads, head_dim, dropout
+        self.in_dim, self.num_heads, self.head_dim, self.dropout = in_dim, num_heads, head_dim, dropout
         self.out_dim = num_heads * head_dim
-        self.query = nn.Linear(dim_in, self.out_dim, bias=bias)
-        self.key = nn.Linear(dim_in, self.out_dim, bias=bias)
-        self.value = nn.Linear(dim_in, self.out_dim, bias=bias)
+        self.query = nn.Linear(in_dim, self.out_dim, bias=bias)
+        self.key = nn.Linear(in_dim, self.out_dim, bias=bias)
+        self.value = nn.Linear(in_dim, self.out_dim, bias=bias)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -77,7 +80,7 @@ class MultiHeadSelfAttention(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         lead, (L, _) = x.shape[:-2], x.shape[-2:]
-        x = x.reshape(-1, L, self.dim_in)
+        x = x.reshape(-1, L, self.in_dim)
         B = x.shape[0]
 
         def heads(t: Tensor) -> Tensor:
@@ -100,7 +103,7 @@ class MultiHeadSelfAttention(nn.Module):
         return out.reshape(*lead, L, self.out_dim)
 
     def extra_repr(self) -> str:
-        return f"{self.dim_in}, num_heads={self.num_heads}, head_dim={self.head_dim}, dropout={self.dropout}"
+        return f"{self.in_dim}, num_heads={self.num_heads}, head_dim={self.head_dim}, dropout={self.dropout}"
 
 
 class AdditiveAttention(nn.Module):
@@ -114,20 +117,21 @@ class AdditiveAttention(nn.Module):
     fully masked input pools to the zero vector.
 
     Args:
-        dim: input feature size.
+        in_dim: input feature size (the output has the same size).
         hidden_dim: size of the attention hidden layer (200 in NRMS/GLORY/FUM).
 
     Shapes:
-        - **x**: ``[..., L, dim]``.
+        - **x**: ``[..., L, in_dim]``.
         - **mask**: bool ``[..., L]`` (True = real), or ``None``.
-        - **output**: ``[..., dim]``, and with ``return_weights=True`` also the weights
+        - **output**: ``[..., in_dim]``, and with ``return_weights=True`` also the weights
           ``[..., L]``.
     """
 
-    def __init__(self, dim: int, hidden_dim: int = 200) -> None:
+    @renamed_arguments(dim="in_dim")
+    def __init__(self, in_dim: int, hidden_dim: int = 200) -> None:
         super().__init__()
-        self.dim, self.hidden_dim = dim, hidden_dim
-        self.proj = nn.Linear(dim, hidden_dim)
+        self.in_dim, self.hidden_dim = in_dim, hidden_dim
+        self.proj = nn.Linear(in_dim, hidden_dim)
         self.query = nn.Linear(hidden_dim, 1, bias=False)
         self.reset_parameters()
 
@@ -143,4 +147,4 @@ class AdditiveAttention(nn.Module):
         return (out, weights) if return_weights else out
 
     def extra_repr(self) -> str:
-        return f"{self.dim}, hidden_dim={self.hidden_dim}"
+        return f"{self.in_dim}, hidden_dim={self.hidden_dim}"

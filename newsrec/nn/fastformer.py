@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from newsrec.nn.attention import masked_softmax
+from newsrec.utils import renamed_arguments
 
 __all__ = ["FastformerAttention", "FastformerLayer", "Fastformer"]
 
@@ -32,7 +33,7 @@ class FastformerAttention(nn.Module):
     the global key is pooled from :math:`\mathbf{p}` (not from :math:`\mathbf{k}`).
 
     Args:
-        dim: model size :math:`d = H \cdot d_h`.
+        in_dim: model size :math:`d = H \cdot d_h`.
         num_heads: :math:`H`.
         value_from_query: the official code's parameter sharing: :math:`\mathbf{v}_i = \mathbf{q}_i`
             (default). With False, a separate :math:`\mathbf{W}_v` is learnt.
@@ -40,13 +41,14 @@ class FastformerAttention(nn.Module):
         query_residual: add :math:`\mathbf{q}_i` to the output (official code; default True).
 
     Shapes:
-        - **x**: ``[B, L, dim]``; **mask**: bool ``[B, L]`` (True = real) or ``None``.
-        - **output**: ``[B, L, dim]``; padded positions are zero. Cost is O(L · d).
+        - **x**: ``[B, L, in_dim]``; **mask**: bool ``[B, L]`` (True = real) or ``None``.
+        - **output**: ``[B, L, in_dim]``; padded positions are zero. Cost is O(L · d).
     """
 
+    @renamed_arguments(dim="in_dim")
     def __init__(
         self,
-        dim: int,
+        in_dim: int,
         num_heads: int = 3,
         *,
         value_from_query: bool = True,
@@ -54,21 +56,21 @@ class FastformerAttention(nn.Module):
         query_residual: bool = True,
     ) -> None:
         super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
-        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        if in_dim % num_heads:
+            raise ValueError(f"in_dim ({in_dim}) must be divisible by num_heads ({num_heads})")
+        self.in_dim, self.num_heads, self.head_dim = in_dim, num_heads, in_dim // num_heads
         self.value_from_query, self.share_query_key, self.query_residual = (
             value_from_query,
             share_query_key,
             query_residual,
         )
-        self.query = nn.Linear(dim, dim)
-        self.key = None if share_query_key else nn.Linear(dim, dim)
-        self.value = None if value_from_query else nn.Linear(dim, dim)
+        self.query = nn.Linear(in_dim, in_dim)
+        self.key = None if share_query_key else nn.Linear(in_dim, in_dim)
+        self.value = None if value_from_query else nn.Linear(in_dim, in_dim)
         # no bias: a per-head constant cancels in the softmax over tokens (it would get no gradient)
-        self.query_score = nn.Linear(dim, num_heads, bias=False)
-        self.key_score = nn.Linear(dim, num_heads, bias=False)
-        self.output = nn.Linear(dim, dim)
+        self.query_score = nn.Linear(in_dim, num_heads, bias=False)
+        self.key_score = nn.Linear(in_dim, num_heads, bias=False)
+        self.output = nn.Linear(in_dim, in_dim)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -103,7 +105,7 @@ class FastformerAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"{self.dim}, num_heads={self.num_heads}, value_from_query={self.value_from_query}, "
+            f"{self.in_dim}, num_heads={self.num_heads}, value_from_query={self.value_from_query}, "
             f"share_query_key={self.share_query_key}, query_residual={self.query_residual}"
         )
 
@@ -115,28 +117,31 @@ class FastformerLayer(nn.Module):
     FUM uses the bare attention (``layer_norm=False, feed_forward=False``): the Fastformer
     authors found LayerNorm and position embeddings unhelpful for news recommendation.
 
-    Shapes: ``x [B, L, dim]``, ``mask [B, L]`` → ``[B, L, dim]`` (padded positions zero).
+    Shapes: ``x [B, L, in_dim]``, ``mask [B, L]`` → ``[B, L, in_dim]`` (padded positions zero).
     """
 
+    @renamed_arguments(dim="in_dim", ffn_dim="hidden_dim")
     def __init__(
         self,
-        dim: int,
+        in_dim: int,
         num_heads: int = 3,
         dropout: float = 0.0,
         *,
         layer_norm: bool = False,
         feed_forward: bool = False,
-        ffn_dim: int | None = None,
+        hidden_dim: int | None = None,
         **attention_kwargs,
     ) -> None:
         super().__init__()
-        self.attention = FastformerAttention(dim, num_heads, **attention_kwargs)
+        self.attention = FastformerAttention(in_dim, num_heads, **attention_kwargs)
         self.dropout = nn.Dropout(dropout)
-        self.norm1 = nn.LayerNorm(dim) if layer_norm else None
+        self.norm1 = nn.LayerNorm(in_dim) if layer_norm else None
         self.ffn = None
         if feed_forward:
-            self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim or 4 * dim), nn.GELU(), nn.Linear(ffn_dim or 4 * dim, dim))
-            self.norm2 = nn.LayerNorm(dim) if layer_norm else None
+            self.ffn = nn.Sequential(
+                nn.Linear(in_dim, hidden_dim or 4 * in_dim), nn.GELU(), nn.Linear(hidden_dim or 4 * in_dim, in_dim)
+            )
+            self.norm2 = nn.LayerNorm(in_dim) if layer_norm else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -167,17 +172,18 @@ class Fastformer(nn.Module):
     the Fastformer paper's cross-layer sharing).
 
     Args:
-        dim, num_heads, dropout: as :class:`FastformerLayer`.
+        in_dim, num_heads, dropout: as :class:`FastformerLayer`.
         num_layers: how many layers.
         share_layers: reuse one layer's parameters for all layers.
         **layer_kwargs: passed to every :class:`FastformerLayer`.
 
-    Shapes: ``x [B, L, dim]``, ``mask [B, L]`` → ``[B, L, dim]``.
+    Shapes: ``x [B, L, in_dim]``, ``mask [B, L]`` → ``[B, L, in_dim]``.
     """
 
+    @renamed_arguments(dim="in_dim")
     def __init__(
         self,
-        dim: int,
+        in_dim: int,
         num_heads: int = 3,
         num_layers: int = 1,
         dropout: float = 0.0,
@@ -188,7 +194,7 @@ class Fastformer(nn.Module):
         super().__init__()
         self.num_layers = num_layers
         n = 1 if share_layers else num_layers
-        self.layers = nn.ModuleList(FastformerLayer(dim, num_heads, dropout, **layer_kwargs) for _ in range(n))
+        self.layers = nn.ModuleList(FastformerLayer(in_dim, num_heads, dropout, **layer_kwargs) for _ in range(n))
 
     def reset_parameters(self) -> None:
         for layer in self.layers:

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.inits import uniform
 from torch_geometric.nn.models import GAT, GCN, GIN, GraphSAGE
-from torch_geometric.utils import spmm, to_torch_csr_tensor
+
+from newsrec.utils import renamed_arguments
 
 __all__ = [
     "GRAPH_ENCODERS",
@@ -19,20 +20,11 @@ __all__ = [
     "GatedGraphEncoder",
     "MessagePassingEncoder",
     "build_graph_encoder",
-    "to_adjacency",
+    "check_graph_encoder",
 ]
 
 #: graph encoder names :func:`build_graph_encoder` accepts (``ggnn`` is GLORY's)
 GRAPH_ENCODERS = ("ggnn", "gcn", "gat", "sage", "gin")
-
-
-def to_adjacency(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int) -> Tensor:
-    """The transposed sparse CSR adjacency ``adj_t`` (row = target, column = source) that PyG
-    message passing takes in place of ``edge_index``; ``edge_weight`` becomes its values
-    (ones when ``None``). On CPU this path is several times faster than ``edge_index``."""
-    if edge_weight is None:
-        edge_weight = torch.ones(edge_index.shape[1], device=edge_index.device)
-    return to_torch_csr_tensor(edge_index.flip(0), edge_weight, size=(num_nodes, num_nodes))
 
 
 def _positions(index: Tensor, num_nodes: int) -> Tensor:
@@ -60,12 +52,11 @@ class GatedGraphConvolution(MessagePassing):
     through :meth:`layer` whichever way it is called: one code path.
 
     Args:
-        channels: node state size ``d`` (inputs narrower than ``d`` are zero-padded).
+        out_dim: node state size ``d`` (inputs narrower than ``d`` are zero-padded).
         num_layers: propagation steps ``L``.
 
     Shapes:
-        - **x**: ``[N, F]`` with ``F <= d``; **edge_index**: ``[2, E]`` long or a sparse CSR
-          ``adj_t [N, N]`` (row = target; its values are the edge weights); **edge_weight**:
+        - **x**: ``[N, F]`` with ``F <= d``; **edge_index**: ``[2, E]`` long; **edge_weight**:
           ``[E]`` or ``None``; **output_nodes**: bool ``[N]`` or an index, or ``None``.
         - **output**: ``[N, d]`` (with ``output_nodes``, only those rows are final).
     """
@@ -74,23 +65,21 @@ class GatedGraphConvolution(MessagePassing):
     #: faster on large subgraphs; on a GPU gather + ``index_add`` is faster below ~10^5 edges).
     sparse_aggregation_on_cpu: bool = True
 
-    def __init__(self, channels: int, num_layers: int) -> None:
+    @renamed_arguments(channels="out_dim")
+    def __init__(self, out_dim: int, num_layers: int) -> None:
         super().__init__(aggr="add")
-        self.channels, self.num_layers = channels, num_layers
-        self.weight = nn.Parameter(torch.empty(num_layers, channels, channels))
-        self.rnn = nn.GRUCell(channels, channels)
+        self.out_dim, self.num_layers = out_dim, num_layers
+        self.weight = nn.Parameter(torch.empty(num_layers, out_dim, out_dim))
+        self.rnn = nn.GRUCell(out_dim, out_dim)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
-        uniform(self.channels, self.weight)
+        uniform(self.out_dim, self.weight)
         self.rnn.reset_parameters()
 
     def message(self, x_j: Tensor, edge_weight: Tensor | None) -> Tensor:
         return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
-
-    def message_and_aggregate(self, adj_t: Tensor, x: Tensor) -> Tensor:
-        return spmm(adj_t, x, reduce="sum")
 
     def layer(self, index: int, h: Tensor, senders: Tensor, aggregate) -> Tensor:
         """One propagation step, the only one: ``aggregate(senders W^(l))`` returns the summed
@@ -103,17 +92,15 @@ class GatedGraphConvolution(MessagePassing):
     def forward(
         self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None, *, output_nodes: Tensor | None = None
     ) -> Tensor:
-        if x.shape[-1] > self.channels:
-            raise ValueError(f"node features of size {x.shape[-1]} exceed the state size {self.channels}")
-        if x.shape[-1] < self.channels:
-            x = torch.cat([x, x.new_zeros(x.shape[0], self.channels - x.shape[-1])], dim=-1)
+        if x.shape[-1] > self.out_dim:
+            raise ValueError(f"node features of size {x.shape[-1]} exceed the state size {self.out_dim}")
+        if x.shape[-1] < self.out_dim:
+            x = torch.cat([x, x.new_zeros(x.shape[0], self.out_dim - x.shape[-1])], dim=-1)
         if output_nodes is None:
             h = x
             for index in range(self.num_layers):
                 h = self.layer(index, h, h, lambda m: (self.propagate(edge_index, x=m, edge_weight=edge_weight), None))
             return h
-        if edge_index.layout == torch.sparse_csr:
-            raise ValueError("output_nodes needs edge_index, not a sparse adjacency")
         return self._pruned(x, edge_index, edge_weight, output_nodes)
 
     def _pruned(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None, output_nodes: Tensor) -> Tensor:
@@ -165,7 +152,7 @@ class GatedGraphConvolution(MessagePassing):
         return h
 
     def extra_repr(self) -> str:
-        return f"{self.channels}, num_layers={self.num_layers}"
+        return f"{self.out_dim}, num_layers={self.num_layers}"
 
 
 class GatedGraphEncoder(nn.Module):
@@ -176,15 +163,15 @@ class GatedGraphEncoder(nn.Module):
         \mathbf{m}_i^{(l)} = \sum_{j \in \mathcal{N}(i)} e_{j,i}\, \mathbf{W}^{(l)} \mathbf{h}_j^{(l-1)},
         \qquad \mathbf{h}_i^{(l)} = \operatorname{GRU}\big(\mathbf{m}_i^{(l)}, \mathbf{h}_i^{(l-1)}\big)
 
-    for :math:`l = 1..L`, with :math:`\mathbf{h}^{(0)}` the input zero-padded to ``hidden_dim``
+    for :math:`l = 1..L`, with :math:`\mathbf{h}^{(0)}` the input zero-padded to ``out_dim``
     and :math:`e_{j,i}` the edge weight (1 without weights; with ``normalize_edge_weight``,
     :math:`w_{j,i} / \sum_{k} w_{k,i}`, so a node's incoming weights sum to 1). Messages flow
     along edges, source → target (``edge_index[0] → edge_index[1]``).
 
     Args:
-        in_dim: input feature size; inputs narrower than ``hidden_dim`` are zero-padded (as
+        in_dim: input feature size; inputs narrower than ``out_dim`` are zero-padded (as
             GatedGraphConv does), wider ones are first projected by a linear layer.
-        hidden_dim: output size.
+        out_dim: output (node state) size.
         num_layers: propagation steps (3 in GLORY).
         use_edge_weight: weight messages by ``edge_weight`` (the official GLORY code does not).
         normalize_edge_weight: divide each edge's weight by the sum of the weights into its
@@ -193,16 +180,16 @@ class GatedGraphEncoder(nn.Module):
 
     Shapes:
         - **x**: ``[N, in_dim]``.
-        - **edge_index**: ``[2, E]`` long, or a sparse CSR ``adj_t [N, N]`` (see
-          :func:`to_adjacency`; then its values are the edge weights).
+        - **edge_index**: ``[2, E]`` long.
         - **edge_weight**: ``[E]`` or ``None``.
-        - **output**: ``[N, hidden_dim]``.
+        - **output**: ``[N, out_dim]``.
     """
 
+    @renamed_arguments(hidden_dim="out_dim")
     def __init__(
         self,
         in_dim: int,
-        hidden_dim: int,
+        out_dim: int,
         num_layers: int = 3,
         use_edge_weight: bool = True,
         normalize_edge_weight: bool = False,
@@ -210,10 +197,10 @@ class GatedGraphEncoder(nn.Module):
         super().__init__()
         if normalize_edge_weight and not use_edge_weight:
             raise ValueError("normalize_edge_weight needs use_edge_weight=True")
-        self.in_dim, self.hidden_dim, self.num_layers = in_dim, hidden_dim, num_layers
+        self.in_dim, self.out_dim, self.num_layers = in_dim, out_dim, num_layers
         self.use_edge_weight, self.normalize_edge_weight = use_edge_weight, normalize_edge_weight
-        self.input_proj = nn.Linear(in_dim, hidden_dim) if in_dim > hidden_dim else None
-        self.conv = GatedGraphConvolution(hidden_dim, num_layers)
+        self.input_proj = nn.Linear(in_dim, out_dim) if in_dim > out_dim else None
+        self.conv = GatedGraphConvolution(out_dim, num_layers)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -230,7 +217,7 @@ class GatedGraphEncoder(nn.Module):
             output_nodes: optional bool ``[N]`` (or index) of the nodes whose outputs are needed.
                 Then layer ``l`` updates only the nodes within ``L - l`` hops (against the edge
                 direction) of them — exactly what those outputs depend on — and the other rows
-                of the result are not final. Needs ``edge_index`` (not a CSR adjacency).
+                of the result are not final.
         """
         if x.shape[-1] != self.in_dim:
             raise ValueError(f"expected node features of size {self.in_dim}, got {x.shape[-1]}")
@@ -238,33 +225,18 @@ class GatedGraphEncoder(nn.Module):
             x = self.input_proj(x)
         if self.normalize_edge_weight:
             edge_index, edge_weight = _normalized(edge_index, edge_weight, x.shape[0])
-        if edge_index.layout == torch.sparse_csr:
-            if not self.use_edge_weight:
-                edge_index = torch.sparse_csr_tensor(
-                    edge_index.crow_indices(),
-                    edge_index.col_indices(),
-                    torch.ones_like(edge_index.values()),
-                    edge_index.shape,
-                )
-            return self.conv(x, edge_index, output_nodes=output_nodes)
         return self.conv(x, edge_index, edge_weight if self.use_edge_weight else None, output_nodes=output_nodes)
 
     def extra_repr(self) -> str:
         return (
-            f"{self.in_dim}, {self.hidden_dim}, num_layers={self.num_layers}, "
+            f"{self.in_dim}, {self.out_dim}, num_layers={self.num_layers}, "
             f"use_edge_weight={self.use_edge_weight}, normalize_edge_weight={self.normalize_edge_weight}"
         )
 
 
 def _normalized(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int) -> tuple[Tensor, Tensor | None]:
-    """The weights divided by the sum of the weights into each target node (rows of a CSR
-    ``adj_t``); ``edge_weight`` ``None`` counts as ones."""
-    if edge_index.layout == torch.sparse_csr:
-        crow, values = edge_index.crow_indices(), edge_index.values()
-        rows = torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device), crow.diff())
-        total = values.new_zeros(len(crow) - 1).index_add_(0, rows, values)
-        values = values / total.index_select(0, rows).clamp_min(torch.finfo(values.dtype).tiny)
-        return torch.sparse_csr_tensor(crow, edge_index.col_indices(), values, edge_index.shape), edge_weight
+    """The weights divided by the sum of the weights into each target node; ``edge_weight``
+    ``None`` counts as ones."""
     if edge_weight is None:
         edge_weight = torch.ones(edge_index.shape[1], device=edge_index.device)
     target = edge_index[1]
@@ -277,7 +249,7 @@ _BASIC_GNNS = {"gcn": GCN, "gat": GAT, "sage": GraphSAGE, "gin": GIN}
 
 class MessagePassingEncoder(nn.Module):
     r"""``num_layers`` layers of a :mod:`torch_geometric.nn` convolution, ReLU between layers,
-    ``dim`` wide throughout (PyG's :class:`~torch_geometric.nn.models.GCN`,
+    ``in_dim`` wide throughout (PyG's :class:`~torch_geometric.nn.models.GCN`,
     :class:`~torch_geometric.nn.models.GAT`, :class:`~torch_geometric.nn.models.GraphSAGE` or
     :class:`~torch_geometric.nn.models.GIN`): the alternatives to GLORY's GGNN, e.g. for GCN
     :math:`\mathbf{H}^{(l)} = \sigma(\hat{\mathbf{D}}^{-1/2} \hat{\mathbf{A}} \hat{\mathbf{D}}^{-1/2}
@@ -286,26 +258,24 @@ class MessagePassingEncoder(nn.Module):
     Args:
         kind: ``"gcn"``, ``"gat"`` (one head), ``"sage"`` (mean aggregation) or ``"gin"`` (an
             MLP per layer).
-        dim: input, hidden and output size.
+        in_dim: input, hidden and output size.
         num_layers: layers (GLORY's 3).
         use_edge_weight: weight messages by ``edge_weight`` (``gcn`` only; the others have no
             scalar edge weights, so asking for them is an error).
 
-    Shapes: **x** ``[N, dim]``, **edge_index** ``[2, E]``, **edge_weight** ``[E]`` or ``None`` →
-    ``[N, dim]``. ``output_nodes`` is accepted for the common interface and ignored: every node
+    Shapes: **x** ``[N, in_dim]``, **edge_index** ``[2, E]``, **edge_weight** ``[E]`` or ``None`` →
+    ``[N, in_dim]``. ``output_nodes`` is accepted for the common interface and ignored: every node
     is computed (exact for the output nodes too).
     """
 
-    def __init__(self, kind: str, dim: int, num_layers: int = 3, use_edge_weight: bool = False) -> None:
+    @renamed_arguments(dim="in_dim")
+    def __init__(self, kind: str, in_dim: int, num_layers: int = 3, use_edge_weight: bool = False) -> None:
         super().__init__()
-        if kind not in _BASIC_GNNS:
-            raise ValueError(f"graph encoder must be one of {GRAPH_ENCODERS}, got {kind!r}")
-        if use_edge_weight and kind != "gcn":
-            raise ValueError(
-                f"the {kind!r} graph encoder takes no edge weights: use 'ggnn' or 'gcn' for weighted edges"
-            )
-        self.kind, self.in_dim, self.hidden_dim, self.use_edge_weight = kind, dim, dim, use_edge_weight
-        self.gnn = _BASIC_GNNS[kind](dim, dim, num_layers, dim)
+        check_graph_encoder(kind, use_edge_weight, normalize_edge_weight=False)
+        if kind == "ggnn":
+            raise ValueError("'ggnn' is GatedGraphEncoder (build_graph_encoder makes either)")
+        self.kind, self.in_dim, self.out_dim, self.use_edge_weight = kind, in_dim, in_dim, use_edge_weight
+        self.gnn = _BASIC_GNNS[kind](in_dim, in_dim, num_layers, in_dim)
 
     def reset_parameters(self) -> None:
         self.gnn.reset_parameters()
@@ -318,15 +288,27 @@ class MessagePassingEncoder(nn.Module):
         return self.gnn(x, edge_index)
 
 
+def check_graph_encoder(kind: str, use_edge_weight: bool = False, normalize_edge_weight: bool = False) -> None:
+    """The one check of a graph encoder's name (:data:`GRAPH_ENCODERS`) and edge-weight options:
+    a ``ValueError`` naming what is wrong."""
+    if kind not in GRAPH_ENCODERS:
+        raise ValueError(f"graph_encoder must be one of {GRAPH_ENCODERS}, got {kind!r}")
+    if kind == "ggnn":
+        return
+    if (use_edge_weight or normalize_edge_weight) and kind != "gcn":
+        raise ValueError(f"the {kind!r} graph encoder takes no edge weights: use 'ggnn' or 'gcn' for weighted edges")
+    if normalize_edge_weight:
+        raise ValueError("edge weight normalisation is for 'ggnn' ('gcn' normalises by degrees itself)")
+
+
+@renamed_arguments(dim="in_dim")
 def build_graph_encoder(
-    kind: str, dim: int, num_layers: int = 3, *, use_edge_weight: bool = False, normalize_edge_weight: bool = False
+    kind: str, in_dim: int, num_layers: int = 3, *, use_edge_weight: bool = False, normalize_edge_weight: bool = False
 ) -> nn.Module:
     """GLORY's graph encoder by name (:data:`GRAPH_ENCODERS`): ``"ggnn"`` →
-    :class:`GatedGraphEncoder`, else :class:`MessagePassingEncoder`; ``dim`` in and out."""
+    :class:`GatedGraphEncoder`, else :class:`MessagePassingEncoder`; ``in_dim`` in and out. An
+    unknown name or edge weights for an encoder that takes none are one ``ValueError``."""
+    check_graph_encoder(kind, use_edge_weight, normalize_edge_weight)
     if kind == "ggnn":
-        return GatedGraphEncoder(dim, dim, num_layers, use_edge_weight, normalize_edge_weight)
-    if normalize_edge_weight and kind != "gcn":
-        raise ValueError(f"the {kind!r} graph encoder takes no edge weights: use 'ggnn' or 'gcn' for weighted edges")
-    if kind == "gcn" and normalize_edge_weight:
-        raise ValueError("edge weight normalisation is for 'ggnn' ('gcn' normalises by degrees itself)")
-    return MessagePassingEncoder(kind, dim, num_layers, use_edge_weight)
+        return GatedGraphEncoder(in_dim, in_dim, num_layers, use_edge_weight, normalize_edge_weight)
+    return MessagePassingEncoder(kind, in_dim, num_layers, use_edge_weight)

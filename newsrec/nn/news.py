@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from newsrec.nn.attention import AdditiveAttention, MultiHeadSelfAttention
+from newsrec.utils import renamed_arguments
 
 __all__ = ["TextEncoder", "EntityEncoder", "MultiViewCombiner", "encode_by_length"]
 
@@ -20,7 +21,7 @@ class TextEncoder(nn.Module):
     Args:
         embedding: the word embedding table (its ``padding_idx`` row is the pad token, id 0).
         num_heads, head_dim: self-attention size (GLORY/FUM: 20 × 20 = 400).
-        attention_hidden: additive-attention hidden size (200).
+        hidden_dim: additive-attention hidden size (200).
         dropout: dropout after the embedding and after the self-attention (0.2).
         length_buckets: padding is not computed: texts are sorted by length (up to their last
             real token) and encoded in up to this many groups, each cut to its longest text
@@ -35,12 +36,13 @@ class TextEncoder(nn.Module):
         - **output**: ``[..., num_heads * head_dim]``; an all-padding text gives zeros.
     """
 
+    @renamed_arguments(attention_hidden="hidden_dim")
     def __init__(
         self,
         embedding: nn.Embedding,
         num_heads: int = 20,
         head_dim: int = 20,
-        attention_hidden: int = 200,
+        hidden_dim: int = 200,
         dropout: float = 0.2,
         length_buckets: int | None = None,
     ) -> None:
@@ -51,7 +53,7 @@ class TextEncoder(nn.Module):
         self.embedding = embedding
         self.dropout = nn.Dropout(dropout)
         self.attention = MultiHeadSelfAttention(embedding.embedding_dim, num_heads, head_dim)
-        self.pooling = AdditiveAttention(num_heads * head_dim, attention_hidden)
+        self.pooling = AdditiveAttention(num_heads * head_dim, hidden_dim)
         self.out_dim = num_heads * head_dim
 
     def reset_parameters(self) -> None:
@@ -110,7 +112,7 @@ class EntityEncoder(nn.Module):
         embedding: entity embedding table (id 0 = padding), e.g. TransE vectors.
         out_dim: output size (400 in GLORY).
         num_heads, head_dim: self-attention size (5 × 20 in the official GLORY code).
-        attention_hidden: pooling hidden size.
+        hidden_dim: pooling hidden size.
         dropout: dropout after the embedding.
 
     Shapes:
@@ -119,20 +121,21 @@ class EntityEncoder(nn.Module):
           constant, so it never depends on other news of a batch.
     """
 
+    @renamed_arguments(attention_hidden="hidden_dim")
     def __init__(
         self,
         embedding: nn.Embedding,
         out_dim: int = 400,
         num_heads: int = 5,
         head_dim: int = 20,
-        attention_hidden: int = 200,
+        hidden_dim: int = 200,
         dropout: float = 0.2,
     ) -> None:
         super().__init__()
         self.embedding = embedding
         self.dropout = nn.Dropout(dropout)
         self.attention = MultiHeadSelfAttention(embedding.embedding_dim, num_heads, head_dim)
-        self.pooling = AdditiveAttention(num_heads * head_dim, attention_hidden)
+        self.pooling = AdditiveAttention(num_heads * head_dim, hidden_dim)
         self.proj = nn.Linear(num_heads * head_dim, out_dim)
         self.act = nn.LeakyReLU(0.2)
         self.out_dim = out_dim
@@ -155,15 +158,20 @@ class MultiViewCombiner(nn.Module):
     aggregators): :math:`\mathbf{n} = \sum_v a_v \mathbf{h}_v` with
     :math:`a = \operatorname{softmax}(\mathbf{q}^\top \tanh(\mathbf{W}\mathbf{h}_v + \mathbf{b}))`.
 
+    Args:
+        in_dim: the views' size (the output's too).
+        hidden_dim: attention hidden size (200).
+
     Shapes:
-        - **views**: ``[..., V, dim]`` (stack the views on dimension -2).
+        - **views**: ``[..., V, in_dim]`` (stack the views on dimension -2).
         - **mask**: bool ``[..., V]`` or ``None`` (e.g. to drop a view that is absent).
-        - **output**: ``[..., dim]``.
+        - **output**: ``[..., in_dim]``.
     """
 
-    def __init__(self, dim: int, attention_hidden: int = 200) -> None:
+    @renamed_arguments(dim="in_dim", attention_hidden="hidden_dim")
+    def __init__(self, in_dim: int, hidden_dim: int = 200) -> None:
         super().__init__()
-        self.pooling = AdditiveAttention(dim, attention_hidden)
+        self.pooling = AdditiveAttention(in_dim, hidden_dim)
 
     def reset_parameters(self) -> None:
         self.pooling.reset_parameters()

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from newsrec.core.pretrained import PretrainedModelError, hub_hint, require_transformers, resolve_pretrained
 from newsrec.nn.attention import AdditiveAttention
 from newsrec.nn.news import encode_by_length
+from newsrec.utils import renamed_arguments
 
 __all__ = ["PretrainedTextEncoder", "load_pretrained_model", "freeze_layers", "PLM_POOLINGS"]
 
@@ -88,7 +89,7 @@ class PretrainedTextEncoder(nn.Module):
             :func:`load_pretrained_model` loads (a folder, ``package:NAME/SUB``, a hub name).
         out_dim: output size (the model size; ``None`` = the PLM's hidden size, no projection).
         pooling: ``"cls"``, ``"mean"`` or ``"attention"``.
-        attention_hidden: hidden size of the attention pooling.
+        hidden_dim: hidden size of the attention pooling.
         trainable_layers: ``-1`` (all), ``0`` (frozen: run without gradients) or the last ``N``
             layers (:func:`freeze_layers`).
         dropout: dropout on the pooled vector, before the projection.
@@ -102,12 +103,13 @@ class PretrainedTextEncoder(nn.Module):
         - **output**: ``[..., out_dim]``; an all-padding text (the padding news) gives zeros.
     """
 
+    @renamed_arguments(attention_hidden="hidden_dim")
     def __init__(
         self,
         backbone: nn.Module | str | os.PathLike,
         out_dim: int | None = None,
         pooling: str = "cls",
-        attention_hidden: int = 200,
+        hidden_dim: int = 200,
         trainable_layers: int = -1,
         dropout: float = 0.2,
         length_buckets: int | None = None,
@@ -132,7 +134,7 @@ class PretrainedTextEncoder(nn.Module):
         self.pad_token_id = int(getattr(backbone.config, "pad_token_id", None) or 0)
         self.pooling_kind, self.trainable_layers = pooling, trainable_layers
         self.length_buckets, self.autocast = length_buckets, autocast
-        self.pooling = AdditiveAttention(self.hidden_size, attention_hidden) if pooling == "attention" else None
+        self.pooling = AdditiveAttention(self.hidden_size, hidden_dim) if pooling == "attention" else None
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(self.hidden_size, out_dim) if out_dim is not None else None
         self.out_dim = out_dim if out_dim is not None else self.hidden_size

@@ -29,7 +29,7 @@ class TextEncoderFactory:
         out_dim: the encoders' output size (the model size).
         num_heads, head_dim: the word-level self-attention (``"glove"``; ``out_dim`` =
             ``num_heads * head_dim``).
-        attention_hidden: additive-attention hidden size.
+        hidden_dim: additive-attention hidden size.
         dropout: dropout rate.
         length_buckets: groups of similar length (:func:`~newsrec.nn.news.encode_by_length`).
         freeze_words: keep the word table fixed.
@@ -49,7 +49,7 @@ class TextEncoderFactory:
         out_dim: int = 400,
         num_heads: int = 20,
         head_dim: int = 20,
-        attention_hidden: int = 200,
+        hidden_dim: int = 200,
         dropout: float = 0.2,
         length_buckets: int | None = None,
         freeze_words: bool = False,
@@ -69,7 +69,7 @@ class TextEncoderFactory:
         if plm_pooling not in PLM_POOLINGS:
             raise ValueError(f"plm_pooling must be one of {PLM_POOLINGS}, got {plm_pooling!r}")
         self.kind, self.out_dim = kind, out_dim
-        self.num_heads, self.head_dim, self.attention_hidden = num_heads, head_dim, attention_hidden
+        self.num_heads, self.head_dim, self.hidden_dim = num_heads, head_dim, hidden_dim
         self.dropout, self.length_buckets = dropout, length_buckets
         self.plm_path, self.plm_pooling, self.plm_trainable_layers = plm_path, plm_pooling, plm_trainable_layers
         self.plm_max_length, self.plm_gradient_checkpointing = plm_max_length, plm_gradient_checkpointing
@@ -99,14 +99,14 @@ class TextEncoderFactory:
                 self.backbone,
                 self.out_dim,
                 self.plm_pooling,
-                self.attention_hidden,
+                self.hidden_dim,
                 self.plm_trainable_layers,
                 self.dropout,
                 self.length_buckets,
                 self.plm_gradient_checkpointing,
             )
         return TextEncoder(
-            self.word_embedding, self.num_heads, self.head_dim, self.attention_hidden, self.dropout, self.length_buckets
+            self.word_embedding, self.num_heads, self.head_dim, self.hidden_dim, self.dropout, self.length_buckets
         )
 
     def field(self, text: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from newsrec.utils import renamed_arguments
+
 __all__ = ["TransitionScorer"]
 
 
@@ -17,14 +19,14 @@ class TransitionScorer(nn.Module):
     where :math:`\mathbf{f}_{c,j}` are the transition features between candidate :math:`c` and
     the user's :math:`j`-th most recent click (``j = 0`` the last; see
     :meth:`newsrec.graphs.transitions.TransitionTable.features`), :math:`\phi` a small MLP
-    (``F → hidden → 1``, ReLU) and :math:`a_j` a learned weight per recency position. Subtracting
+    (``F → hidden_dim → 1``, ReLU) and :math:`a_j` a learned weight per recency position. Subtracting
     :math:`\phi(\mathbf{0})` makes a candidate without any edge to the user's clicks (a fresh
     article) score exactly :math:`\mathbf{u}^\top\mathbf{c}`: the term falls back to zero.
 
     Args:
         num_features: ``F`` (4 for :class:`TransitionTable`).
         num_recent: ``m``, recency positions (one weight each).
-        hidden: MLP hidden size (16).
+        hidden_dim: MLP hidden size (16).
 
     Shapes:
         - **features**: ``[B, C, m, F]``.
@@ -32,10 +34,11 @@ class TransitionScorer(nn.Module):
         - **output**: ``[B, C]``.
     """
 
-    def __init__(self, num_features: int = 4, num_recent: int = 50, hidden: int = 16) -> None:
+    @renamed_arguments(hidden="hidden_dim")
+    def __init__(self, num_features: int = 4, num_recent: int = 50, hidden_dim: int = 16) -> None:
         super().__init__()
         self.num_recent = num_recent
-        self.mlp = nn.Sequential(nn.Linear(num_features, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.mlp = nn.Sequential(nn.Linear(num_features, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 1))
         self.recency_weight = nn.Parameter(torch.empty(num_recent))
         self.reset_parameters()
 

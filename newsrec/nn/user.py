@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from newsrec.nn.attention import AdditiveAttention, MultiHeadSelfAttention
+from newsrec.utils import renamed_arguments
 
 __all__ = ["UserEncoder"]
 
@@ -17,9 +18,9 @@ class UserEncoder(nn.Module):
         \mathbf{u} = \operatorname{Att}\big(\operatorname{MHSA}(\mathbf{n}_1, \dots, \mathbf{n}_H)\big)
 
     Args:
-        dim: news vector size (also the output size when ``num_heads * head_dim == dim``).
+        in_dim: news vector size (also the output size when ``num_heads * head_dim == in_dim``).
         num_heads, head_dim: self-attention size (20 × 20).
-        attention_hidden: pooling hidden size (200).
+        hidden_dim: pooling hidden size (200).
         dropout: dropout on the news vectors before the self-attention.
         recency_positions: ``R > 0`` adds a learned embedding of each click's recency (0 = the
             most recent click, clamped at ``R − 1``) to its news vector before the
@@ -27,26 +28,27 @@ class UserEncoder(nn.Module):
             the paper: NRMS's user encoder is order-free). 0 (default) = off.
 
     Shapes:
-        - **news**: ``[B, H, dim]`` clicked news vectors (oldest first).
+        - **news**: ``[B, H, in_dim]`` clicked news vectors (oldest first).
         - **mask**: bool ``[B, H]`` (True = a real click); padding never changes the result and
           an empty history gives the zero vector.
         - **output**: ``[B, num_heads * head_dim]``.
     """
 
+    @renamed_arguments(dim="in_dim", attention_hidden="hidden_dim")
     def __init__(
         self,
-        dim: int,
+        in_dim: int,
         num_heads: int = 20,
         head_dim: int = 20,
-        attention_hidden: int = 200,
+        hidden_dim: int = 200,
         dropout: float = 0.0,
         recency_positions: int = 0,
     ) -> None:
         super().__init__()
-        self.recency = nn.Embedding(recency_positions, dim) if recency_positions > 0 else None
+        self.recency = nn.Embedding(recency_positions, in_dim) if recency_positions > 0 else None
         self.dropout = nn.Dropout(dropout)
-        self.attention = MultiHeadSelfAttention(dim, num_heads, head_dim)
-        self.pooling = AdditiveAttention(num_heads * head_dim, attention_hidden)
+        self.attention = MultiHeadSelfAttention(in_dim, num_heads, head_dim)
+        self.pooling = AdditiveAttention(num_heads * head_dim, hidden_dim)
         self.out_dim = num_heads * head_dim
         if self.recency is not None:
             nn.init.zeros_(self.recency.weight)  # starts as the order-free paper encoder
