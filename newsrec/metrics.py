@@ -1,6 +1,6 @@
 """Impression-level ranking metrics as MIND defines them, and the beyond-accuracy metrics
 (:mod:`newsrec.beyond_accuracy`, re-exported here). The leaderboard file writer is
-:func:`newsrec.data.mind.write_prediction_file`."""
+:func:`newsrec.training.write_prediction_file`."""
 
 from __future__ import annotations
 
