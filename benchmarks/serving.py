@@ -161,7 +161,7 @@ def grow_to(rec, total: int, seed: int = 0) -> None:
     rec._install(index.ids + [f"S{i}" for i in range(extra)], arrays, NewsCache(*grown), ())
 
 
-def recall_at_k(rec, histories, k: int = 10) -> float:
+def served_recall_at_k(rec, histories, k: int = 10) -> float:
     """faiss top-k ∩ exact top-k over the whole index (model scores), averaged."""
     from newsrec.serving.search import ExactSearch
 
@@ -227,6 +227,94 @@ def http_load(ckpt: Path, root: Path, histories, per_level: int, levels=(1, 2, 4
     return rows
 
 
+def queries_of(rec, histories) -> torch.Tensor:
+    """The model's user vectors of ``histories`` (news ids), ``[Q, d]``."""
+    rows = [tuple(rec.index.position[h] for h in hist)[-rec.history_length :] for hist in histories]
+    with torch.inference_mode():
+        return torch.stack([u[0] for u in rec._user_states(rec.index, rows)]).float().cpu()
+
+
+def ann_candidates(vectors: torch.Tensor, calibration: torch.Tensor, queries: torch.Tensor, k: int = 10) -> list:
+    """The faiss indexes considered, side by side on the same vectors and held-out queries:
+    build seconds, recall@k (the exact top-k found among the index's top 4k, the shortlist the
+    model re-scores) and single-query search latency."""
+    import faiss
+
+    from newsrec.serving.search import ExactSearch, FaissSearch, recall_at_k
+
+    x = np.ascontiguousarray(vectors.numpy())
+    n, d = x.shape
+    nlist = int(np.sqrt(n))
+    want = ExactSearch(vectors).search(queries, k)[1]
+    rows = []
+
+    def measure(name, build, search, note=""):
+        t = time.perf_counter()
+        index = build()
+        built = time.perf_counter() - t
+        got = search(index, queries.numpy(), 4 * k)
+        times = []
+        for q in queries.numpy()[:200]:
+            t = time.perf_counter()
+            search(index, q[None], 4 * k)
+            times.append((time.perf_counter() - t) * 1e3)
+        p50, p99 = percentiles(times)
+        rows.append({"index": name, "build s": built, "recall@10": recall_at_k(torch.as_tensor(got), want),
+                     "p50 ms": p50, "p99 ms": p99, "settings": note})  # fmt: skip
+
+    def old_lift():  # newsrec 0.1: Euclidean IVF over [x, sqrt(M^2 - |x|^2)], queries [q, 0]
+        sq = (x * x).sum(1)
+        m = 1.05 * np.sqrt(sq.max())
+        lifted = np.hstack([x, np.sqrt(np.maximum(m * m - sq, 0))[:, None]]).astype(np.float32)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d + 1), d + 1, nlist, faiss.METRIC_L2)
+        index.train(lifted[np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False)])
+        index.add(lifted)
+        index.nprobe = max(8, nlist // 16)
+        return index
+
+    measure("IVF-L2 on the lift, query unnormalised (0.1)", old_lift,
+            lambda i, q, kk: i.search(np.hstack([q, np.zeros((len(q), 1), np.float32)]), kk)[1],
+            f"nlist {nlist}, nprobe {max(8, nlist // 16)}")  # fmt: skip
+
+    def raw_ip():
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(x[np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False)])
+        index.add(x)
+        index.nprobe = max(8, nlist // 16)
+        return index
+
+    measure("IVF-IP on the raw vectors", raw_ip, lambda i, q, kk: i.search(np.ascontiguousarray(q), kk)[1],
+            f"nlist {nlist}, nprobe {max(8, nlist // 16)}")  # fmt: skip
+    if n <= 200_000:  # HNSW's build is minutes per million vectors on 2 cores
+
+        def hnsw():
+            index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 80
+            index.add(x)
+            index.hnsw.efSearch = 128
+            return index
+
+        measure("HNSW-IP", hnsw, lambda i, q, kk: i.search(np.ascontiguousarray(q), kk)[1], "M 32, efSearch 128")
+
+    def sphere(calibrate: bool):
+        search = FaissSearch(vectors)
+        if calibrate:
+            search.calibrate(calibration, k)
+        return search
+
+    measure(
+        "IVF-IP on the unit-sphere lift, spherical k-means",
+        lambda: sphere(False),
+        lambda s, q, kk: s.search(torch.from_numpy(q), kk)[1].numpy(),
+        f"nlist {nlist}, nprobe {max(8, nlist // 16)}",
+    )
+    calibrated = sphere(True)
+    measure("the same, nprobe calibrated on training users (default)", lambda: calibrated,
+            lambda s, q, kk: s.search(torch.from_numpy(q), kk)[1].numpy(),
+            f"nprobe {calibrated.nprobe} (calibration recall {calibrated.recall:.3f})")  # fmt: skip
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--news", type=int, default=50_000)
@@ -243,11 +331,10 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     os.environ.setdefault("NEWSREC_PROGRESS", "0")
     from newsrec.serving import Recommender
-    from newsrec.serving.search import FaissSearch
 
     print(f"machine: {machine()}")
     root = world(a.news, a.users)
-    lat_rows, big_rows, http_rows = [], [], []
+    lat_rows, big_rows, http_rows, ann_rows = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.models:
             ckpt = train(name, root, a.steps, Path(tmp) / name)
@@ -262,11 +349,18 @@ def main() -> None:
             p50, p99, hit = latency(rec, histories)
             lat_rows.append([name, f"{rec.num_news:,}", "exact", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}",
                              f"{build:.1f} s ({rec.num_news / encode:,.0f} news/s encoding)", "1 (exact)"])  # fmt: skip
-            rec._install(dict(rec._state), FaissSearch(rec._state["candidate"].float()))
+            index = rec.index
+            calibration = queries_of(rec, dev_histories(rec, 256, seed=1))
+            held_out = queries_of(rec, histories)
+            for row in ann_candidates(index.vectors.candidate.float().cpu(), calibration, held_out):
+                ann_rows.append({"model": name, "news": f"{rec.num_news:,}", **row})
+            rec.search_kind = "faiss"
+            rec.min_approximate_news = 0
+            rec._install(index.ids, index.arrays, index.vectors, index.changed)
             p50, p99, hit = latency(rec, histories)
-            rec_k = recall_at_k(rec, histories)
-            lat_rows.append([name, f"{rec.num_news:,}", "faiss", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}", "",
-                             f"{rec_k:.3f}"])  # fmt: skip
+            rec_k = served_recall_at_k(rec, histories)
+            lat_rows.append([name, f"{rec.num_news:,}", "faiss", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}",
+                             f"nprobe {rec.index.search.nprobe}/{rec.index.search.nlist}", f"{rec_k:.3f}"])  # fmt: skip
             if not a.no_1m:
                 rec.search_kind = "exact"
                 grow_to(rec, 1_000_000)
@@ -274,14 +368,19 @@ def main() -> None:
                 big_rows.append([name, "1,000,000", "exact", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}",
                                  f"~{1e6 / (rec.num_corpus_news / encode):.0f} s (encoding, extrapolated)",
                                  "1 (exact)"])  # fmt: skip
+                if name == a.models[0]:
+                    for row in ann_candidates(rec.index.vectors.candidate.float().cpu(), calibration, held_out):
+                        ann_rows.append({"model": name, "news": "1,000,000", **row})
+                rec.search_kind = "faiss"
+                index = rec.index
                 t = time.perf_counter()
-                search = FaissSearch(rec._state["candidate"].float())
+                rec._install(index.ids, index.arrays, index.vectors, index.changed)
                 faiss_build = time.perf_counter() - t
-                rec._install(dict(rec._state), search)
                 p50, p99, hit = latency(rec, histories[:100])
-                rec_k = recall_at_k(rec, histories[:100])
+                rec_k = served_recall_at_k(rec, histories[:100])
                 big_rows.append([name, "1,000,000", "faiss", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}",
-                                 f"{faiss_build:.1f} s (faiss train + add)", f"{rec_k:.3f}"])  # fmt: skip
+                                 f"{faiss_build:.1f} s (train + add + calibration), nprobe "
+                                 f"{rec.index.search.nprobe}/{rec.index.search.nlist}", f"{rec_k:.3f}"])  # fmt: skip
             if not a.no_http:
                 for row in http_load(ckpt, root, histories, a.http_requests):
                     http_rows.append([name, row["clients"], row["requests"], f"{row['rps']:.0f}",
@@ -290,6 +389,10 @@ def main() -> None:
     head = ["model", "news", "search", "p50 ms", "p99 ms", "cached-user ms", "index build", "recall@10"]
     print("\nrecommend(history, k=10) over the whole index, one request at a time, user cache missed")
     print(table([dict(zip(head, r)) for r in lat_rows + big_rows], head))
+    print("\nfaiss indexes considered, on the same vectors; recall@10 = the exact top 10 among the index's top 40")
+    print("(held-out dev users as queries; the default's nprobe is calibrated on other, training users)")
+    cols = ["model", "news", "index", "build s", "recall@10", "p50 ms", "p99 ms", "settings"]
+    print(table(ann_rows, cols))
     if http_rows:
         print("\nHTTP POST /recommend (k=10) to newsrec serve on 127.0.0.1, bounded load")
         cols = ["model", "concurrent clients", "requests", "requests/s", "p50 ms", "p99 ms"]

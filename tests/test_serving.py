@@ -210,7 +210,8 @@ def test_faiss_search_is_inner_product_search_on_anisotropic_vectors():
 def test_faiss_backed_recommender_rescores_exactly(checkpoints):
     pytest.importorskip("faiss")
     exact = Recommender.from_checkpoint(checkpoints["nrms"], index_dir=None)
-    ann = Recommender.from_checkpoint(checkpoints["nrms"], index_dir=None, search="faiss")
+    ann = Recommender.from_checkpoint(checkpoints["nrms"], index_dir=None, search="faiss", min_approximate_news=0)
+    assert ann.search_info["search"] == "faiss" and ann.search_info["recall"] is not None
     history = exact.index.ids[1:4]
     e, a = dict(exact.recommend(history, k=10)), dict(ann.recommend(history, k=10))
     assert all(a[n] == pytest.approx(e[n], abs=1e-5) for n in a.keys() & e.keys())

@@ -87,6 +87,9 @@ def create_app(recommender: Recommender, limits: ServiceLimits | None = None):
         status: str
         model: str
         news: int
+        search: str
+        recall: float | None
+        search_reason: str
 
     app = FastAPI(
         title="newsrec",
@@ -168,8 +171,11 @@ def create_app(recommender: Recommender, limits: ServiceLimits | None = None):
 
     @app.get("/health", response_model=Health)
     def health() -> dict:
-        """Liveness, the model class and the number of news in the index."""
-        return {"status": "ok", "model": type(rec.model).__name__, "news": rec.num_news}
+        """Liveness, the model class, the number of news in the index, and the search that
+        serves (``exact`` | ``faiss`` | ``forward``) with its last measured recall@10."""
+        info = rec.search_info
+        return {"status": "ok", "model": type(rec.model).__name__, "news": rec.num_news, "search": info["search"],
+                "recall": info["recall"], "search_reason": info["reason"]}  # fmt: skip
 
     @app.post("/recommend", response_model=RecommendResponse)
     def recommend(req: RecommendRequest) -> dict:

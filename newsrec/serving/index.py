@@ -11,6 +11,7 @@ stored.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +22,10 @@ from newsrec.core import ArrayCache
 from newsrec.data.batching import BatchBuilder
 from newsrec.models.base import NewsCache
 
-__all__ = ["IndexStore", "NewsIndex"]
+__all__ = ["NEWS_FIELDS", "IndexStore", "NewsIndex", "checked_news_rows"]
+
+#: the fields of MIND's news.tsv that :meth:`Recommender.add_news` reads (``news_id`` required)
+NEWS_FIELDS = ("news_id", "category", "subcategory", "title", "abstract", "title_entities", "abstract_entities")
 
 
 @dataclass
@@ -57,6 +61,28 @@ class NewsIndex:
         """The row of a rankable news (``None`` for an unknown id and the padding news)."""
         row = self.position.get(news_id)
         return row if row else None
+
+    def with_rows(self, ids: list[str], encoded: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray, dict]:
+        """For articles ``ids`` (known ones updated, new ones appended in order) with their
+        ``encoded`` fields: ``(new ids, the row of every id, the new field arrays)``."""
+        new_ids = [i for i in ids if i not in self.position]
+        fresh = {n: len(self.ids) + k for k, n in enumerate(new_ids)}
+        target = np.asarray([self.position.get(i, fresh.get(i)) for i in ids], np.int64)
+        arrays = {}
+        for f, a in self.arrays.items():
+            a = np.concatenate([a, np.zeros((len(new_ids), *a.shape[1:]), a.dtype)]) if new_ids else a.copy()
+            a[target] = encoded[f]
+            arrays[f] = a
+        return new_ids, target, arrays
+
+    def with_vectors(self, fresh: NewsCache, rows: Tensor, grow: int) -> NewsCache:
+        """The vectors with ``grow`` rows appended and ``rows`` set to ``fresh``."""
+
+        def put(base: Tensor, new: Tensor) -> Tensor:
+            base = torch.cat([base, base.new_zeros(grow, base.shape[1])]) if grow else base.clone()
+            return base.index_copy(0, rows, new.to(base.dtype))
+
+        return NewsCache(put(self.vectors.candidate, fresh.candidate), put(self.vectors.history, fresh.history))
 
     def allowed(self) -> Tensor:
         """``[N]`` bool: every row but the padding news."""
@@ -107,3 +133,36 @@ class IndexStore:
             arrays[f] = full
         vectors = NewsCache(*(torch.from_numpy(np.array(saved[k])).to(device) for k in ("candidate", "history")))
         return ids, arrays, vectors, tuple(changed.tolist())
+
+
+def checked_news_rows(rows, reserved: tuple[str, ...] = ()) -> list[dict]:
+    """Articles for :meth:`Recommender.add_news`, checked: a list of objects with MIND's news
+    fields (:data:`NEWS_FIELDS`, strings; ``news_id`` and ``title`` required), no id twice, no
+    ``reserved`` id. Every problem is one error naming the article."""
+    if isinstance(rows, (Mapping, str, bytes)) or not isinstance(rows, Sequence):
+        raise TypeError(
+            f"expected a list of articles (objects with MIND's news fields), got {type(rows).__name__}: "
+            "pass [article, ...] even for one"
+        )
+    out = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise TypeError(f"news {i}: expected an object with MIND's news fields, got {type(row).__name__}")
+        unknown = sorted(set(row) - set(NEWS_FIELDS))
+        if unknown:
+            raise ValueError(f"news {i}: unknown field(s) {unknown}; the fields are {list(NEWS_FIELDS)}")
+        for f in NEWS_FIELDS:
+            if row.get(f) is not None and not isinstance(row[f], str):
+                raise TypeError(f"news {i}: {f} must be a string, got {type(row[f]).__name__}")
+        if not row.get("news_id") or not row["news_id"].strip():
+            raise ValueError(f"news {i}: news_id is required")
+        if row["news_id"] in reserved:
+            raise ValueError(f"news {i}: {row['news_id']!r} is a reserved id (the padding news)")
+        if not (row.get("title") or "").strip():
+            raise ValueError(f"news {i} ({row['news_id']}): a title is required")
+        out.append(dict(row))
+    ids = [r["news_id"] for r in out]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ValueError(f"news id(s) given more than once: {dup[:5]}")
+    return out

@@ -24,13 +24,10 @@ from torch import Tensor
 from newsrec.checkpoint_io import model_from_checkpoint, read_checkpoint
 from newsrec.data.datamodule import MINDDataModule
 from newsrec.models.base import NewsCache, NewsRecModel, gather_rows
-from newsrec.serving.index import IndexStore, NewsIndex
-from newsrec.serving.search import make_search
+from newsrec.serving.index import NEWS_FIELDS, IndexStore, NewsIndex, checked_news_rows
+from newsrec.serving.search import ExactSearch, FaissSearch
 
 __all__ = ["Recommender", "Recommendations", "NEWS_FIELDS"]
-
-#: the fields of MIND's news.tsv that :meth:`Recommender.add_news` reads (``news_id`` required)
-NEWS_FIELDS = ("news_id", "category", "subcategory", "title", "abstract", "title_entities", "abstract_entities")
 
 
 class Recommendations(list):
@@ -60,8 +57,14 @@ class Recommender:
         datamodule: the data the model was trained on (its vocabularies and graphs).
         device: where the model runs.
         search: ``"exact"`` (a matrix product over every news, default) or ``"faiss"`` (an
-            approximate inverted-file index, extra ``[serve]``; for ~10^6 news).
+            approximate inverted-file index, extra ``[serve]``; for ~10^6 news). The approximate
+            index is calibrated on the model's own user vectors (of up to 256 training
+            histories) until its recall@10 reaches its ``target_recall`` (0.95); with fewer than
+            ``min_approximate_news`` news an exact search serves instead, and after
+            ``add_news`` has changed more than 10 % of the rows the index is rebuilt and
+            recalibrated (:attr:`search_info` says which and the recall measured).
         search_options: keyword arguments of :class:`~newsrec.serving.search.FaissSearch`.
+        min_approximate_news: below this many news ``search="faiss"`` serves exactly (20,000).
         index_dir: where the news vector index persists (``.npy`` + a checksummed manifest,
             never pickle); ``None`` keeps it in memory only.
         index_key: what the index is keyed by (the checkpoint's checksum): an index saved under
@@ -88,6 +91,7 @@ class Recommender:
         user_cache_size: int = 4096,
         batch_size: int = 1024,
         shortlist_factor: int = 4,
+        min_approximate_news: int = 20_000,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -100,7 +104,10 @@ class Recommender:
         self._lock = threading.RLock()
         self._users: OrderedDict[tuple[int, ...], tuple[Tensor, Tensor | None]] = OrderedDict()
         self.user_cache_size, self.batch_size, self.shortlist_factor = user_cache_size, batch_size, shortlist_factor
+        if search not in ("exact", "faiss"):
+            raise ValueError(f"search must be 'exact' or 'faiss', got {search!r}")
         self.search_kind, self.search_options = search, dict(search_options or {})
+        self.min_approximate_news = min_approximate_news
         self._store = None
         if index_dir is not None:
             self._store = IndexStore(index_dir, index_key, datamodule.signature(), self.fields)
@@ -167,12 +174,42 @@ class Recommender:
     def _install(
         self, ids: list[str], arrays: dict, vectors: NewsCache | None, changed: tuple[int, ...], search=None
     ) -> None:
-        """Make a new :class:`NewsIndex` the served one (its builder and search made here)."""
-        if search is None and vectors is not None:
-            search = make_search(self.search_kind, vectors.candidate.float().cpu(), **self.search_options)
-        builder = self.dm.serving_builder(arrays)
-        self.index = NewsIndex(ids, arrays, vectors, changed, builder, search)
+        """Make a new :class:`NewsIndex` the served one (its builder made here, and its search
+        unless given: see :meth:`_new_search`)."""
+        self.index = NewsIndex(ids, arrays, vectors, changed, self.dm.serving_builder(arrays), search)
         self._users.clear()
+        if search is None and vectors is not None:
+            self.index.search = self._new_search(self.index)
+            self._rows_changed_since_build = 0
+
+    def _new_search(self, index: NewsIndex):
+        """The search asked for over the index's vectors: exact, or an approximate one calibrated
+        on the model's user vectors of (up to 256) training histories; exact, with the reason,
+        when there are too few news for clustering to pay."""
+        vectors = index.vectors.candidate.float().cpu()
+        if self.search_kind == "exact":
+            return ExactSearch(vectors)
+        if len(index) - 1 < self.min_approximate_news:
+            return ExactSearch(vectors, f"{len(index) - 1} news < min_approximate_news={self.min_approximate_news}")
+        search = FaissSearch(vectors, fetch_factor=self.shortlist_factor, **self.search_options)
+        train = self.dm.behaviors("train")
+        rows = np.random.default_rng(0).permutation(len(train))[:256]
+        hist, lengths = train.histories(rows, self.history_length)
+        histories = [tuple(h[:n].tolist()) for h, n in zip(hist, lengths) if n]
+        if histories:
+            with torch.inference_mode():
+                users = self._user_states(index, histories)
+            search.calibrate(torch.stack([u[0] for u in users]).float().cpu())
+        return search
+
+    @property
+    def search_info(self) -> dict:
+        """``{"search": "exact" | "faiss", "recall": recall@10 last measured (exact: 1.0;
+        ``None``: not measured), "reason": why an exact search serves where faiss was asked}``."""
+        search = self.index.search
+        if search is None:
+            return {"search": "forward", "recall": 1.0, "reason": "the model is not cacheable"}
+        return {"search": "exact" if search.exact else "faiss", "recall": search.recall, "reason": search.reason}
 
     @property
     def num_news(self) -> int:
@@ -314,62 +351,28 @@ class Recommender:
         optional), rankable at once. Text is tokenised with the training vocabulary; a fresh news
         has no click-graph edges (GLORY: an isolated node, no transitions). The index is saved
         again (when it persists). Returns ``{"added": n, "updated": m}``."""
-        rows = [self._checked_row(i, r) for i, r in enumerate(rows)]
+        rows = checked_news_rows(rows, reserved=(self.index.ids[0],))
         ids = [r["news_id"] for r in rows]
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        if dup:
-            raise ValueError(f"news id(s) given more than once: {dup[:5]}")
         if not rows:
             return {"added": 0, "updated": 0}
         encoded = self.dm.encode_news_rows(rows, name="add_news")
         with self._lock:
             index = self.index
-            new_ids = [i for i in ids if i not in index.position]
-            target = np.asarray(
-                [index.position[i] if i in index.position else len(index) + new_ids.index(i) for i in ids], np.int64
-            )
-            arrays = {}
-            for f in self.fields:
-                a = index.arrays[f]
-                a = np.concatenate([a, np.zeros((len(new_ids), *a.shape[1:]), a.dtype)]) if new_ids else a.copy()
-                a[target] = encoded[f]
-                arrays[f] = a
+            new_ids, target, arrays = index.with_rows(ids, encoded)
             vectors = search = None
             if index.vectors is not None:
                 builder = self.dm.serving_builder(arrays)
                 with torch.inference_mode():
                     fresh = self.model.encode_all_news([{"news": builder.news(target)}])
-                rows_t = torch.as_tensor(target, device=self.device)
-                vectors = NewsCache(*(self._grown(old, new, rows_t, len(new_ids)) for old, new in (
-                    (index.vectors.candidate, fresh.candidate), (index.vectors.history, fresh.history))))  # fmt: skip
-                search = index.search.updated(vectors.candidate.float().cpu(), torch.as_tensor(target))
+                vectors = index.with_vectors(fresh, torch.as_tensor(target, device=self.device), len(new_ids))
+                self._rows_changed_since_build += len(target)
+                if self._rows_changed_since_build <= 0.1 * len(index):  # else: rebuilt and recalibrated
+                    search = index.search.updated(vectors.candidate.float().cpu(), torch.as_tensor(target))
             changed = tuple(sorted(set(index.changed) | set(target.tolist())))
             self._install(index.ids + new_ids, arrays, vectors, changed, search)
             if self._store is not None and vectors is not None:
                 self._store.save(self.index, self.num_corpus_news)
         return {"added": len(new_ids), "updated": len(ids) - len(new_ids)}
-
-    @staticmethod
-    def _grown(base: Tensor, new: Tensor, rows: Tensor, grow: int) -> Tensor:
-        """``base`` with ``grow`` zero rows appended and ``rows`` set to ``new``."""
-        base = torch.cat([base, base.new_zeros(grow, base.shape[1])]) if grow else base.clone()
-        return base.index_copy(0, rows, new.to(base.dtype))
-
-    @staticmethod
-    def _checked_row(i: int, row: Any) -> dict:
-        if not isinstance(row, Mapping):
-            raise TypeError(f"news {i}: expected an object with MIND's news fields, got {type(row).__name__}")
-        unknown = sorted(set(row) - set(NEWS_FIELDS))
-        if unknown:
-            raise ValueError(f"news {i}: unknown field(s) {unknown}; the fields are {list(NEWS_FIELDS)}")
-        for f in NEWS_FIELDS:
-            if row.get(f) is not None and not isinstance(row[f], str):
-                raise TypeError(f"news {i}: {f} must be a string, got {type(row[f]).__name__}")
-        if not row.get("news_id") or not row["news_id"].strip():
-            raise ValueError(f"news {i}: news_id is required")
-        if not (row.get("title") or "").strip():
-            raise ValueError(f"news {i} ({row['news_id']}): a title is required")
-        return dict(row)
 
 
 def _check_signature(dm: MINDDataModule, recorded: Mapping[str, Any], ckpt: Path) -> None:
