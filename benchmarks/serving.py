@@ -16,7 +16,7 @@ What is measured, per model:
   histories (user cache missed on every call; the cache-hit figure is printed beside it);
 * **1M news**: the served index is grown to 10^6 rows whose vectors are drawn from a Gaussian
   fitted to the model's real news vectors (mean and covariance), with the real model computing
-  the user vector; exact search and faiss (IVF, its defaults: nlist = √N, nprobe = nlist/16), both re-scored by the
+  the user vector; exact search and faiss (the default index, calibrated), both re-scored by the
   model; recall@10 of faiss against exact on the same queries; faiss build time on 1M vectors.
   Encoding 1M real news is not run here: its time is the 50k encoding rate times 20 (printed);
 * **HTTP**: ``newsrec serve`` in its own process, C concurrent httpx clients (C = 1, 2, 4, 8),
@@ -261,6 +261,7 @@ def ann_candidates(vectors: torch.Tensor, calibration: torch.Tensor, queries: to
         p50, p99 = percentiles(times)
         rows.append({"index": name, "build s": built, "recall@10": recall_at_k(torch.as_tensor(got), want),
                      "p50 ms": p50, "p99 ms": p99, "settings": note})  # fmt: skip
+        return index
 
     def old_lift():  # newsrec 0.1: Euclidean IVF over [x, sqrt(M^2 - |x|^2)], queries [q, 0]
         sq = (x * x).sum(1)
@@ -285,33 +286,29 @@ def ann_candidates(vectors: torch.Tensor, calibration: torch.Tensor, queries: to
 
     measure("IVF-IP on the raw vectors", raw_ip, lambda i, q, kk: i.search(np.ascontiguousarray(q), kk)[1],
             f"nlist {nlist}, nprobe {max(8, nlist // 16)}")  # fmt: skip
-    if n <= 200_000:  # HNSW's build is minutes per million vectors on 2 cores
 
-        def hnsw():
-            index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = 80
-            index.add(x)
-            index.hnsw.efSearch = 128
-            return index
+    def ours(kind: str, calibrate: bool):
+        def build():
+            search = FaissSearch(vectors, kind)
+            if calibrate:
+                search.calibrate(calibration, k)
+            return search
 
-        measure("HNSW-IP", hnsw, lambda i, q, kk: i.search(np.ascontiguousarray(q), kk)[1], "M 32, efSearch 128")
+        return build
 
-    def sphere(calibrate: bool):
-        search = FaissSearch(vectors)
-        if calibrate:
-            search.calibrate(calibration, k)
-        return search
-
-    measure(
-        "IVF-IP on the unit-sphere lift, spherical k-means",
-        lambda: sphere(False),
-        lambda s, q, kk: s.search(torch.from_numpy(q), kk)[1].numpy(),
-        f"nlist {nlist}, nprobe {max(8, nlist // 16)}",
-    )
-    calibrated = sphere(True)
-    measure("the same, nprobe calibrated on training users (default)", lambda: calibrated,
-            lambda s, q, kk: s.search(torch.from_numpy(q), kk)[1].numpy(),
-            f"nprobe {calibrated.nprobe} (calibration recall {calibrated.recall:.3f})")  # fmt: skip
+    for kind in ("ivf", "hnsw"):
+        for calibrate in (False, True):
+            if kind == "hnsw" and n > 200_000 and not calibrate:
+                continue  # HNSW's build takes minutes per million vectors on 2 cores: built once
+            name = {"ivf": "IVF-IP on the unit-sphere lift, spherical k-means", "hnsw": "HNSW-IP"}[kind]
+            label = name + (", effort calibrated on training users" if calibrate else "")
+            search = measure(
+                label, ours(kind, calibrate), lambda i, q, kk: i.search(torch.from_numpy(q), kk)[1].numpy()
+            )
+            rows[-1]["settings"] = ("nprobe " if kind == "ivf" else "efSearch ") + str(search.effort) + (
+                f" (calibration recall {search.recall:.3f})" if calibrate else "")  # fmt: skip
+            if kind == "hnsw" and calibrate:
+                rows[-1]["index"] += " (default)"
     return rows
 
 
@@ -360,7 +357,7 @@ def main() -> None:
             p50, p99, hit = latency(rec, histories)
             rec_k = served_recall_at_k(rec, histories)
             lat_rows.append([name, f"{rec.num_news:,}", "faiss", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}",
-                             f"nprobe {rec.index.search.nprobe}/{rec.index.search.nlist}", f"{rec_k:.3f}"])  # fmt: skip
+                             f"{rec.index.search.kind} effort {rec.index.search.effort}", f"{rec_k:.3f}"])  # fmt: skip
             if not a.no_1m:
                 rec.search_kind = "exact"
                 grow_to(rec, 1_000_000)
@@ -378,9 +375,10 @@ def main() -> None:
                 faiss_build = time.perf_counter() - t
                 p50, p99, hit = latency(rec, histories[:100])
                 rec_k = served_recall_at_k(rec, histories[:100])
-                big_rows.append([name, "1,000,000", "faiss", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}",
-                                 f"{faiss_build:.1f} s (train + add + calibration), nprobe "
-                                 f"{rec.index.search.nprobe}/{rec.index.search.nlist}", f"{rec_k:.3f}"])  # fmt: skip
+                search = rec.index.search
+                built = f"{faiss_build:.1f} s (build + calibration), {search.kind} effort {search.effort}"
+                big_rows.append([name, "1,000,000", "faiss", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}", built,
+                                 f"{rec_k:.3f}"])  # fmt: skip
             if not a.no_http:
                 for row in http_load(ckpt, root, histories, a.http_requests):
                     http_rows.append([name, row["clients"], row["requests"], f"{row['rps']:.0f}",
@@ -390,7 +388,7 @@ def main() -> None:
     print("\nrecommend(history, k=10) over the whole index, one request at a time, user cache missed")
     print(table([dict(zip(head, r)) for r in lat_rows + big_rows], head))
     print("\nfaiss indexes considered, on the same vectors; recall@10 = the exact top 10 among the index's top 40")
-    print("(held-out dev users as queries; the default's nprobe is calibrated on other, training users)")
+    print("(held-out dev users as queries; calibration uses other users, of training histories)")
     cols = ["model", "news", "index", "build s", "recall@10", "p50 ms", "p99 ms", "settings"]
     print(table(ann_rows, cols))
     if http_rows:

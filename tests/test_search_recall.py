@@ -66,12 +66,12 @@ def test_approximate_search_recalls_a_trained_models_top_10(trained):
 
 
 def test_the_uncalibrated_index_is_what_calibration_improves(trained):
-    """The same index before calibration scans fewer clusters; calibration only raises nprobe."""
+    """The same index before calibration searches with less effort; calibration only raises it."""
     model, dm = trained
     rec = Recommender(model, dm, search="faiss", min_approximate_news=1000)
     calibrated = rec.index.search
     fresh = FaissSearch(rec.index.vectors.candidate.float())
-    assert fresh.recall is None and fresh.nprobe <= calibrated.nprobe <= calibrated.nlist
+    assert fresh.recall is None and fresh.effort <= calibrated.effort <= calibrated.max_effort
 
 
 def test_too_few_news_serve_exactly_and_say_why(trained):

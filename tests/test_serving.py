@@ -192,7 +192,7 @@ def test_faiss_search_is_inner_product_search_on_anisotropic_vectors():
     vectors = (torch.randn(20000, d, generator=g) * scale) @ basis.T + mean
     queries = (torch.randn(30, d, generator=g) * scale) @ basis.T + mean
     want_scores, want = ExactSearch(vectors).search(queries, 10)
-    full = FaissSearch(vectors, nlist=64, nprobe=64)
+    full = FaissSearch(vectors, "ivf", nlist=64, nprobe=64)
     scores, rows = full.search(queries, 10)
     assert torch.equal(rows, want)
     torch.testing.assert_close(scores, want_scores, atol=1e-3, rtol=1e-4)
@@ -237,3 +237,26 @@ def test_a_checkpoint_of_another_model_class_is_named(checkpoints):
 
     with pytest.raises(ValueError, match="holds a GLORY model, not a NRMS"):
         Recommender.from_checkpoint(checkpoints["glory"], model_class=NRMS)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_an_updated_row_is_found_by_its_new_vector_only(kind):
+    """add_news updates rows in place: the new vector is found, the old one never again (HNSW
+    cannot delete: the old vector stays, filtered out), and a banned row is never returned."""
+    pytest.importorskip("faiss")
+    from newsrec.serving import FaissSearch
+
+    g = torch.Generator().manual_seed(0)
+    vectors = torch.randn(3000, 16, generator=g)
+    options = {"nlist": 16, "nprobe": 16} if kind == "ivf" else {"ef_search": 512}
+    search = FaissSearch(vectors, kind, **options)
+    old = vectors[7].clone()
+    new_vectors = vectors.clone()
+    new_vectors[7] = -old  # row 7 now points the other way
+    search = search.updated(new_vectors, torch.tensor([7]))
+    rows_old = search.search(old[None], 5)[1][0].tolist()
+    rows_new = search.search(-old[None], 5)[1][0].tolist()
+    assert 7 not in rows_old and rows_new[0] == 7 and len(set(rows_new)) == 5
+    allowed = torch.ones(3000, dtype=torch.bool)
+    allowed[7] = False
+    assert 7 not in search.search(-old[None], 5, allowed)[1][0].tolist()

@@ -42,43 +42,42 @@ class ExactSearch:
 
 
 class FaissSearch:
-    r"""Approximate top-k by inner product: a faiss inverted file (``IndexIVFFlat``) over the
-    vectors lifted onto the unit sphere, with spherical k-means clusters, and a number of probed
-    clusters calibrated on real queries.
+    r"""Approximate top-k by inner product with faiss, tuned on real queries.
 
-    **The lift** (Bachrach et al., RecSys 2014, with the query normalised as there): with
-    :math:`M` 5 % above the largest norm at build time,
+    Two kinds of index, measured side by side in ``benchmarks/serving.py``:
 
-    .. math::
-        \tilde{\mathbf{x}} = \big[\mathbf{x} / M,\ \sqrt{1 - \lVert\mathbf{x}\rVert^2 / M^2}\big],
-        \qquad \tilde{\mathbf{q}} = [\mathbf{q} / \lVert\mathbf{q}\rVert,\ 0],
-        \qquad \tilde{\mathbf{q}}^\top\tilde{\mathbf{x}} = \mathbf{q}^\top\mathbf{x} / (M\lVert\mathbf{q}\rVert),
-
-    so every lifted vector has norm 1 and the largest lifted inner product is the largest
-    inner product. Clusters are spherical (unit centroids) and ranked by inner product, so a
-    query is sent to the clusters in its direction. (The earlier form kept the query's own
-    length and ranked clusters by Euclidean distance: with a trained model's short user
-    vectors, the centroids' norms outweighed their directions and every query scanned the same
-    few clusters: recall@10 0.06-0.08 at 50k news.)
+    - ``"hnsw"`` (default): a navigable small-world graph over the raw vectors with
+      inner-product distances (``IndexHNSWFlat``, ``M`` links per node). On trained news vectors,
+      whose directions are spread rather than clustered, it reaches recall@10 ≥ 0.95 at a small
+      fraction of exact search's cost, where an inverted file must scan most of its clusters.
+      Rows are filtered at search time (the padding news, a user's history, replaced
+      vectors); an updated row's old vector stays in the graph, unreachable.
+    - ``"ivf"``: an inverted file (``IndexIVFFlat``) over the vectors lifted onto the unit sphere
+      (Bachrach et al., RecSys 2014, with the query normalised as there: with :math:`M` 5 %
+      above the largest norm, :math:`\tilde{\mathbf{x}} = [\mathbf{x}/M,
+      \sqrt{1 - \lVert\mathbf{x}\rVert^2/M^2}]`, :math:`\tilde{\mathbf{q}} =
+      [\mathbf{q}/\lVert\mathbf{q}\rVert, 0]`, so :math:`\tilde{\mathbf{q}}^\top\tilde{\mathbf{x}} =
+      \mathbf{q}^\top\mathbf{x}/(M\lVert\mathbf{q}\rVert)`), spherical k-means and clusters ranked
+      by inner product. (newsrec 0.1 ranked clusters by Euclidean distance with the query's own
+      length: with a trained model's short user vectors the centroids' norms outweighed their
+      directions, recall@10 0.06-0.08 at 50k news.)
 
     **Calibration.** :meth:`calibrate` measures recall@k on sample queries (the fraction of the
-    exact top-``k`` that is among the search's top ``k × fetch_factor``, the shortlist the model
-    re-scores) and doubles ``nprobe`` until it reaches ``target_recall`` (at ``nprobe = nlist``
-    the scan is exhaustive, so the target is always reached). :attr:`recall` is the last measure
-    (``None`` before any).
+    exact top ``k`` among the search's top ``k × fetch_factor``, the shortlist the model
+    re-scores) and doubles the search effort (HNSW's ``efSearch``, IVF's ``nprobe``) until it
+    reaches ``target_recall``. :attr:`recall` is the last measure (``None`` before any).
 
     Args:
         vectors: ``[N, d]`` float.
-        nlist: clusters (default ``√N``, at least 1).
-        nprobe: clusters scanned per query before calibration (default ``max(8, nlist // 16)``).
-        train_size: vectors the clustering is trained on (default ``64·nlist``; all when fewer).
-        seed: seed of the clustering and its sample.
+        kind: ``"hnsw"`` or ``"ivf"``.
+        hnsw_m, ef_construction, ef_search: HNSW's links per node (32), build effort (80) and
+            search effort before calibration (64).
+        nlist, nprobe, train_size: IVF's clusters (``√N``), clusters scanned before calibration
+            (``max(8, nlist // 16)``) and clustering sample (``64·nlist``).
+        seed: seed of the clustering and its sample (IVF).
         target_recall: what :meth:`calibrate` aims for (0.95).
-        fetch_factor: the shortlist the calibration measures, ``k × fetch_factor`` (4, as the
+        fetch_factor: the shortlist :meth:`calibrate` measures, ``k × fetch_factor`` (4, as
             :class:`~newsrec.serving.Recommender` re-scores).
-
-    A vector added later (:meth:`updated`) that is longer than ``M`` makes the index rebuild
-    (clustering included) so the lift stays valid.
     """
 
     exact = False
@@ -87,6 +86,11 @@ class FaissSearch:
     def __init__(
         self,
         vectors: Tensor,
+        kind: str = "hnsw",
+        *,
+        hnsw_m: int = 32,
+        ef_construction: int = 80,
+        ef_search: int = 64,
         nlist: int | None = None,
         nprobe: int | None = None,
         train_size: int | None = None,
@@ -98,94 +102,130 @@ class FaissSearch:
             import faiss
         except ImportError:
             raise ImportError("the faiss index needs faiss-cpu: pip install 'newsrec-pyg[serve]'") from None
-        x = np.ascontiguousarray(vectors.detach().float().cpu().numpy())
-        n, d = x.shape
-        self.options = {"nlist": nlist, "nprobe": nprobe, "train_size": train_size, "seed": seed,
-                        "target_recall": target_recall, "fetch_factor": fetch_factor}  # fmt: skip
+        if kind not in ("hnsw", "ivf"):
+            raise ValueError(f"the faiss index kind must be 'hnsw' or 'ivf', got {kind!r}")
+        self.faiss, self.kind = faiss, kind
+        self.options = dict(kind=kind, hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search,
+                            nlist=nlist, nprobe=nprobe, train_size=train_size, seed=seed,
+                            target_recall=target_recall, fetch_factor=fetch_factor)  # fmt: skip
         self.target_recall, self.fetch_factor = target_recall, fetch_factor
+        self.vectors = vectors.detach().float().cpu()  # exact scores for calibration
+        x = np.ascontiguousarray(self.vectors.numpy())
+        n, d = x.shape
+        self.num_vectors = n
+        #: the row of every stored vector (-1: replaced by a later vector of its row)
+        self.row_of = np.arange(n, dtype=np.int64)
+        self.stored_of = np.arange(n, dtype=np.int64)  # the stored vector of every row
+        self.has_updates = False
         sq = _squared_norms(x)
-        self.max_norm = 1.05 * float(np.sqrt(sq.max())) if n else 1.0  # room for added news
-        self.max_norm = self.max_norm or 1.0
-        lifted = self._lift(x, sq)
-        self.nlist = max(1, min(nlist or int(np.sqrt(n)), n))
-        train_size = min(n, train_size or 64 * self.nlist)
-        quantizer = faiss.IndexFlatIP(d + 1)
-        index = faiss.IndexIVFFlat(quantizer, d + 1, self.nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.spherical = True
-        index.cp.seed = seed
-        train = lifted if train_size >= n else lifted[np.random.default_rng(seed).choice(n, train_size, replace=False)]
-        index.train(train)
-        index.add_with_ids(lifted, np.arange(n, dtype=np.int64))
-        self.index, self.quantizer, self.num_vectors = index, quantizer, n
-        self.vectors = vectors.detach().float().cpu()  # exact scores for calibration and recall checks
-        self.nprobe = min(nprobe or max(8, self.nlist // 16), self.nlist)
+        self.max_norm = (1.05 * float(np.sqrt(sq.max())) if n else 1.0) or 1.0  # room for added news
+        if kind == "hnsw":
+            self.index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            self.index.hnsw.efConstruction = ef_construction
+            self.index.add(x)
+            self.effort, self.max_effort = ef_search, max(ef_search, 4096)
+        else:
+            self.nlist = max(1, min(nlist or int(np.sqrt(n)), n))
+            train_size = min(n, train_size or 64 * self.nlist)
+            lifted = self._lift(x, sq)
+            self.index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d + 1), d + 1, self.nlist, faiss.METRIC_INNER_PRODUCT)
+            self.index.cp.spherical, self.index.cp.seed = True, seed
+            sample = np.random.default_rng(seed).choice(n, train_size, replace=False) if train_size < n else slice(None)
+            self.index.train(lifted[sample])
+            self.index.add_with_ids(lifted, np.arange(n, dtype=np.int64))
+            self.effort, self.max_effort = min(nprobe or max(8, self.nlist // 16), self.nlist), self.nlist
         #: recall@k measured by the last :meth:`calibrate` (``None``: not measured)
         self.recall: float | None = None
 
     @property
-    def nprobe(self) -> int:
-        return int(self.index.nprobe)
+    def effort(self) -> int:
+        """The search effort: HNSW's ``efSearch`` or IVF's ``nprobe``."""
+        return self._effort
 
-    @nprobe.setter
-    def nprobe(self, value: int) -> None:
-        self.index.nprobe = int(value)
+    @effort.setter
+    def effort(self, value: int) -> None:
+        self._effort = int(value)
+        if self.kind == "ivf":
+            self.index.nprobe = self._effort
 
     def _lift(self, x: np.ndarray, sq: np.ndarray) -> np.ndarray:
-        """``[n, d]`` (squared norms ``sq [n]``) → ``[n, d + 1]`` unit vectors."""
+        """``[n, d]`` (squared norms ``sq [n]``) → ``[n, d + 1]`` unit vectors (IVF)."""
         extra = np.sqrt(np.maximum(1.0 - sq / self.max_norm**2, 0.0))
         return np.ascontiguousarray(np.hstack([x / self.max_norm, extra[:, None]]).astype(np.float32))
 
     def calibrate(self, queries: Tensor, k: int = 10) -> float:
-        """Raise ``nprobe`` until recall@``k`` on ``queries [Q, d]`` reaches ``target_recall``;
-        returns (and keeps in :attr:`recall`) the recall reached."""
+        """Double the search effort until recall@``k`` on ``queries [Q, d]`` reaches
+        ``target_recall`` (or the effort its maximum); returns the recall, kept in :attr:`recall`."""
         queries = queries.detach().float().cpu()
         if not len(queries):
             return self.recall if self.recall is not None else float("nan")
         want = ExactSearch(self.vectors).search(queries, k)[1]
         while True:
-            got = self.search(queries, k * self.fetch_factor)[1]
-            self.recall = recall_at_k(got, want)
-            if self.recall >= self.target_recall or self.nprobe >= self.nlist:
+            self.recall = recall_at_k(self.search(queries, k * self.fetch_factor)[1], want)
+            if self.recall >= self.target_recall or self.effort >= self.max_effort:
                 return self.recall
-            self.nprobe = min(2 * self.nprobe, self.nlist)
+            self.effort = min(2 * self.effort, self.max_effort)
 
     def updated(self, vectors: Tensor, rows: Tensor) -> FaissSearch:
         """Replace / add the vectors of ``rows`` (of the new full ``vectors``) in place, without
-        re-clustering; a new vector longer than ``M`` rebuilds the index over ``vectors``
-        (keeping the calibrated ``nprobe``)."""
-        ids = np.ascontiguousarray(rows.cpu().numpy().astype(np.int64))
+        rebuilding (the IVF's clusters stay; HNSW links the new vectors in and keeps the old
+        ones unreachable); a new vector longer than the IVF's ``M`` rebuilds it."""
+        rows_np = rows.cpu().numpy().astype(np.int64)
         new = np.ascontiguousarray(vectors[rows].detach().float().cpu().numpy())
         sq = _squared_norms(new)
-        if len(new) and float(np.sqrt(sq.max())) > self.max_norm:
-            rebuilt = FaissSearch(vectors, **{**self.options, "nprobe": self.nprobe})
+        if self.kind == "ivf" and len(new) and float(np.sqrt(sq.max())) > self.max_norm:
+            rebuilt = FaissSearch(vectors, **{**self.options, "nprobe": self.effort})
             rebuilt.recall = self.recall
             return rebuilt
-        self.index.remove_ids(ids)
-        self.index.add_with_ids(self._lift(new, sq), ids)
         self.vectors = vectors.detach().float().cpu()
+        grow = int(vectors.shape[0]) - len(self.stored_of)
+        self.stored_of = np.concatenate([self.stored_of, np.full(max(grow, 0), -1, np.int64)])
+        old = self.stored_of[rows_np]
+        self.row_of[old[old >= 0]] = -1
+        stored = np.arange(len(self.row_of), len(self.row_of) + len(rows_np), dtype=np.int64)
+        if self.kind == "hnsw":
+            self.index.add(new)
+        else:
+            self.index.add_with_ids(self._lift(new, sq), stored)
+        self.row_of = np.concatenate([self.row_of, rows_np])
+        self.stored_of[rows_np] = stored
+        self.has_updates = True
         self.num_vectors = int(vectors.shape[0])
         return self
 
     def search(self, queries: Tensor, k: int, allowed: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Like :meth:`ExactSearch.search` (scores are inner products); with ``allowed``, more
-        rows are fetched and the disallowed ones dropped (rows that cannot be filled are ``-1``
-        with score ``-inf``)."""
+        """Like :meth:`ExactSearch.search` (scores are inner products; rows that cannot be filled
+        are ``-1`` with score ``-inf``)."""
+        faiss = self.faiss
         q = np.ascontiguousarray(queries.detach().float().cpu().numpy())
-        banned = 0 if allowed is None else int((~allowed).sum())
-        fetch = min(k + banned, self.num_vectors)
-        norms = np.sqrt(_squared_norms(q))
-        unit = q / np.maximum(norms, np.finfo(np.float32).tiny)[:, None]
-        lifted = np.ascontiguousarray(np.hstack([unit, np.zeros((len(q), 1), np.float32)]))
-        sims, rows = self.index.search(lifted, fetch)
-        scores = torch.from_numpy(sims * norms[:, None] * self.max_norm)
-        rows = torch.from_numpy(rows).long()
-        ok = rows >= 0
-        if allowed is not None:
-            ok &= allowed[rows.clamp_min(0)]
-        scores = scores.masked_fill(~ok, float("-inf"))
-        order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
-        rows = torch.gather(rows.masked_fill(~ok, -1), 1, order)
-        return torch.gather(scores, 1, order), rows
+        identity = not self.has_updates  # stored vector i is row i
+        if identity and allowed is None:
+            selector, available = None, len(self.row_of)
+        else:
+            keep = np.ones(len(self.stored_of), bool) if allowed is None else allowed.cpu().numpy()
+            if not identity:
+                keep = (self.row_of >= 0) & keep[np.maximum(self.row_of, 0)]
+            bitmap = np.packbits(keep, bitorder="little")  # kept alive until the search returns
+            selector, available = faiss.IDSelectorBitmap(len(keep), faiss.swig_ptr(bitmap)), int(keep.sum())
+        fetch = max(1, min(k, available))
+        if self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW(efSearch=max(self.effort, fetch), sel=selector)
+            sims, stored = self.index.search(q, fetch, params=params)
+            scores = sims
+        else:
+            norms = np.sqrt(_squared_norms(q))
+            unit = q / np.maximum(norms, np.finfo(np.float32).tiny)[:, None]
+            lifted = np.ascontiguousarray(np.hstack([unit, np.zeros((len(q), 1), np.float32)]))
+            params = faiss.SearchParametersIVF(nprobe=self.effort, sel=selector)
+            sims, stored = self.index.search(lifted, fetch, params=params)
+            scores = sims * norms[:, None] * self.max_norm
+        found = stored >= 0
+        rows = np.where(found, self.row_of[np.maximum(stored, 0)], -1)
+        scores = np.where(found, scores, -np.inf).astype(np.float32)
+        if fetch < k:  # fewer rows to give than asked
+            rows = np.pad(rows, ((0, 0), (0, k - fetch)), constant_values=-1)
+            scores = np.pad(scores, ((0, 0), (0, k - fetch)), constant_values=-np.inf)
+        return torch.from_numpy(scores), torch.from_numpy(rows).long()
 
 
 def recall_at_k(found: Tensor, wanted: Tensor) -> float:
