@@ -145,3 +145,25 @@ def test_posted_news_is_recommended_at_once(served):
     got = client.post("/recommend", json=body).json()["items"]
     assert "Nhttp" in [it["news_id"] for it in got]
     assert client.get("/health").json()["news"] == rec.num_news
+
+
+def test_service_edges_lone_surrogates_reserved_ids_and_duplicate_candidates(served):
+    """Over HTTP: an id with a lone surrogate (JSON "\\ud800") is a 422 naming it, never a 500,
+    in a history, a candidate list or a new article (which is then not stored); the padding id
+    is refused; duplicate candidates are ranked once."""
+    client, rec, _ = served
+    ids = rec.index.ids
+    body = '{"history": ["' + ids[1] + '", "\\ud800"], "k": 3}'
+    r = client.post("/recommend", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "not valid UTF-8" in r.json()["detail"]
+    body = '{"history": ["' + ids[1] + '"], "k": 3, "candidates": ["' + ids[2] + '", "S\\ud800"]}'
+    r = client.post("/recommend", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    before = rec.num_news
+    body = '{"news": [{"news_id": "S\\ud800", "title": "t"}]}'
+    r = client.post("/news", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and rec.num_news == before
+    r = client.post("/news", json={"news": [{"news_id": ids[0], "title": "padding"}]})
+    assert r.status_code == 422 and "reserved" in r.json()["detail"]
+    r = client.post("/recommend", json={"history": [ids[1]], "k": 5, "candidates": [ids[3], ids[3], ids[3], ids[4]]})
+    assert r.status_code == 200 and sorted(i["news_id"] for i in r.json()["items"]) == sorted([ids[3], ids[4]])

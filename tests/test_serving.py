@@ -260,3 +260,68 @@ def test_an_updated_row_is_found_by_its_new_vector_only(kind):
     allowed = torch.ones(3000, dtype=torch.bool)
     allowed[7] = False
     assert 7 not in search.search(-old[None], 5, allowed)[1][0].tolist()
+
+
+ADDER = """
+import sys
+from newsrec.serving import Recommender
+rec = Recommender.from_checkpoint(sys.argv[1], index_dir=sys.argv[2])
+i = int(sys.argv[3])
+while True:
+    rec.add_news([{"news_id": f"K{i}", "title": f"an article added before the kill {i}"}])
+    print(i, flush=True)  # acknowledged
+    i += 1
+"""
+
+
+@pytest.mark.slow
+def test_every_acknowledged_article_survives_a_sigkill(checkpoints, tmp_path):
+    """A serving process adding articles is SIGKILLed at random moments, three times; a restart
+    always has every article whose add_news had returned."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rng, acknowledged = random.Random(1), -1
+    for _round in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", ADDER, str(checkpoints["nrms"]), str(tmp_path / "index"), str(acknowledged + 1)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        line = proc.stdout.readline()  # the first acknowledgement (after the model loaded)
+        acknowledged = max(acknowledged, int(line))
+        time.sleep(rng.uniform(0.0, 0.5))
+        os.kill(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=60)
+        acknowledged = max([acknowledged, *map(int, out.split())])
+        rec = Recommender.from_checkpoint(checkpoints["nrms"], index_dir=tmp_path / "index")
+        missing = [f"K{i}" for i in range(acknowledged + 1) if f"K{i}" not in rec.index.position]
+        assert not missing, missing
+
+
+def test_request_edges_duplicates_bad_text_reserved_ids_and_numpy_k(checkpoints):
+    """#37 items 1-3, 5, 6: duplicate candidates ranked once; ids that are not valid UTF-8 text
+    and the padding id refused with one error; numpy integers are whole numbers; a dict where a
+    list of articles is expected is named."""
+    rec = Recommender.from_checkpoint(checkpoints["nrms"], index_dir=None)
+    a, b = rec.index.ids[5], rec.index.ids[9]
+    got = rec.recommend([rec.index.ids[1]], k=10, candidates=[a, a, a, b])
+    assert sorted(n for n, _ in got) == sorted([a, b])
+    assert len(rec.recommend([rec.index.ids[1]], k=np.int64(3))) == 3
+    for bad_k in (0, True, 2.0, "3"):
+        with pytest.raises(ValueError, match="whole number"):
+            rec.recommend([rec.index.ids[1]], k=bad_k)
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        rec.recommend(["\ud800"], k=3)
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        rec.recommend([a], k=3, candidates=["S\ud800"])
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        rec.add_news([{"news_id": "S\ud800", "title": "t"}])
+    with pytest.raises(ValueError, match="reserved id"):
+        rec.add_news([{"news_id": rec.index.ids[0], "title": "the padding row"}])
+    with pytest.raises(TypeError, match="expected a list of articles"):
+        rec.add_news({"news_id": "X", "title": "t"})
+    assert "S\ud800" not in rec.index.position and rec.index.ids[0] == "<pad>"

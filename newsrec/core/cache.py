@@ -80,18 +80,24 @@ class ArrayCache:
                 if arr.dtype == object:
                     raise TypeError(f"cache arrays must not be object arrays ({name}/{key})")
                 f = tmp / f"{key}.npy"
-                np.save(f, arr, allow_pickle=False)
+                with open(f, "wb") as out:
+                    np.save(out, arr, allow_pickle=False)
+                    out.flush()
+                    os.fsync(out.fileno())
                 files[key] = {"size": f.stat().st_size, "crc32": _crc32(f)}
             manifest = {"files": files, "meta": json.loads(json.dumps(dict(meta or {}), default=str))}
             manifest["checksum"] = _manifest_checksum(manifest)
             manifest["created"] = time.time()
-            (tmp / MANIFEST).write_text(json.dumps(manifest, default=str))
+            _durable_write(tmp / MANIFEST, json.dumps(manifest, default=str))  # last: a manifest = complete
             target = self.path(name)
-            if target.exists():
-                old = target.with_name(f".{name}.old.{os.getpid()}")
+            if target.exists():  # a kill between these two renames is recovered by load()
+                old = target.with_name(f".{name}.old.{os.getpid()}.{time.monotonic_ns()}")
                 os.replace(target, old)
+                os.replace(tmp, target)
                 shutil.rmtree(old, ignore_errors=True)
-            os.replace(tmp, target)
+            else:
+                os.replace(tmp, target)
+            _fsync_dir(self.root)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -101,6 +107,8 @@ class ArrayCache:
         """Load an entry; ``None`` when it is missing or fails its checks (with a warning)."""
         d = self.path(name)
         mf = d / MANIFEST
+        if not mf.exists():
+            self._recover(name)
         if not mf.exists():
             if d.exists():
                 self._warn(d, f"cache entry {d} has no manifest; rebuilding it")
@@ -125,6 +133,29 @@ class ArrayCache:
             self._warn(d, f"cache entry {d} is corrupt ({e}); rebuilding it")
             return None
         return arrays, manifest["meta"]
+
+    def _recover(self, name: str) -> None:
+        """An entry whose writer was killed between moving the old entry aside and renaming the
+        new one in: put the newest complete copy (its manifest is written last) back in place,
+        the new one if it was complete, else the old one."""
+        candidates = []
+        for d in self.root.glob(f".{name}.*"):
+            if d.is_dir() and (d / MANIFEST).exists():
+                try:
+                    created = float(json.loads((d / MANIFEST).read_text()).get("created", 0))
+                except (OSError, ValueError, AttributeError):
+                    continue
+                candidates.append((created, d))
+        target = self.path(name)
+        for _, d in sorted(candidates, reverse=True):
+            try:
+                if target.exists() and not (target / MANIFEST).exists():
+                    shutil.rmtree(target, ignore_errors=True)
+                os.replace(d, target)
+                _fsync_dir(self.root)
+                return
+            except OSError:
+                continue  # another process recovered it first
 
     def load_or_build(
         self, name: str, build: Callable[[], tuple[Mapping[str, np.ndarray], Mapping[str, Any]]]
@@ -196,3 +227,25 @@ def _stale(lock: Path) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def _durable_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` and fsync it."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the renames inside ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -22,7 +22,7 @@ from newsrec.core import ArrayCache
 from newsrec.data.batching import BatchBuilder
 from newsrec.models.base import NewsCache
 
-__all__ = ["NEWS_FIELDS", "IndexStore", "NewsIndex", "checked_news_rows"]
+__all__ = ["NEWS_FIELDS", "IndexStore", "NewsIndex", "check_text", "checked_news_rows"]
 
 #: the fields of MIND's news.tsv that :meth:`Recommender.add_news` reads (``news_id`` required)
 NEWS_FIELDS = ("news_id", "category", "subcategory", "title", "abstract", "title_entities", "abstract_entities")
@@ -152,8 +152,8 @@ def checked_news_rows(rows, reserved: tuple[str, ...] = ()) -> list[dict]:
         if unknown:
             raise ValueError(f"news {i}: unknown field(s) {unknown}; the fields are {list(NEWS_FIELDS)}")
         for f in NEWS_FIELDS:
-            if row.get(f) is not None and not isinstance(row[f], str):
-                raise TypeError(f"news {i}: {f} must be a string, got {type(row[f]).__name__}")
+            if row.get(f) is not None:
+                check_text(row[f], f"news {i}: {f}")
         if not row.get("news_id") or not row["news_id"].strip():
             raise ValueError(f"news {i}: news_id is required")
         if row["news_id"] in reserved:
@@ -166,3 +166,15 @@ def checked_news_rows(rows, reserved: tuple[str, ...] = ()) -> list[dict]:
     if dup:
         raise ValueError(f"news id(s) given more than once: {dup[:5]}")
     return out
+
+
+def check_text(value, what: str) -> str:
+    """``value`` if it is a string that is valid UTF-8 text; else one error naming ``what`` (a
+    lone surrogate such as ``"\\ud800"``, which JSON can carry, could be stored but never sent)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} {value!r} is not valid UTF-8 text (a lone surrogate)") from None
+    return value

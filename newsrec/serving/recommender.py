@@ -9,6 +9,7 @@ equal).
 
 from __future__ import annotations
 
+import operator
 import os
 import threading
 import zlib
@@ -24,7 +25,7 @@ from torch import Tensor
 from newsrec.checkpoint_io import model_from_checkpoint, read_checkpoint
 from newsrec.data.datamodule import MINDDataModule
 from newsrec.models.base import NewsCache, NewsRecModel, gather_rows
-from newsrec.serving.index import NEWS_FIELDS, IndexStore, NewsIndex, checked_news_rows
+from newsrec.serving.index import NEWS_FIELDS, IndexStore, NewsIndex, check_text, checked_news_rows
 from newsrec.serving.search import ExactSearch, FaissSearch
 
 __all__ = ["Recommender", "Recommendations", "NEWS_FIELDS"]
@@ -230,8 +231,9 @@ class Recommender:
             history: news ids, oldest first; ids not in the index are ignored and reported back
                 (``.unknown_history``); only the model's ``history_length`` most recent count.
             k: list length (≥ 1).
-            candidates: rank only these ids (``None``: the whole index). An unknown candidate id
-                is a ``KeyError`` naming it.
+            candidates: rank only these ids (``None``: the whole index); an id given more than
+                once is ranked once (its first place counts). An unknown candidate id is a
+                ``KeyError`` naming it; an id that is not valid UTF-8 text is a ``ValueError``.
             exclude_history: never recommend a news of the history.
 
         Returns:
@@ -251,8 +253,9 @@ class Recommender:
     ) -> list[Recommendations]:
         """The batched :meth:`recommend`: one history per request, ``candidates`` ``None`` or one
         list (or ``None``) per request. User states are computed in one batch."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        if isinstance(k, (bool, np.bool_)) or not hasattr(type(k), "__index__") or operator.index(k) < 1:
             raise ValueError(f"k must be a whole number >= 1, got {k!r}")
+        k = operator.index(k)  # a Python or numpy integer
         if candidates is not None and len(candidates) != len(histories):
             raise ValueError(f"{len(histories)} histories but {len(candidates)} candidate lists")
         with self._lock, torch.inference_mode():
@@ -276,13 +279,14 @@ class Recommender:
     def _rows(self, index: NewsIndex, history: Sequence[str]) -> tuple[tuple[int, ...], list[str]]:
         if isinstance(history, str):
             raise TypeError("history must be a list of news ids, not one string")
-        rows = [index.row(h) for h in history]
+        rows = [index.row(check_text(h, "history id")) for h in history]
         known = [r for r in rows if r is not None]
         return tuple(known[-self.history_length :]), [h for h, r in zip(history, rows) if r is None]
 
     def _candidate_rows(self, index: NewsIndex, candidates: Sequence[str]) -> np.ndarray:
         if isinstance(candidates, str):
             raise TypeError("candidates must be a list of news ids, not one string")
+        candidates = list(dict.fromkeys(check_text(c, "candidate id") for c in candidates))  # each at most once
         rows = [index.row(c) for c in candidates]
         missing = [c for c, r in zip(candidates, rows) if r is None]
         if missing:
