@@ -223,3 +223,81 @@ def test_download_helpers_fetch_from_a_file_mirror_and_check_checksums(tmp_path)
     shutil.rmtree(tmp_path / "a")
     with pytest.raises(DataFormatError, match="SHA-256"):
         download_adressa(tmp_path / "a", base_url=mirror.as_uri(), sha256="1" * 64, show_progress=False)
+
+
+def _column(table: pa.Table, name: str, values, type_=None) -> pa.Table:
+    i = table.schema.get_field_index(name)
+    return table.set_column(i, name, pa.array(values, type_ or table.schema.field(name).type))
+
+
+HOSTILE = {
+    # (what is changed, the error's message)
+    "null impression_id": (lambda t: _column(t, "impression_id", [1, None, 3, 4]), r"offset 1 .*impression_id is null"),
+    "null user_id": (lambda t: _column(t, "user_id", [7, 7, None, 9]), r"offset 2 .*user_id is null"),
+    "null impression_time": (
+        lambda t: _column(t, "impression_time", t.column("impression_time").to_pylist()[:3] + [None]),
+        r"row group 1, offset 0 .*impression_time is null",
+    ),
+    "null in an in-view list": (
+        lambda t: _column(t, "article_ids_inview", [[101, None, 103], [104, 105], [106], [102, 103]]),
+        r"row group 0, offset 0 \(impression_id 1\): a null article id in article_ids_inview",
+    ),
+    "null clicked list": (
+        lambda t: _column(t, "article_ids_clicked", [[102], None, [101], [103]]),
+        r"offset 1 \(impression_id 2\): article_ids_clicked is null",
+    ),
+    "in-view ids as strings": (
+        lambda t: _column(t, "article_ids_inview", [["101"], ["104"], ["106"], ["102"]], pa.list_(pa.string())),
+        r"column 'article_ids_inview' is list<\w+: string>, expected a list of integer article ids",
+    ),
+    "in-view ids as floats": (
+        lambda t: _column(t, "article_ids_inview", [[101.5], [104.0], [106.0], [102.0]], pa.list_(pa.float64())),
+        r"expected a list of integer article ids",
+    ),
+    "duplicate impression ids": (
+        lambda t: _column(t, "impression_id", [1, 2, 3, 1]),
+        r"impression_id 1 occurs more than once \(row groups \[0, 1\]\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_behaviors_are_one_error_and_leave_no_root(tmp_path, case):
+    """#37 items 7, 9-13: nulls, ids of the wrong type and duplicate impressions are one error
+    naming the file, row group, offset and field; the output root is not created."""
+    src = small_ebnerd(tmp_path / "src")
+    change, message = HOSTILE[case]
+    _replace(src, "train", change(pq.read_table(src / "train" / "behaviors.parquet")))
+    with pytest.raises(DataFormatError, match=message):
+        convert_ebnerd(src, tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_nulls_in_articles_and_histories_are_one_error(tmp_path):
+    """#37 items 7-8: a null article_id, a null user_id in history.parquet."""
+    src = small_ebnerd(tmp_path / "src")
+    history = pq.read_table(src / "train" / "history.parquet")
+    _replace(src, "train", history=_column(history, "user_id", [7, None, 9]))
+    with pytest.raises(DataFormatError, match=r"history.parquet: row 1: user_id is null"):
+        convert_ebnerd(src, tmp_path / "out", show_progress=False)
+    _replace(src, "train", history=history)
+    articles = pq.read_table(src / "articles.parquet")
+    pq.write_table(_column(articles, "article_id", [101, 102, None, 104, 105, 106, 107, 108]), src / "articles.parquet")
+    with pytest.raises(DataFormatError, match=r"articles.parquet: row 2: article_id is null"):
+        convert_ebnerd(src, tmp_path / "out", show_progress=False)
+
+
+def test_a_failed_conversion_never_mixes_an_old_root_with_a_new_one(tmp_path):
+    """#37 item 13: a failure in validation/ leaves an existing root exactly as it was (no new
+    train/ beside the old dev/), and nothing half-written appears under the root's name."""
+    src = small_ebnerd(tmp_path / "src")
+    out = tmp_path / "out"
+    convert_ebnerd(src, out, show_progress=False)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    _replace(src, "train", behaviors_table([(1, 7, 0, [101, 102], [102])]))  # a new, different train split
+    validation = pq.read_table(src / "validation" / "behaviors.parquet")
+    _replace(src, "validation", _column(validation, "user_id", [7, None]))
+    with pytest.raises(DataFormatError):
+        convert_ebnerd(src, out, show_progress=False)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before and not list(tmp_path.glob(".out*"))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_path", "atomic_write"]
+__all__ = ["staged_folder", "atomic_path", "atomic_write"]
 
 
 @contextlib.contextmanager
@@ -38,3 +39,26 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator
         yield f
         f.flush()
         os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def staged_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; on success it replaces ``path`` whole
+    (an older ``path`` is moved aside, the new one renamed in, the old one deleted). An
+    exception, or a kill, leaves ``path`` as it was: never a half-written folder under its name,
+    never an old folder mixed with new files."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+    try:
+        yield work
+        if path.exists():
+            old = path.with_name(f".{path.name}.{os.getpid()}.old")
+            os.replace(path, old)
+            os.replace(work, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(work, path)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)

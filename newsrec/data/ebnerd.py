@@ -41,6 +41,7 @@ bounded by the articles, the history table and one row group, never by the behav
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +50,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from newsrec.core.files import atomic_path
-from newsrec.data.ebnerd_behaviors import check_schema, convert_behaviors, known_ids, open_parquet
+from newsrec.core.files import atomic_path, staged_folder
+from newsrec.data.ebnerd_behaviors import check_no_nulls, check_schema, convert_behaviors, known_ids, open_parquet
 from newsrec.data.mind import tsv_field, write_tsv_lines
 from newsrec.errors import DataFormatError
 
@@ -128,6 +129,7 @@ def _read_articles(src: Path) -> tuple[pa.Table, np.ndarray]:
     pf = open_parquet(path)
     check_schema(path, pf.schema_arrow, _ARTICLE_COLUMNS)
     table = pf.read(columns=list(_ARTICLE_COLUMNS))
+    check_no_nulls(table, ["article_id"], functools.partial(_row_error, path, 0))
     ids = table.column("article_id").to_numpy()
     if len(np.unique(ids)) != len(ids):
         u, counts = np.unique(ids, return_counts=True)
@@ -154,6 +156,10 @@ def _news_columns(articles: pa.Table) -> tuple[list[pa.Array], int]:
 _HISTORY_CHUNK_ROWS = 100_000
 
 
+def _row_error(path: Path, first_row: int, row: int, what: str) -> DataFormatError:
+    return DataFormatError(path, None, f"row {first_row + row}: {what}")
+
+
 def _histories(path: Path, known: np.ndarray, missing: str) -> tuple[np.ndarray, np.ndarray, pa.Array, int]:
     """The sorted user ids, the file row of each (``[U]``), the history strings in file order
     (article ids joined by spaces; user ``users[i]``'s is ``strings[rows[i]]``), and the drops.
@@ -167,6 +173,7 @@ def _histories(path: Path, known: np.ndarray, missing: str) -> tuple[np.ndarray,
     string_parts: list[pa.Array] = []
     dropped = first_row = 0
     for batch in pf.iter_batches(batch_size=_HISTORY_CHUNK_ROWS, columns=list(_HISTORY_COLUMNS)):
+        check_no_nulls(batch, list(_HISTORY_COLUMNS), functools.partial(_row_error, path, first_row))
         users = batch.column("user_id").to_numpy(zero_copy_only=False).astype(np.int64)
         lists = batch.column("article_id_fixed")
         flat = pc.fill_null(lists.flatten(), -1).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -230,26 +237,24 @@ def convert_ebnerd(
             f"{src / 'train' / 'behaviors.parquet'} does not exist: EB-NeRD's layout is "
             "SRC/articles.parquet and SRC/<split>/{behaviors,history}.parquet"
         )
-    for name, folder in found.items():
-        if folder is None:
-            continue
-        split = EBNERD_SPLITS[name]
-        target = out / split
-        target.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target / "news.tsv") as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            write_tsv_lines(f, news_cols)
-        users, history_rows, history, dropped = _histories(folder / "history.parquet", known, missing)
-        n, no_hist, dropped_b = convert_behaviors(
-            folder / "behaviors.parquet",
-            target / "behaviors.tsv",
-            known,
-            users,
-            history_rows,
-            history,
-            missing,
-            show_progress,
-        )
-        report.impressions[split] = n
-        report.users_without_history[split] = no_hist
-        report.dropped_ids[split] = dropped + dropped_b
+    with staged_folder(out) as work:  # the root appears whole, or not at all
+        for name, folder in found.items():
+            if folder is not None:
+                _convert_split(folder, work / EBNERD_SPLITS[name], news_cols, known, missing, show_progress, report)
     return report
+
+
+def _convert_split(folder: Path, target: Path, news_cols, known, missing: str, show_progress: bool, report) -> None:
+    """One split: news.tsv, then behaviors.tsv with the split's histories (counted in ``report``)."""
+    split = target.name
+    target.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target / "news.tsv") as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        write_tsv_lines(f, news_cols)
+    users, history_rows, history, dropped = _histories(folder / "history.parquet", known, missing)
+    n, no_hist, dropped_b = convert_behaviors(
+        folder / "behaviors.parquet", target / "behaviors.tsv", known, users, history_rows, history, missing,
+        show_progress,
+    )  # fmt: skip
+    report.impressions[split] = n
+    report.users_without_history[split] = no_hist
+    report.dropped_ids[split] = dropped + dropped_b

@@ -16,7 +16,15 @@ from newsrec.data.mind import format_times, write_tsv_lines
 from newsrec.errors import DataFormatError
 from newsrec.utils import progress
 
-__all__ = ["check_schema", "convert_behaviors", "known_ids", "open_parquet", "parquet_kind"]
+__all__ = [
+    "ID_LISTS",
+    "check_no_nulls",
+    "check_schema",
+    "convert_behaviors",
+    "known_ids",
+    "open_parquet",
+    "parquet_kind",
+]
 
 _BEHAVIOR_COLUMNS = {
     "impression_id": "integer",
@@ -38,13 +46,36 @@ def parquet_kind(t: pa.DataType) -> str:
     return str(t)
 
 
+#: list columns whose elements are article ids (integers)
+ID_LISTS = ("article_ids_inview", "article_ids_clicked", "article_id_fixed")
+
+
 def check_schema(path: Path, schema: pa.Schema, wanted: dict[str, str]) -> None:
+    """Every ``wanted`` column is there with its kind; article-id lists hold integers."""
     for name, kind in wanted.items():
         if name not in schema.names:
             raise DataFormatError(path, None, f"has no column {name!r} (an EB-NeRD file has {', '.join(wanted)}, …)")
-        got = parquet_kind(schema.field(name).type)
+        t = schema.field(name).type
+        got = parquet_kind(t)
         if got != kind:
-            raise DataFormatError(path, None, f"column {name!r} is {schema.field(name).type}, expected a {kind} column")
+            raise DataFormatError(path, None, f"column {name!r} is {t}, expected a {kind} column")
+        if name in ID_LISTS and parquet_kind(t.value_type) != "integer":
+            raise DataFormatError(path, None, f"column {name!r} is {t}, expected a list of integer article ids")
+
+
+def check_no_nulls(table: pa.Table | pa.RecordBatch, columns, error) -> None:
+    """A null in one of ``columns`` (or inside an article-id list) is ``error(row, message)``."""
+    for name in columns:
+        column = table.column(name)
+        if column.null_count:
+            raise error(int(np.argmax(pc.is_null(column).to_numpy(zero_copy_only=False))), f"{name} is null")
+        if name in ID_LISTS:
+            lists = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+            values = lists.flatten()
+            if values.null_count:
+                k = int(np.argmax(pc.is_null(values).to_numpy(zero_copy_only=False)))
+                offsets = lists.offsets.to_numpy().astype(np.int64) - int(lists.offsets[0].as_py())
+                raise error(int(np.searchsorted(offsets, k, side="right") - 1), f"a null article id in {name}")
 
 
 def open_parquet(path: Path) -> pq.ParquetFile:
@@ -81,20 +112,19 @@ def convert_behaviors(
     schema = pf.schema_arrow
     check_schema(path, schema, _BEHAVIOR_COLUMNS)
     labelled = "article_ids_clicked" in schema.names
-    if labelled and parquet_kind(schema.field("article_ids_clicked").type) != "list":
-        raise DataFormatError(
-            path,
-            None,
-            f"column 'article_ids_clicked' is {schema.field('article_ids_clicked').type}, expected a list column",
-        )
+    if labelled:
+        check_schema(path, schema, {"article_ids_clicked": "list"})
     columns = list(_BEHAVIOR_COLUMNS) + (["article_ids_clicked"] if labelled else [])
+    impression_ids = []
     n_imp = dropped = 0
     seen_users: set[int] = set()
     with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
         groups = progress(range(pf.num_row_groups), desc=f"{path.parent.name} behaviors", disable=not show_progress)
         for g in groups:
             batch = pf.read_row_group(g, columns=columns)
-            where = _Where(path, g, batch.column("impression_id").to_numpy())
+            where = _Where(path, g, batch.column("impression_id"))
+            check_no_nulls(batch, columns, where.error)
+            impression_ids.append(batch.column("impression_id").to_numpy().astype(np.int64))
             flat, rows, ok = _inview(batch, known, missing, where)
             labels = _labels(batch, rows, flat, where) if labelled else None
             if (~ok).any():  # missing == "drop"
@@ -117,19 +147,24 @@ def convert_behaviors(
                 f, [pc.filter(c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c, mask) for c in cols]
             )
             n_imp += int(keep.sum())
+        ids = np.concatenate(impression_ids) if impression_ids else np.zeros(0, np.int64)
+        unique, counts = np.unique(ids, return_counts=True)
+        if (counts > 1).any():
+            twice = int(unique[counts > 1][0])
+            groups = [g for g, part in enumerate(impression_ids) if (part == twice).any()]
+            raise DataFormatError(path, None, f"impression_id {twice} occurs more than once (row groups {groups})")
     return n_imp, len(seen_users), dropped
 
 
 class _Where:
     """Where a behaviors row group is, for error messages: ``row group G, offset R (impression_id I)``."""
 
-    def __init__(self, path: Path, group: int, impression_ids: np.ndarray) -> None:
+    def __init__(self, path: Path, group: int, impression_ids) -> None:
         self.path, self.group, self.ids = path, group, impression_ids
 
     def error(self, row: int, what: str) -> DataFormatError:
-        return DataFormatError(
-            self.path, None, f"row group {self.group}, offset {row} (impression_id {self.ids[row]}): {what}"
-        )
+        iid = self.ids[row].as_py() if hasattr(self.ids[row], "as_py") else self.ids[row]
+        return DataFormatError(self.path, None, f"row group {self.group}, offset {row} (impression_id {iid}): {what}")
 
 
 def _ragged(column: pa.ChunkedArray | pa.Array, n: int) -> tuple[np.ndarray, np.ndarray]:
