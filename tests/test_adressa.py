@@ -136,3 +136,51 @@ def test_convert_command_then_fit(tmp_path, capsys):
     args += ["--trainer.fast_dev_run", "true", "--trainer.default_root_dir", str(tmp_path / "run")]
     args += ["--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
     assert main(args) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "bad_line, message",
+    [
+        ('["cx:u1", 1483400000, "a3"]', r"line 10: not a JSON object but a JSON list"),
+        (
+            '{"userId": "cx:u1", "time": "yesterday", "id": "a3"}',
+            r"line 10: field 'time' is 'yesterday', expected a whole number",
+        ),
+        (b'{"userId": "cx:u1", "time": 1483400000, "id": "a3", "title": "\xff\xfe"}', r"line 10: not valid UTF-8"),
+    ],
+)
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_bad_event_names_the_file_as_distributed_and_its_line(tmp_path, bad_line, message, packed):
+    """#37 items 14 and 17: the file's own line number (not pyarrow's row in a block), the path
+    with its one_week/ folder (inside the archive too), no traceback for invalid UTF-8."""
+    folder = small_week(tmp_path / "src")
+    with (folder / "20170103").open("ab") as f:
+        f.write(bad_line if isinstance(bad_line, bytes) else bad_line.encode())
+        f.write(b"\n")
+    src = folder
+    if packed:
+        src = tmp_path / "one_week.tar.gz"
+        with tarfile.open(src, "w:gz") as tar:
+            tar.add(folder, arcname="one_week")
+    where = r"one_week\.tar\.gz:one_week/20170103, " if packed else r"one_week/20170103, "
+    with pytest.raises(DataFormatError, match=where + message):
+        convert_adressa(src, tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_events_without_a_time_or_a_user_are_dropped_and_counted(tmp_path):
+    """#37 items 15-16: no numpy warning, no silent drop: every dropped event has a reason."""
+    import warnings
+
+    folder = small_week(tmp_path / "src")
+    extra = [event("cx:u1", "a1", 2, 9), event(None, "a2", 2, 10), event("cx:u2", "a3", 2, 11)]
+    del extra[0]["time"]
+    extra[2]["time"] = None
+    extra[1].pop("userId")
+    with (folder / "20170103").open("a", encoding="utf-8") as f:
+        f.write("\n".join(json.dumps(e) for e in extra) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        report = convert_adressa(folder, tmp_path / "out", show_progress=False)
+    assert (report.without_time, report.without_user) == (2, 1)
+    assert any("2 without a time" in line for line in report.lines())

@@ -31,8 +31,14 @@ with):
 
 - events without an article ``id`` (front pages, searches) are skipped;
 - events of articles that no event gives a title are dropped, with their articles;
+- events without a ``userId`` or a ``time`` are dropped (and counted by reason);
 - duplicate events (the same user, article and second) are kept once;
-- events with a malformed line are errors that name the file and the line.
+- a malformed line (not a JSON object, a field of the wrong type, invalid UTF-8) is one error
+  naming the file as distributed (``one_week.tar.gz:one_week/20170103`` or the folder's path)
+  and its line.
+
+The root is written under a temporary name and moved into place whole: a failed conversion
+leaves no root, and never mixes an older root with new files.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from newsrec.core.files import atomic_path
+from newsrec.core.files import atomic_path, staged_folder
 from newsrec.data.mind import format_times, tsv_field, write_tsv_lines
 from newsrec.errors import DataFormatError
 from newsrec.utils import progress
@@ -79,6 +85,8 @@ class AdressaReport:
 
     events: int = 0
     without_article: int = 0
+    without_user: int = 0
+    without_time: int = 0
     without_title: int = 0
     duplicates: int = 0
     news: int = 0
@@ -88,6 +96,7 @@ class AdressaReport:
     def lines(self) -> list[str]:
         return [
             f"events: {self.events} read, {self.without_article} without an article id skipped, "
+            f"{self.without_user} without a userId and {self.without_time} without a time dropped, "
             f"{self.without_title} of articles without a title dropped, {self.duplicates} duplicates dropped",
             f"days: {', '.join(self.days)}",
             f"news: {self.news} articles",
@@ -105,8 +114,8 @@ def _day_files(src: Path) -> Iterator[tuple[str, io.BufferedIOBase | Path]]:
             )
             if not members:
                 raise DataFormatError(src, None, "holds no Adressa day files (one_week/20170101, …)")
-            for m in members:
-                yield Path(m.name).name, io.BytesIO(tar.extractfile(m).read())
+            for m in members:  # named as in the archive: one_week.tar.gz:one_week/20170101
+                yield f"{src}:{m.name}", io.BytesIO(tar.extractfile(m).read())
         return
     if not src.is_dir():
         raise FileNotFoundError(f"{src} is neither an Adressa archive (one_week.tar.gz) nor its extracted folder")
@@ -114,26 +123,43 @@ def _day_files(src: Path) -> Iterator[tuple[str, io.BufferedIOBase | Path]]:
     if not files:
         raise DataFormatError(src, None, "holds no Adressa day files (one_week/20170101, …)")
     for p in files:
-        yield p.name, p
+        yield str(p), p
 
 
-def _read_day(name: str, f, where: Path) -> pa.Table:
+def _read_day(name: str, f) -> pa.Table:
+    """The events of one day file (``name``: where it is, for errors); a bad line is one error
+    naming the file, the line and, for a value of the wrong type, the field."""
     options = pajson.ParseOptions(explicit_schema=_FIELDS, unexpected_field_behavior="ignore")
     try:
-        return pajson.read_json(f, parse_options=options, read_options=pajson.ReadOptions(block_size=1 << 24))
-    except pa.ArrowInvalid as e:
-        # find the line: parse line by line only on failure
+        table = pajson.read_json(f, parse_options=options, read_options=pajson.ReadOptions(block_size=1 << 24))
+        table.validate(full=True)  # the reader lets invalid UTF-8 into strings
+        return table
+    except pa.ArrowException as e:  # find the line: parse line by line only on failure
         data = f.getvalue() if isinstance(f, io.BytesIO) else Path(f).read_bytes()
-        for k, line in enumerate(data.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                json.loads(line)
-            except ValueError as err:
-                raise DataFormatError(
-                    f"{where}/{name}" if isinstance(f, io.BytesIO) else f, k, f"not a JSON event ({err})"
-                ) from None
-        raise DataFormatError(where / name, None, f"unreadable events ({e})") from None
+        _raise_at_bad_line(name, data)
+        raise DataFormatError(name, None, f"unreadable events ({e})") from None
+
+
+_KINDS = {"int64": (int, "a whole number"), "string": (str, "a string")}
+
+
+def _raise_at_bad_line(name: str, data: bytes) -> None:
+    """Find the first line that is not a JSON event of the expected field types and raise."""
+    for k, raw in enumerate(data.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            event = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise DataFormatError(name, k, f"not valid UTF-8 ({err.reason} at byte {err.start})") from None
+        except ValueError as err:
+            raise DataFormatError(name, k, f"not a JSON event ({err})") from None
+        if not isinstance(event, dict):
+            raise DataFormatError(name, k, f"not a JSON object but a JSON {type(event).__name__}")
+        for fld in _FIELDS:
+            value, (kind, said) = event.get(fld.name), _KINDS[str(fld.type)]
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                raise DataFormatError(name, k, f"field {fld.name!r} is {value!r}, expected {said}")
 
 
 def _publish_seconds(text: pa.Array) -> np.ndarray:
@@ -174,29 +200,35 @@ def convert_adressa(
     windows = {"train": (d_hist, d_hist + d_train), "dev": (d_hist + d_train, d_hist + d_train + d_dev)}
     report.impressions = {}
     impression_id = 0
-    for split, (lo, hi) in windows.items():
-        target = out / split
-        target.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target / "news.tsv") as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            write_tsv_lines(f, news_cols)
-        histories = _histories_before(clicks, lo)
-        inside = (clicks.day >= lo) & (clicks.day < hi)
-        c_user, c_item, c_time = clicks.user[inside], clicks.item[inside], clicks.time[inside]
-        m = len(c_user)
-        neg, valid = _negatives(rng, clicks, publish, c_item, clicks.day[inside], num_negatives, negative_window_hours)
-        ids = pa.array(np.arange(impression_id + 1, impression_id + m + 1).astype(str).tolist(), pa.string())
-        impression_id += m
-        cols = [
-            ids,
-            pa.array(clicks.user_ids[c_user].tolist(), pa.string()),
-            format_times(c_time),
-            histories.take(pa.array(c_user)),
-            _impression_text(rng, clicks.item_ids, c_item, neg, valid),
-        ]
-        with atomic_path(target / "behaviors.tsv") as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            write_tsv_lines(f, cols)
-        report.impressions[split] = m
+    with staged_folder(out) as work:  # the root appears whole, or not at all
+        for split, (lo, hi) in windows.items():
+            impression_id = _write_split(work / split, clicks, news_cols, publish, lo, hi, rng, impression_id,
+                                         num_negatives, negative_window_hours, report)  # fmt: skip
     return report
+
+
+def _write_split(target: Path, clicks, news_cols, publish, lo, hi, rng, impression_id, num_negatives, window, report):
+    """One split's news.tsv and behaviors.tsv (the clicks of days ``lo..hi-1``, counted in
+    ``report``); returns the last impression id written."""
+    target.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target / "news.tsv") as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        write_tsv_lines(f, news_cols)
+    histories = _histories_before(clicks, lo)
+    inside = (clicks.day >= lo) & (clicks.day < hi)
+    c_user, c_item, c_time = clicks.user[inside], clicks.item[inside], clicks.time[inside]
+    m = len(c_user)
+    neg, valid = _negatives(rng, clicks, publish, c_item, clicks.day[inside], num_negatives, window)
+    cols = [
+        pa.array(np.arange(impression_id + 1, impression_id + m + 1).astype(str).tolist(), pa.string()),
+        pa.array(clicks.user_ids[c_user].tolist(), pa.string()),
+        format_times(c_time),
+        histories.take(pa.array(c_user)),
+        _impression_text(rng, clicks.item_ids, c_item, neg, valid),
+    ]
+    with atomic_path(target / "behaviors.tsv") as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        write_tsv_lines(f, cols)
+    report.impressions[target.name] = m
+    return impression_id + m
 
 
 def _read_events(src: Path, show_progress: bool) -> tuple[pa.Table, tuple[str, ...]]:
@@ -204,9 +236,9 @@ def _read_events(src: Path, show_progress: bool) -> tuple[pa.Table, tuple[str, .
     tables, days = [], []
     files = list(_day_files(src))
     for day, (name, f) in enumerate(progress(files, desc="Adressa days", disable=not show_progress)):
-        t = _read_day(name, f, src)
+        t = _read_day(name, f)
         tables.append(t.append_column("day", pa.array(np.full(t.num_rows, day, np.int32))))
-        days.append(name)
+        days.append(Path(name.rsplit(":", 1)[-1]).name)
     return pa.concat_tables(tables), tuple(days)
 
 
@@ -240,7 +272,13 @@ class _Clicks:
         that never have a title, and exact duplicates (user, article, second)."""
         has_article = pc.and_(pc.is_valid(events["id"]), pc.greater(pc.utf8_length(pc.fill_null(events["id"], "")), 0))
         report.without_article = events.num_rows - int(pc.sum(has_article).as_py() or 0)
-        events = events.filter(has_article).filter(pc.is_valid(events.filter(has_article)["userId"]))
+        events = events.filter(has_article)
+        has_user = pc.is_valid(events["userId"])
+        report.without_user = events.num_rows - int(pc.sum(has_user).as_py() or 0)
+        events = events.filter(has_user)
+        has_time = pc.is_valid(events["time"])
+        report.without_time = events.num_rows - int(pc.sum(has_time).as_py() or 0)
+        events = events.filter(has_time)
         titled = pc.greater(pc.utf8_length(pc.fill_null(events["title"], "")), 0)
         keep = pc.is_in(events["id"], value_set=pc.unique(events.filter(titled)["id"]))
         report.without_title = events.num_rows - int(pc.sum(keep).as_py() or 0)
