@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,10 @@ __all__ = [
     "AtomicCheckpointIO",
     "BestCheckpoint",
     "LastCheckpoint",
+    "UnsafeCheckpointError",
     "find_last_checkpoint",
+    "check_checkpoint_fits",
+    "check_data_signature",
     "model_from_checkpoint",
     "read_checkpoint",
 ]
@@ -141,12 +145,14 @@ def find_last_checkpoint(*folders: str | os.PathLike, filename: str = "last.ckpt
     return max(found, key=lambda p: (p.stat().st_mtime_ns, str(p))) if found else None
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
+class UnsafeCheckpointError(ValueError, pickle.UnpicklingError):
+    """A checkpoint that holds more than plain tensors and values (refused by ``weights_only``)."""
+
+
+def read_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict:
     """A Lightning checkpoint's content, loaded with ``weights_only=True`` (plain tensors and
     values; no pickled code runs). Every way a file can fail to be one (missing, empty,
     truncated, not a checkpoint at all, pickled objects) is a one-line error naming the file."""
-    import pickle
-
     import torch
 
     path = Path(path)
@@ -154,10 +160,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"no checkpoint at {path}")
     if path.stat().st_size == 0:
         raise ValueError(f"{path} is empty: not a checkpoint (was its writing interrupted?)")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04" and not head.startswith(b"\x80"):  # torch.save's zip, or a legacy pickle
+        raise ValueError(f"{path} is not a checkpoint (not a file torch.save wrote)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
-        raise ValueError(
+        raise UnsafeCheckpointError(
             f"{path} holds more than plain tensors and values, so it is refused (weights_only=True): "
             f"only load checkpoints you trust ({str(e).splitlines()[0]})"
         ) from None
@@ -198,3 +208,31 @@ def model_from_checkpoint(ckpt: dict, path: str | os.PathLike, model_class: type
         reason = str(e).splitlines()[0]
         raise ValueError(f"{path} does not fit {cls.__name__} (another model or other sizes): {reason}") from None
     return model
+
+
+def check_data_signature(now: dict, recorded: dict, ckpt: str | os.PathLike) -> None:
+    """The data's signature (``MINDDataModule.signature()``) against the one a checkpoint
+    recorded at training: a different vocabulary or corpus is one error naming both, instead of
+    a size-mismatch traceback or, worse, wrong word ids."""
+    for key, what in (("vocabulary_crc32", "vocabulary"), ("news_ids_crc32", "corpus (news ids)")):
+        if recorded and key in recorded and recorded[key] != now[key]:
+            raise ValueError(
+                f"the data root {now.get('root')} does not match {ckpt}: its {what} differs from the one the model "
+                f"was trained with (crc32 {now[key]:08x}, expected {recorded[key]:08x}); pass the root and corpus "
+                "settings of the training run"
+            )
+
+
+def check_checkpoint_fits(path: str | os.PathLike, model, data) -> None:
+    """Before Lightning loads ``path`` into ``model``: a file that is not a readable checkpoint,
+    a checkpoint of another model class, or one trained on other data (``data.signature()``) is
+    one error naming the file and what differs."""
+    ckpt = read_checkpoint(path, mmap=True)
+    named = ckpt.get("newsrec_model") or (ckpt.get("hyper_parameters") or {}).get("_class_path")
+    if named and named.rpartition(".")[2] != type(model).__qualname__:
+        raise ValueError(
+            f"{path} holds a {named.rpartition('.')[2]} model, but the config builds a {type(model).__name__}: use "
+            "the config the checkpoint was trained with"
+        )
+    if hasattr(data, "signature"):
+        check_data_signature(data.signature(), ckpt.get("newsrec_data") or {}, path)

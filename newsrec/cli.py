@@ -210,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run()
+    except (ValueError, FileNotFoundError, OSError) as e:  # bad input: one line, exit code 1
+        if verbose:
+            raise
+        print(f"newsrec: error: {useful_message(str(e))}", file=sys.stderr)
+        return 1
     except pickle.UnpicklingError as e:  # a checkpoint that weights_only loading refuses
         if verbose:
             raise
@@ -221,12 +226,21 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    except (ValueError, FileNotFoundError, OSError) as e:  # bad input: one line, exit code 1
-        if verbose:
-            raise
-        print(f"newsrec: error: {e}", file=sys.stderr)
-        return 1
     return 0
+
+
+def useful_message(message: str) -> str:
+    """The sentence that matters of an error: jsonargparse reports a model that failed to build
+    as a union-subtype report with the whole resolved namespace (kilobytes on one line); the
+    useful sentence is the model's own error inside it."""
+    if "Does not validate against any of the Union subtypes" not in message:
+        return message
+    reasons = [
+        line.strip()[2:]
+        for line in message.splitlines()
+        if line.strip().startswith("- ") and "Expected a <class 'NoneType'>" not in line
+    ]
+    return reasons[0] if reasons else message.splitlines()[0]
 
 
 if __name__ == "__main__":

@@ -15,7 +15,14 @@ from pathlib import Path
 
 from pytorch_lightning.cli import LightningCLI
 
-from newsrec.checkpoint_io import AtomicCheckpointIO, BestCheckpoint, LastCheckpoint, find_last_checkpoint
+from newsrec.checkpoint_io import (
+    AtomicCheckpointIO,
+    BestCheckpoint,
+    LastCheckpoint,
+    check_checkpoint_fits,
+    find_last_checkpoint,
+    read_checkpoint,
+)
 from newsrec.data.datamodule import MINDDataModule
 from newsrec.models.base import NewsRecModel
 from newsrec.training import PredictionFileWriter, training_callbacks
@@ -45,6 +52,26 @@ class NewsRecCLI(LightningCLI):
             help="`predict` also writes the EB-NeRD challenge submission here (predictions.txt in a .zip)",
         )
 
+    def parse_arguments(self, parser, args) -> None:
+        """Lightning's parsing, then, before Lightning reads the hyper-parameters of a
+        ``--ckpt_path`` file into the config: the file must be a readable checkpoint of the
+        config's model class (a GLORY checkpoint must not turn an NRMS config into GLORY)."""
+        super().parse_arguments(parser, args)
+        command = self.config.get("subcommand")
+        config = self.config.get(command) if command else None
+        path = config.get("ckpt_path") if config is not None else None
+        if path and path not in ("best", "last", "hpc", "registry") and Path(path).is_file():
+            ckpt = read_checkpoint(path, mmap=True)
+            named = ckpt.get("newsrec_model") or (ckpt.get("hyper_parameters") or {}).get("_class_path")
+            wanted = str((config.get("model") or {}).get("class_path") or "")
+            if named and wanted and named.rpartition(".")[2] != wanted.rpartition(".")[2]:
+                raise ValueError(
+                    f"{path} holds a {named.rpartition('.')[2]} model, but the config builds a "
+                    f"{wanted.rpartition('.')[2]}: use the config the checkpoint was trained with"
+                )
+        elif path and path not in ("best", "last", "hpc", "registry"):
+            raise FileNotFoundError(f"no checkpoint at {path}")
+
     def _connect(self, stage: str) -> None:
         """The model ↔ data handshake (:meth:`NewsRecModel.connect_data`), before every command."""
         if hasattr(self.model, "connect_data") and hasattr(self.datamodule, "model_inputs"):
@@ -66,6 +93,13 @@ class NewsRecCLI(LightningCLI):
                   f"no last.ckpt under {where}: starting from the beginning"))  # fmt: skip
         config["ckpt_path"] = None if found is None else str(found)
 
+    def _check_checkpoint(self) -> None:
+        """A checkpoint given by path must be a readable checkpoint of this config's model,
+        trained on this data (:func:`~newsrec.checkpoint_io.check_checkpoint_fits`)."""
+        path = self.config_init[self.subcommand].get("ckpt_path")
+        if path and path not in ("best", "last", "hpc", "registry"):
+            check_checkpoint_fits(path, self.model, self.datamodule)
+
     def before_fit(self) -> None:
         self._connect("fit")
         every = int(self.config_init[self.subcommand].get("checkpoint_every_n_steps") or 0)
@@ -75,14 +109,17 @@ class NewsRecCLI(LightningCLI):
             if isinstance(callback, LastCheckpoint) and every:
                 callback.every_n_train_steps = every
         self._resolve_last()
+        self._check_checkpoint()
 
     def before_validate(self) -> None:
         self._connect("validate")
         self._resolve_last()
+        self._check_checkpoint()
 
     def before_predict(self) -> None:
         self._connect("predict")
         self._resolve_last()
+        self._check_checkpoint()
         path = self.config[self.subcommand].get("prediction_file", "prediction.zip")
         submission = self.config[self.subcommand].get("submission_file")
         self.trainer.callbacks.append(PredictionFileWriter(path, submission))
@@ -92,6 +129,7 @@ class NewsRecCLI(LightningCLI):
         ``test/`` (the default is dev)."""
         self._connect("test")
         self._resolve_last()
+        self._check_checkpoint()
         dm = self.datamodule
         split = getattr(dm, "splits", {}).get("test")
         if split is not None and split != "test" and self.trainer.is_global_zero:

@@ -283,3 +283,67 @@ def test_every_base_option_reaches_every_model_through_the_cli(tiny_world, tmp_p
     assert (m.lr, m.warmup_fraction, m.lr_schedule, m.weight_decay) == (0.5, 0.25, "constant", 0.01)
     assert (m.gradient_check, m.news_batch_size, m.beyond_accuracy, m.beyond_accuracy_k) == (False, 7, "all", 5)
     assert m.hparams["gradient_check"] is False  # saved, so a checkpoint restores it
+
+
+@pytest.fixture(scope="module")
+def cli_checkpoints(tiny_world, tmp_path_factory):
+    """Tiny NRMS and GLORY checkpoints written by `newsrec fit` on the tiny world."""
+    base = tmp_path_factory.mktemp("cli-ckpts")
+    out = {}
+    for name, extra in (("NRMS", {}), ("GLORY", {"entity_heads": 2, "entity_head_dim": 4, "num_graph_neighbors": 3})):
+        run = base / name
+        run.mkdir()
+        cfg = tiny_nrms_config(run, tiny_world, max_epochs=1, limit_train_batches=2, limit_val_batches=0, logger=False)
+        config = yaml.safe_load(Path(cfg).read_text())
+        config["model"] = {
+            "class_path": f"newsrec.models.{name}",
+            "init_args": {**config["model"]["init_args"], **extra},
+        }
+        Path(cfg).write_text(yaml.safe_dump(config))
+        assert main(["fit", "--config", cfg]) == 0
+        out[name] = (cfg, str(next(run.rglob("last.ckpt"))))
+    return out
+
+
+@pytest.mark.parametrize("damage", ["empty", "text", "truncated"])
+@pytest.mark.parametrize("command", ["validate", "test", "predict"])
+def test_a_broken_checkpoint_is_one_line_naming_the_file(cli_checkpoints, tmp_path, capsys, damage, command):
+    """#37 item 18: empty, text and truncated checkpoints in every command: one line, the file."""
+    cfg, good = cli_checkpoints["NRMS"]
+    bad = tmp_path / f"{damage}.ckpt"
+    whole = Path(good).read_bytes()
+    bad.write_bytes({"empty": b"", "text": b"not a checkpoint\n", "truncated": whole[: len(whole) // 2]}[damage])
+    capsys.readouterr()
+    assert main([command, "--config", cfg, "--ckpt_path", str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and "Traceback" not in err[0]
+
+
+def test_a_checkpoint_of_another_model_or_world_is_refused(cli_checkpoints, tmp_path, capsys):
+    """#37 items 19-20: a GLORY checkpoint under an NRMS config, and a checkpoint of another
+    world, are one line each (not GLORY's figures under NRMS's name, not a size-mismatch
+    traceback)."""
+    from newsrec.data import generate_mind
+
+    nrms_cfg, nrms_ckpt = cli_checkpoints["NRMS"]
+    _, glory_ckpt = cli_checkpoints["GLORY"]
+    capsys.readouterr()
+    assert main(["validate", "--config", nrms_cfg, "--ckpt_path", glory_ckpt]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a GLORY model, but the config builds a NRMS" in err[0]
+    other = generate_mind(tmp_path / "other", num_users=40, num_news=50, seed=11)
+    cfg = tiny_nrms_config(tmp_path, other, logger=False)
+    assert main(["validate", "--config", cfg, "--ckpt_path", nrms_ckpt]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not match" in err[0] and "vocabulary" in err[0]
+
+
+def test_a_plm_config_without_its_weights_is_the_useful_sentence_alone(tiny_world, tmp_path, capsys):
+    """#37 item 22: no resolved namespace, no union-subtype report: the model's own sentence."""
+    cfg = str(Path(__file__).parents[1] / "configs" / "nrms_plm_demo.yaml")
+    args = ["fit", "--config", cfg, "--model.init_args.plm_path", "package:not_installed_pkg/model",
+            "--data.root", str(tiny_world), "--data.synthetic", "null", "--trainer.fast_dev_run", "true"]  # fmt: skip
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [err[0]] and "no installed Python package 'not_installed_pkg'" in err[0]
+    assert "Namespace(" not in err[0] and "Union" not in err[0]

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from newsrec.checkpoint_io import model_from_checkpoint, read_checkpoint
+from newsrec.checkpoint_io import check_data_signature, model_from_checkpoint, read_checkpoint
 from newsrec.data.datamodule import MINDDataModule
 from newsrec.models.base import NewsCache, NewsRecModel, gather_rows
 from newsrec.serving.index import NEWS_FIELDS, IndexStore, NewsIndex, check_text, checked_news_rows
@@ -165,7 +165,7 @@ class Recommender:
             word_vectors=data.get("word_vectors", "word_vectors.txt"),
             **(data.get("corpus_config") or {}),
         )
-        _check_signature(dm, data, path)
+        check_data_signature(dm.signature(), data, path)
         if index_dir == "auto":
             index_dir = Path(root) / "processed" / "serving"
         key = f"{zlib.crc32(path.read_bytes()):08x}-{path.stat().st_size}"
@@ -377,16 +377,3 @@ class Recommender:
             if self._store is not None and vectors is not None:
                 self._store.save(self.index, self.num_corpus_news)
         return {"added": len(new_ids), "updated": len(ids) - len(new_ids)}
-
-
-def _check_signature(dm: MINDDataModule, recorded: Mapping[str, Any], ckpt: Path) -> None:
-    if not recorded:
-        return
-    now = dm.signature()
-    for key, what in (("vocabulary_crc32", "vocabulary"), ("news_ids_crc32", "corpus (news ids)")):
-        if key in recorded and recorded[key] != now[key]:
-            raise ValueError(
-                f"the data root {dm.root} does not match {ckpt}: its {what} differs from the one the model was "
-                f"trained with (crc32 {now[key]:08x}, expected {recorded[key]:08x}); pass the root and corpus "
-                "settings of the training run"
-            )
