@@ -10,7 +10,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from newsrec.beyond_accuracy import (
+from newsrec import beyond_accuracy
+from newsrec.beyond_accuracy import (  # noqa: F401 (re-exported: beyond_accuracy.__all__)
     BEYOND_ACCURACY_NAMES,
     BeyondAccuracyMetrics,
     category_diversity,
@@ -24,21 +25,7 @@ from newsrec.beyond_accuracy import (
 )
 from newsrec.utils import METRIC_NAMES
 
-__all__ = [
-    "ImpressionMetrics",
-    "impression_scores",
-    "flat_to_padded",
-    "BeyondAccuracyMetrics",
-    "BEYOND_ACCURACY_NAMES",
-    "intra_list_diversity",
-    "category_diversity",
-    "category_personalisation",
-    "novelty",
-    "serendipity",
-    "coverage",
-    "gini_index",
-    "top_k_lists",
-]
+__all__ = ["ImpressionMetrics", "impression_scores", "flat_to_padded", "METRIC_NAMES", *beyond_accuracy.__all__]
 
 
 def flat_to_padded(preds: Tensor, target: Tensor, indexes: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from newsrec.core.files import replace_folder
+
 __all__ = ["ArrayCache", "cache_key", "file_fingerprint", "CacheCorruptWarning"]
 
 MANIFEST = "manifest.json"
@@ -89,14 +91,7 @@ class ArrayCache:
             manifest["checksum"] = _manifest_checksum(manifest)
             manifest["created"] = time.time()
             _durable_write(tmp / MANIFEST, json.dumps(manifest, default=str))  # last: a manifest = complete
-            target = self.path(name)
-            if target.exists():  # a kill between these two renames is recovered by load()
-                old = target.with_name(f".{name}.old.{os.getpid()}.{time.monotonic_ns()}")
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
+            replace_folder(tmp, self.path(name))  # a kill between its two renames is recovered by load()
             _fsync_dir(self.root)
         finally:
             if tmp.exists():

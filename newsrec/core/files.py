@@ -6,11 +6,12 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["staged_folder", "atomic_path", "atomic_write"]
+__all__ = ["atomic_path", "atomic_write", "replace_folder", "staged_folder"]
 
 
 @contextlib.contextmanager
@@ -52,13 +53,21 @@ def staged_folder(path: str | os.PathLike) -> Iterator[Path]:
     work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
     try:
         yield work
-        if path.exists():
-            old = path.with_name(f".{path.name}.{os.getpid()}.old")
-            os.replace(path, old)
-            os.replace(work, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(work, path)
+        replace_folder(work, path)
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
+
+
+def replace_folder(new: Path, target: Path) -> None:
+    """Put the complete folder ``new`` at ``target``: an existing ``target`` is moved aside
+    (``.NAME.old.PID.NS``), ``new`` renamed in, the old one deleted. A kill between the two
+    renames leaves both complete copies beside each other (never a mixed folder);
+    :class:`~newsrec.core.ArrayCache` recovers its entries from such a state."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old.{os.getpid()}.{time.monotonic_ns()}")
+        os.replace(target, old)
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, target)
