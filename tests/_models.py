@@ -3,7 +3,7 @@
 import pytest
 from _plm import tiny_bert_for
 
-from newsrec.models import FUM, GLORY, NRMS
+from newsrec.models import FUM, GLORY, GRU, NAML, NRMS, FastformerNR
 
 SMALL = dict(word_dim=50, num_heads=2, head_dim=8, attention_hidden=8, dropout=0.1)
 
@@ -22,6 +22,10 @@ VARIANTS = {
     "glory_sage": (GLORY, dict(TINY_GLORY, graph_encoder="sage")),
     "glory_gin": (GLORY, dict(TINY_GLORY, graph_encoder="gin")),
     "fum": (FUM, TINY_FUM),
+    # the papers' baselines (part 1)
+    "gru": (GRU, {}),
+    "naml": (NAML, {"num_filters": 16, "category_dim": 8}),
+    "fastformer_nr": (FastformerNR, {}),
     "fum_concat": (FUM, dict(TINY_FUM, fusion="concat", fine_user_dim=4)),
     "fum_mhsa": (FUM, dict(TINY_FUM, fine_encoder="mhsa", genres=("title", "abstract", "entity_text"))),
     # a pre-trained language model as the text encoder (a tiny random BERT, loaded by path)

@@ -12,7 +12,7 @@ from _models import make
 from newsrec.data import MINDDataModule
 from newsrec.serving import Recommender
 
-SERVED = ["nrms", "glory", "glory_transitions", "fum", "nrms_plm", "fum_plm"]
+SERVED = ["nrms", "glory", "glory_transitions", "fum", "nrms_plm", "fum_plm", "gru", "naml", "fastformer_nr"]
 
 
 def train_checkpoint(root, name, out) -> str:

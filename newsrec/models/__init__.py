@@ -1,8 +1,11 @@
 """LightningModules sharing one protocol (``encode_news``, ``encode_users``, ``score``)."""
 
 from newsrec.models.base import NewsCache, NewsRecModel
+from newsrec.models.fastformer import FastformerNR
 from newsrec.models.fum import FUM
 from newsrec.models.glory import GLORY
+from newsrec.models.gru import GRU
+from newsrec.models.naml import NAML
 from newsrec.models.nrms import NRMS
 
-__all__ = ["FUM", "GLORY", "NRMS", "NewsCache", "NewsRecModel"]
+__all__ = ["FUM", "GLORY", "GRU", "NAML", "NRMS", "FastformerNR", "NewsCache", "NewsRecModel"]

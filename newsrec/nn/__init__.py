@@ -1,6 +1,7 @@
 """Reusable encoders, importable without Lightning (PyTorch Geometric layer style)."""
 
 from newsrec.nn.attention import AdditiveAttention, MultiHeadSelfAttention, masked_softmax
+from newsrec.nn.cnn import CNNTextEncoder
 from newsrec.nn.embedding import copy_pretrained_, pretrained_embedding
 from newsrec.nn.fastformer import Fastformer, FastformerAttention, FastformerLayer
 from newsrec.nn.graph import (
@@ -22,6 +23,7 @@ __all__ = [
     "NEWS_ENCODERS",
     "PLM_POOLINGS",
     "AdditiveAttention",
+    "CNNTextEncoder",
     "EntityEncoder",
     "Fastformer",
     "FastformerAttention",
