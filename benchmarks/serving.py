@@ -312,6 +312,11 @@ def ann_candidates(vectors: torch.Tensor, calibration: torch.Tensor, queries: to
     return rows
 
 
+def progress_row(kind: str, row) -> None:
+    """Print a measured row at once (a long run shows its figures as it goes)."""
+    print(f"[{kind}] " + " | ".join(str(v) for v in (row.values() if isinstance(row, dict) else row)), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--news", type=int, default=50_000)
@@ -346,11 +351,13 @@ def main() -> None:
             p50, p99, hit = latency(rec, histories)
             lat_rows.append([name, f"{rec.num_news:,}", "exact", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}",
                              f"{build:.1f} s ({rec.num_news / encode:,.0f} news/s encoding)", "1 (exact)"])  # fmt: skip
+            progress_row("latency", lat_rows[-1])
             index = rec.index
             calibration = queries_of(rec, dev_histories(rec, 256, seed=1))
             held_out = queries_of(rec, histories)
             for row in ann_candidates(index.vectors.candidate.float().cpu(), calibration, held_out):
                 ann_rows.append({"model": name, "news": f"{rec.num_news:,}", **row})
+                progress_row("ann", ann_rows[-1])
             rec.search_kind = "faiss"
             rec.min_approximate_news = 0
             rec._install(index.ids, index.arrays, index.vectors, index.changed)
@@ -358,6 +365,7 @@ def main() -> None:
             rec_k = served_recall_at_k(rec, histories)
             lat_rows.append([name, f"{rec.num_news:,}", "faiss", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}",
                              f"{rec.index.search.kind} effort {rec.index.search.effort}", f"{rec_k:.3f}"])  # fmt: skip
+            progress_row("latency", lat_rows[-1])
             if not a.no_1m:
                 rec.search_kind = "exact"
                 grow_to(rec, 1_000_000)
@@ -365,9 +373,11 @@ def main() -> None:
                 big_rows.append([name, "1,000,000", "exact", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}",
                                  f"~{1e6 / (rec.num_corpus_news / encode):.0f} s (encoding, extrapolated)",
                                  "1 (exact)"])  # fmt: skip
+                progress_row("latency", big_rows[-1])
                 if name == a.models[0]:
                     for row in ann_candidates(rec.index.vectors.candidate.float().cpu(), calibration, held_out):
                         ann_rows.append({"model": name, "news": "1,000,000", **row})
+                        progress_row("ann", ann_rows[-1])
                 rec.search_kind = "faiss"
                 index = rec.index
                 t = time.perf_counter()
@@ -379,6 +389,7 @@ def main() -> None:
                 built = f"{faiss_build:.1f} s (build + calibration), {search.kind} effort {search.effort}"
                 big_rows.append([name, "1,000,000", "faiss", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}", built,
                                  f"{rec_k:.3f}"])  # fmt: skip
+                progress_row("latency", big_rows[-1])
             if not a.no_http:
                 for row in http_load(ckpt, root, histories, a.http_requests):
                     http_rows.append([name, row["clients"], row["requests"], f"{row['rps']:.0f}",
