@@ -75,18 +75,18 @@ class EvaluationMixin:
         """Inside the block, :meth:`batch_news` reads every news vector from ``cache`` (default:
         every news of the attached data, encoded once now). A non-:attr:`cacheable` model, or one
         without attached data and no ``cache``, runs the plain forward instead (same scores)."""
-        if cache is None and self.cacheable and self._inputs is not None:
-            cache = self.encode_all_news(self.news_chunks())
-        previous, self._news_cache = self._news_cache, cache if self.cacheable else None
+        previous, self._news_cache = self._news_cache, (cache or self._corpus_cache()) if self.cacheable else None
         try:
             yield self._news_cache
         finally:
             self._news_cache = previous
 
+    def _corpus_cache(self) -> NewsCache | None:
+        """Every news of the attached data encoded once, for a cacheable model (else ``None``)."""
+        return self.encode_all_news(self.news_chunks()) if self.cacheable and self._inputs is not None else None
+
     def _start_evaluation(self, stage: str) -> None:
-        self._news_cache = (
-            self.encode_all_news(self.news_chunks()) if self.cacheable and self._inputs is not None else None
-        )
+        self._news_cache = self._corpus_cache()
         self.beyond_metrics = None
         wanted = self.beyond_accuracy == "all" or (self.beyond_accuracy == "test" and stage == "test")
         source = None if self._inputs is None else self._inputs.beyond_accuracy
