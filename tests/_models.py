@@ -3,7 +3,7 @@
 import pytest
 from _plm import tiny_bert_for
 
-from newsrec.models import FUM, GLORY, GRU, NAML, NRMS, FastformerNR
+from newsrec.models import FUM, GLORY, GRU, LSTUR, MINER, NAML, NPA, NRMS, FastformerNR, HieRec
 
 SMALL = dict(word_dim=50, num_heads=2, head_dim=8, attention_hidden=8, dropout=0.1)
 
@@ -26,6 +26,13 @@ VARIANTS = {
     "gru": (GRU, {}),
     "naml": (NAML, {"num_filters": 16, "category_dim": 8}),
     "fastformer_nr": (FastformerNR, {}),
+    "npa": (NPA, {"num_filters": 16, "user_dim": 6, "query_dim": 8}),
+    "npa_cacheable": (NPA, {"num_filters": 16, "user_dim": 6, "query_dim": 8, "personalised": False}),
+    "lstur": (LSTUR, {"num_filters": 12, "category_dim": 4}),
+    "lstur_con": (LSTUR, {"num_filters": 12, "category_dim": 4, "variant": "con"}),
+    "hierec": (HieRec, {}),
+    "miner": (MINER, {"num_codes": 4, "code_dim": 8}),
+    "miner_category": (MINER, {"num_codes": 4, "code_dim": 8, "category_aware": True, "category_dim": 4}),
     "fum_concat": (FUM, dict(TINY_FUM, fusion="concat", fine_user_dim=4)),
     "fum_mhsa": (FUM, dict(TINY_FUM, fine_encoder="mhsa", genres=("title", "abstract", "entity_text"))),
     # a pre-trained language model as the text encoder (a tiny random BERT, loaded by path)
@@ -52,6 +59,7 @@ def make(name: str, dm, **kw):
         num_entity_ids=dm.num_entity_ids,
         num_categories=dm.num_categories,
         num_subcategories=dm.num_subcategories,
+        num_users=dm.num_users,
     )
     if extra.get("news_encoder") == "plm" and "plm_path" not in kw:
         pytest.importorskip("transformers")

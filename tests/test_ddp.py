@@ -14,8 +14,11 @@ def small_model(dm, name="nrms"):
     return make(name, dm)
 
 
+ZOO = ["gru", "naml", "fastformer_nr", "npa", "lstur", "hierec", "miner"]  # the papers' baselines
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["NRMS", "GLORY", "FUM", "nrms_plm", "fum_plm", "gru", "naml", "fastformer_nr"])
+@pytest.mark.parametrize("name", ["NRMS", "GLORY", "FUM", "nrms_plm", "fum_plm", *ZOO])
 def test_ddp_evaluation_equals_single_process(tiny_world, tmp_path, name):
     dm = MINDDataModule(str(tiny_world), batch_size=8, eval_batch_size=7)  # uneven shards on purpose
     torch.manual_seed(0)

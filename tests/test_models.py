@@ -10,7 +10,8 @@ from newsrec.data import MINDDataModule
 from newsrec.models import FUM, GLORY, NRMS
 
 MODELS = ["nrms", "glory", "glory_sampled", "glory_transitions", "glory_gat", "fum", "fum_concat", "fum_mhsa"]
-MODELS += ["gru", "naml", "fastformer_nr"]  # the papers' baselines
+MODELS += ["gru", "naml", "fastformer_nr", "npa", "npa_cacheable", "lstur", "lstur_con", "hierec", "miner"]
+MODELS += ["miner_category"]  # the papers' baselines
 PLM_VARIANTS = ["nrms_plm", "glory_plm", "fum_plm"]
 GRAPH_VARIANTS = ["glory_gcn", "glory_gat", "glory_sage", "glory_gin"]
 
@@ -73,7 +74,10 @@ def test_history_padding_never_changes_scores(tiny_world, name):
     torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["nrms", "glory", "glory_transitions", "fum", *PLM_VARIANTS])
+CACHED = ["nrms", "glory", "glory_transitions", "fum", *PLM_VARIANTS, "npa_cacheable", "lstur", "hierec", "miner"]
+
+
+@pytest.mark.parametrize("name", CACHED + ["npa"])
 def test_cached_evaluation_equals_plain_forward(dm, name, tmp_path):
     torch.manual_seed(0)
     model = make(name, dm)

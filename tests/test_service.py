@@ -66,7 +66,7 @@ def test_health_and_openapi_docs(served):
 
 def test_http_scores_equal_offline_scores(served, tiny_world):
     client, _, ckpt = served
-    for history, cands, want in offline(ckpt, tiny_world, "glory_transitions")[:6]:
+    for history, cands, want, _ in offline(ckpt, tiny_world, "glory_transitions")[:6]:
         body = {"history": history, "k": len(cands), "candidates": cands, "exclude_history": False}
         r = client.post("/recommend", json=body)
         assert r.status_code == 200, r.text

@@ -13,6 +13,7 @@ from newsrec.data import MINDDataModule
 from newsrec.serving import Recommender
 
 SERVED = ["nrms", "glory", "glory_transitions", "fum", "nrms_plm", "fum_plm", "gru", "naml", "fastformer_nr"]
+SERVED += ["npa", "npa_cacheable", "lstur", "hierec", "miner", "miner_category"]
 
 
 def train_checkpoint(root, name, out) -> str:
@@ -50,15 +51,15 @@ def offline(ckpt, root, name):
         cands, _, mask = b.impressions(np.array([r]))
         cand_ids = [ids[x] for x in cands[0][mask[0]]]
         want = scores[i][batch["candidate_mask"][i]].tolist()
-        out.append(([ids[x] for x in hist[0, : n[0]]], cand_ids, want))
+        out.append(([ids[x] for x in hist[0, : n[0]]], cand_ids, want, b.user_ids[b.users[r]]))
     return out
 
 
 @pytest.mark.parametrize("name", SERVED)
 def test_served_scores_equal_offline_scores(checkpoints, tiny_world, tmp_path, name):
     rec = Recommender.from_checkpoint(checkpoints[name], index_dir=tmp_path / "index")
-    for history, cands, want in offline(checkpoints[name], tiny_world, name):
-        got = dict(rec.recommend(history, k=len(cands), candidates=cands, exclude_history=False))
+    for history, cands, want, user in offline(checkpoints[name], tiny_world, name):
+        got = dict(rec.recommend(history, k=len(cands), candidates=cands, exclude_history=False, user_id=user))
         np.testing.assert_allclose([got[c] for c in cands], want, rtol=1e-5, atol=1e-5)
     # ranking the whole index gives the same scores as naming every news as a candidate
     history = offline(checkpoints[name], tiny_world, name)[0][0]
@@ -74,10 +75,10 @@ def test_served_scores_equal_offline_scores(checkpoints, tiny_world, tmp_path, n
 def test_batched_requests_equal_single_requests_and_permuting_candidates(checkpoints, tiny_world, name):
     rec = Recommender.from_checkpoint(checkpoints[name], index_dir=None)
     cases = offline(checkpoints[name], tiny_world, name)[:6]
-    many = rec.recommend_many([h for h, _, _ in cases], k=5)
-    for (history, _, _), got in zip(cases, many):
+    many = rec.recommend_many([h for h, _, _, _ in cases], k=5)
+    for (history, _, _, _), got in zip(cases, many):
         assert list(got) == list(rec.recommend(history, k=5))
-    history, cands, _ = cases[0]
+    history, cands, _, _ = cases[0]
     a = dict(rec.recommend(history, k=len(cands), candidates=cands, exclude_history=False))
     b = dict(rec.recommend(history, k=len(cands), candidates=cands[::-1], exclude_history=False))
     assert a.keys() == b.keys() and all(a[c] == pytest.approx(b[c], abs=1e-6) for c in a)

@@ -42,6 +42,9 @@ class NewsBatch:
         subgraph: a :class:`torch_geometric.data.Batch` of the users' sampled subgraphs of the
             news graph (GLORY), or ``None``; its ``node_index [T]`` gives each node's position
             in ``news`` and ``history_position`` each history entry's node.
+        history_users: ``[B_u]`` long or ``None``: the user of each history as an index of the
+            training users (0: a user the training split does not have), when the model asks
+            for ``user_ids``.
 
     A ``NewsBatch`` also reads like the dict it replaces (``batch["history"]``,
     ``"subgraph" in batch``): a field that is ``None`` is absent.
@@ -60,6 +63,7 @@ class NewsBatch:
     transition_features: Tensor | None = None
     transition_mask: Tensor | None = None
     subgraph: Any = None
+    history_users: Tensor | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     # -- devices --------------------------------------------------------------------------------------

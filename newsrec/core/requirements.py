@@ -68,6 +68,10 @@ class DataRequirements:
         text_tokenizer: ``{"path": str, "max_length": int}``: the PLM tokenizer (a folder,
             ``package:NAME/SUB`` or a hub name) and the tokens kept per text for the ``plm_*``
             fields (:mod:`newsrec.data.plm_text`), or ``None``.
+        user_ids: the batch carries ``history_users [B_u]``: each history's user as an index of
+            the training split's user vocabulary (``1 … num_users - 1``; ``0`` for a user the
+            training split does not have: a new user at evaluation or serving time). Distinct
+            histories are then distinct per user.
     """
 
     news_fields: tuple[str, ...] = ("title",)
@@ -77,6 +81,7 @@ class DataRequirements:
     entity_graph: dict | None = None
     transitions: int | None = None
     text_tokenizer: dict | None = None
+    user_ids: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.news_graph, dict):  # newsrec 0.1: one dict for the build and the sampler

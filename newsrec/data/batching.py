@@ -14,6 +14,8 @@ A batch is a :class:`~newsrec.core.NewsBatch` (it also reads like a dict):
   ``transitions = m``: the click-graph transition features between every candidate and the
   impression's ``m`` most recent clicks (:meth:`TransitionTable.features`; in training, the
   sample user's own clicks after the sample's history are left out of the counts).
+- ``history_users [B_u]`` when the model asks for ``user_ids``: each history's user as an
+  index of the training users (0: a user the training split does not have).
 - GLORY adds ``subgraph``: a :class:`~torch_geometric.data.Batch` of the users' sampled
   subgraphs whose ``node_index [T]`` gives each node's position in ``news``.
 
@@ -22,15 +24,16 @@ Everything is gathered from numpy arrays in a few vectorised operations per batc
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 
 from newsrec.core import DataRequirements, NewsBatch
 from newsrec.data.behaviors import Behaviors, TrainingSamples
 from newsrec.data.corpus import NewsCorpus
+from newsrec.data.samplers import EpochBatchSampler, ImpressionBatchSampler, ResumableLoader, history_order
 
 __all__ = [
     "BatchBuilder",
@@ -42,6 +45,7 @@ __all__ = [
     "NewsDataset",
     "DataRequirements",
     "news_features",
+    "history_order",
 ]
 
 
@@ -81,12 +85,15 @@ class BatchBuilder:
         rows: np.ndarray,
         users: np.ndarray | None = None,
         history_lengths: np.ndarray | None = None,
+        history_users: np.ndarray | None = None,
     ) -> NewsBatch:
         """All arrays hold corpus rows (0 = padding); returns the batch (module docstring).
 
         ``users`` / ``history_lengths`` (``[B]``, training only): the training user of each
         sample and its full history length, so that transition features leave out the user's
-        own later clicks (see :class:`~newsrec.graphs.transitions.UserFutureEdges`)."""
+        own later clicks (see :class:`~newsrec.graphs.transitions.UserFutureEdges`).
+        ``history_users`` (``[B_u]``): each history's user-vocabulary index, for a model that
+        asks for ``user_ids`` (``None``: every history is a new user, index 0)."""
         parts = [np.zeros(1, np.int64), history[history_mask], candidates[candidate_mask]]
         subgraph = None
         if self.khop_sampler is not None:
@@ -115,6 +122,9 @@ class BatchBuilder:
             impression_ids=torch.from_numpy(impression_ids.astype(np.int64)),
             rows=torch.from_numpy(rows.astype(np.int64)),
         )
+        if self.requirements.user_ids:
+            given = np.zeros(len(history), np.int64) if history_users is None else history_users
+            batch.history_users = torch.from_numpy(np.asarray(given, np.int64).reshape(len(history)))
         if self.requirements.transitions is not None:
             feats, tmask = self._transitions(history, history_mask, candidates, user_index, users, history_lengths)
             batch.transition_features = torch.from_numpy(feats)
@@ -129,9 +139,11 @@ class BatchBuilder:
         histories: Sequence[Sequence[int]],
         history_length: int,
         candidates: Sequence[Sequence[int]] | None = None,
+        users: Sequence[int] | None = None,
     ) -> NewsBatch:
         """A batch for requests (serving): one impression per history (rows, oldest first; its
-        last ``history_length`` count), with ``candidates`` (rows per request, padded) or none.
+        last ``history_length`` count), with ``candidates`` (rows per request, padded) or none,
+        and ``users`` (user-vocabulary indices, 0 = unknown; ``None``: all unknown).
         A history-only batch of a model that asks for transitions also carries
         ``transition_neighbors``: per request, the rows with a click transition to or from its
         ``m`` most recent clicks (:meth:`TransitionTable.neighbors`)."""
@@ -148,7 +160,11 @@ class BatchBuilder:
         if B and cand_mask.any():
             cands[cand_mask] = np.concatenate([np.asarray(c, np.int64) for c in given])
         zeros = np.zeros(B, np.int64)
-        batch = self(history, history_mask, cands, cand_mask, np.zeros_like(cands), np.arange(B), zeros, zeros)
+        history_users = None if users is None else np.asarray(users, np.int64)
+        batch = self(
+            history, history_mask, cands, cand_mask, np.zeros_like(cands), np.arange(B), zeros, zeros,
+            history_users=history_users,
+        )  # fmt: skip
         if candidates is None and self.requirements.transitions is not None:
             m = int(self.requirements.transitions)
             batch.extra["transition_neighbors"] = [
@@ -178,95 +194,20 @@ class BatchBuilder:
         return self.transition_table.features(recent, rmask, cands, subtract), rmask
 
 
-class EpochBatchSampler(Sampler):
-    """Shuffled batches of sample indices, re-shuffled every epoch from ``(seed, epoch)``, and
-    sharded over DDP ranks (rank r takes batches r, r + W, …; every rank gets the same number of
-    batches: the last incomplete round is dropped when sharding). Yields ``(epoch, indices)``
-    so that workers know the epoch (negatives are re-drawn per epoch)."""
-
-    def __init__(
-        self, num_samples: int, batch_size: int, *, shuffle: bool = True, seed: int = 0, drop_last: bool = False
-    ) -> None:
-        self.num_samples, self.batch_size, self.shuffle, self.seed = num_samples, batch_size, shuffle, seed
-        self.drop_last = drop_last
-        self.epoch = 0
-        self.start = 0  # batches of this epoch to skip (a mid-epoch resume), once
-
-    def set_epoch(self, epoch: int) -> None:
-        if epoch != self.epoch:
-            self.start = 0
-        self.epoch = epoch
-
-    @staticmethod
-    def _world() -> tuple[int, int]:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return 0, 1
-
-    def _batches(self) -> list[np.ndarray]:
-        order = (
-            np.random.default_rng([self.seed, self.epoch]).permutation(self.num_samples)
-            if self.shuffle
-            else np.arange(self.num_samples)
-        )
-        n = len(order) // self.batch_size if self.drop_last else -(-len(order) // self.batch_size)
-        batches = [order[i * self.batch_size : (i + 1) * self.batch_size] for i in range(n)]
-        rank, world = self._world()
-        if world > 1:
-            batches = batches[: len(batches) // world * world][rank::world]
-        return batches
-
-    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
-        start, self.start = self.start, 0
-        for b in self._batches()[start:]:
-            yield self.epoch, b
-
-    def __len__(self) -> int:
-        return len(self._batches())
-
-
-class ResumableLoader(DataLoader):
-    """The training loader: a ``DataLoader`` over an :class:`EpochBatchSampler` that knows where
-    it is. ``state_dict()`` is ``{"epoch", "position"}`` (batches of the epoch delivered so far);
-    ``load_state_dict`` makes the next iteration start there. Lightning stores it in checkpoints
-    (a *stateful* loader), so a run resumed from a mid-epoch checkpoint trains the rest of that
-    epoch exactly, batch for batch: the batch order and the negatives depend only on
-    ``(seed, epoch)``."""
-
-    def __init__(self, dataset: Dataset, sampler: EpochBatchSampler, **kwargs) -> None:
-        kwargs.setdefault("batch_size", None)  # the sampler yields whole batches
-        super().__init__(dataset, sampler=sampler, **kwargs)
-        self.epoch_sampler = sampler
-        self.position = 0
-
-    def __iter__(self):
-        sampler = self.epoch_sampler
-        epoch, self.position = sampler.epoch, sampler.start
-        for batch in super().__iter__():
-            self.position += 1
-            yield batch
-        if sampler.epoch == epoch:
-            self.position = len(sampler)
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": int(self.epoch_sampler.epoch), "position": int(self.position)}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        epoch, position = int(state["epoch"]), int(state["position"])
-        sampler = self.epoch_sampler
-        if position >= len(sampler):  # saved at the epoch's end: the next epoch starts afresh
-            epoch, position = epoch + 1, 0
-        sampler.epoch, sampler.start, self.position = epoch, position, position
-
-
 class TrainDataset(Dataset):
     """Training samples (1 clicked + K negatives, re-drawn each epoch); indexed by
     ``(epoch, sample indices)`` and returning whole batches."""
 
     def __init__(
-        self, behaviors: Behaviors, samples: TrainingSamples, builder: BatchBuilder, history_length: int
+        self,
+        behaviors: Behaviors,
+        samples: TrainingSamples,
+        builder: BatchBuilder,
+        history_length: int,
+        user_vocabulary: Sequence[str] | None = None,
     ) -> None:
         self.behaviors, self.samples, self.builder, self.history_length = behaviors, samples, builder, history_length
+        self.impression_users = _impression_users(behaviors, builder, user_vocabulary)
         self._epoch: int | None = None
         self._negatives: np.ndarray | None = None
 
@@ -295,42 +236,22 @@ class TrainDataset(Dataset):
             rows,
             users=self.behaviors.users[rows],
             history_lengths=self.behaviors.history_lengths[rows],
+            history_users=None if self.impression_users is None else self.impression_users[rows],
         )
-
-
-class ImpressionBatchSampler(Sampler):
-    """Whole impressions in batches of ``batch_size``, in an order that puts impressions with
-    identical histories side by side (so each batch encodes a history once); sharded over DDP
-    ranks by contiguous blocks of batches, without padding or duplication."""
-
-    def __init__(self, order: np.ndarray, batch_size: int) -> None:
-        self.order, self.batch_size = order, batch_size
-
-    def _batches(self) -> list[np.ndarray]:
-        batches = [self.order[i : i + self.batch_size] for i in range(0, len(self.order), self.batch_size)]
-        rank, world = EpochBatchSampler._world()
-        if world > 1:
-            bounds = np.linspace(0, len(batches), world + 1).round().astype(int)
-            batches = batches[bounds[rank] : bounds[rank + 1]]
-        return batches
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        yield from self._batches()
-
-    def __len__(self) -> int:
-        return len(self._batches())
-
-
-def history_order(behaviors: Behaviors) -> np.ndarray:
-    """Impression rows ordered by (user, history length, row): identical histories adjacent."""
-    return np.lexsort((np.arange(len(behaviors)), behaviors.history_lengths, behaviors.users))
 
 
 class ImpressionDataset(Dataset):
     """Whole impressions (evaluation and prediction); indexed by arrays of rows."""
 
-    def __init__(self, behaviors: Behaviors, builder: BatchBuilder, history_length: int) -> None:
+    def __init__(
+        self,
+        behaviors: Behaviors,
+        builder: BatchBuilder,
+        history_length: int,
+        user_vocabulary: Sequence[str] | None = None,
+    ) -> None:
         self.behaviors, self.builder, self.history_length = behaviors, builder, history_length
+        self.impression_users = _impression_users(behaviors, builder, user_vocabulary)
 
     def __len__(self) -> int:
         return len(self.behaviors)
@@ -340,13 +261,26 @@ class ImpressionDataset(Dataset):
         b = self.behaviors
         hist, n = b.histories(rows, self.history_length)
         hmask = np.arange(self.history_length)[None, :] < n[:, None]
-        # deduplicate identical histories within the batch
-        key = np.concatenate([hist, n[:, None]], axis=1)
+        # deduplicate identical histories (of one user, for a model that reads user ids) in the batch
+        users = None if self.impression_users is None else self.impression_users[rows]
+        key = np.concatenate([hist, n[:, None]] + ([] if users is None else [users[:, None]]), axis=1)
         _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
         cands, labels, cmask = b.impressions(rows)
         return self.builder(
-            hist[first], hmask[first], cands, cmask, labels, inverse.reshape(-1), b.impression_ids[rows], rows
-        )
+            hist[first], hmask[first], cands, cmask, labels, inverse.reshape(-1), b.impression_ids[rows], rows,
+            history_users=None if users is None else users[first],
+        )  # fmt: skip
+
+
+def _impression_users(
+    behaviors: Behaviors, builder: BatchBuilder, vocabulary: Sequence[str] | None
+) -> np.ndarray | None:
+    """Each impression's user-vocabulary index (``[I]``) when the builder's model reads user ids."""
+    if not builder.requirements.user_ids:
+        return None
+    if vocabulary is None:
+        raise ValueError("the model reads user ids: give the dataset the training split's user_ids as user_vocabulary")
+    return behaviors.users_in(vocabulary)
 
 
 def news_features(

@@ -12,21 +12,13 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from newsrec.core import DataRequirements, ModelInputs
-from newsrec.core.cache import ArrayCache, cache_key, file_fingerprint
-from newsrec.data.batching import (
-    BatchBuilder,
-    EpochBatchSampler,
-    ImpressionBatchSampler,
-    ImpressionDataset,
-    NewsDataset,
-    ResumableLoader,
-    TrainDataset,
-    history_order,
-)
+from newsrec.data import prepare
+from newsrec.data.batching import BatchBuilder, ImpressionDataset, NewsDataset, TrainDataset
 from newsrec.data.behaviors import Behaviors, TrainingSamples
 from newsrec.data.corpus import CorpusConfig, NewsCorpus
 from newsrec.data.prepare import data_signature, load_behaviors, load_corpus, load_graphs, split_files
-from newsrec.data.text import PretrainedCoverage, load_entity_vectors, load_word_vectors
+from newsrec.data.samplers import EpochBatchSampler, ImpressionBatchSampler, ResumableLoader, history_order
+from newsrec.data.text import load_entity_vectors
 
 __all__ = ["MINDDataModule"]
 
@@ -166,6 +158,11 @@ class MINDDataModule(pl.LightningDataModule):
     def num_subcategories(self) -> int:
         return len(self.corpus.subcategory_vocab)
 
+    @property
+    def num_users(self) -> int:
+        """Rows of a user-ID table: the training split's users plus row 0, the unknown user."""
+        return len(self.behaviors("train").user_ids) + 1
+
     def word_vectors(self) -> np.ndarray | None:
         """The GloVe-initialised word matrix ``[num_words, dim]`` (or ``None`` without a file)."""
         if self.word_vectors_file is None:
@@ -173,16 +170,8 @@ class MINDDataModule(pl.LightningDataModule):
         if not (self.root / self.word_vectors_file).exists():
             self._note_missing_vectors()
             return None
-        path = self.root / self.word_vectors_file
-
-        def parse() -> tuple[dict, dict]:  # GloVe 840B takes a minute: once per vocabulary
-            matrix, coverage = load_word_vectors(self.corpus.vocab, path, show_progress=True)
-            return {"matrix": matrix}, {"found": coverage.found, "total": coverage.total}
-
-        name = "word-vectors-" + cache_key(file_fingerprint(path), self.corpus.vocab.itos)
-        arrays, meta = ArrayCache(self.root / "processed").load_or_build(name, parse)
-        self.word_coverage = PretrainedCoverage(meta["found"], meta["total"])
-        return np.asarray(arrays["matrix"])
+        matrix, self.word_coverage = prepare.load_word_matrix(self.root, self.word_vectors_file, self.corpus.vocab)
+        return matrix
 
     def _note_missing_vectors(self) -> None:
         """Warn once per datamodule about pretrained-vector files the root lacks."""
@@ -321,13 +310,14 @@ class MINDDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         samples = self.training_samples()
-        ds = TrainDataset(self.behaviors("train"), samples, self.builder, self.history_length)
+        train = self.behaviors("train")
+        ds = TrainDataset(train, samples, self.builder, self.history_length, train.user_ids)
         sampler = EpochBatchSampler(len(samples), self.batch_size, shuffle=True, seed=self.seed)
         return self._loader(ds, sampler, ResumableLoader)
 
     def _impressions(self, split: str) -> DataLoader:
         b = self.behaviors(split)
-        ds = ImpressionDataset(b, self.builder, self.history_length)
+        ds = ImpressionDataset(b, self.builder, self.history_length, self.behaviors("train").user_ids)
         return self._loader(ds, ImpressionBatchSampler(history_order(b), self.eval_batch_size))
 
     def val_dataloader(self) -> DataLoader:

@@ -8,6 +8,8 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from newsrec.core.cache import ArrayCache, cache_key, file_fingerprint
 from newsrec.data.behaviors import Behaviors
 from newsrec.data.corpus import CorpusConfig, NewsCorpus
@@ -20,6 +22,7 @@ __all__ = [
     "load_behaviors",
     "load_corpus",
     "load_graphs",
+    "load_word_matrix",
     "missing_vector_notes",
     "prepare",
     "split_files",
@@ -127,6 +130,23 @@ def prepare(
     for split in split_files(root):
         out[split] = load_behaviors(root, split, corpus, missing=missing, show_progress=show_progress)
     return out
+
+
+def load_word_matrix(root: str | os.PathLike, file: str, vocab):
+    """``(matrix [len(vocab), dim], PretrainedCoverage)``: the word vectors of ``root/file``
+    (GloVe format) in ``vocab``'s row order, parsed once per file and vocabulary (GloVe 840B
+    takes a minute) and cached under ``root/processed/``."""
+    from newsrec.data.text import PretrainedCoverage, load_word_vectors
+
+    path = Path(root) / file
+
+    def parse() -> tuple[dict, dict]:
+        matrix, coverage = load_word_vectors(vocab, path, show_progress=True)
+        return {"matrix": matrix}, {"found": coverage.found, "total": coverage.total}
+
+    name = "word-vectors-" + cache_key(file_fingerprint(path), vocab.itos)
+    arrays, meta = ArrayCache(Path(root) / "processed").load_or_build(name, parse)
+    return np.asarray(arrays["matrix"]), PretrainedCoverage(meta["found"], meta["total"])
 
 
 def missing_vector_notes(root: str | os.PathLike, word_vectors: str | None = "word_vectors.txt") -> list[str]:

@@ -5,7 +5,24 @@ from newsrec.models.fastformer import FastformerNR
 from newsrec.models.fum import FUM
 from newsrec.models.glory import GLORY
 from newsrec.models.gru import GRU
+from newsrec.models.hierec import HieRec
+from newsrec.models.lstur import LSTUR
+from newsrec.models.miner import MINER
 from newsrec.models.naml import NAML
+from newsrec.models.npa import NPA
 from newsrec.models.nrms import NRMS
 
-__all__ = ["FUM", "GLORY", "GRU", "NAML", "NRMS", "FastformerNR", "NewsCache", "NewsRecModel"]
+__all__ = [
+    "FUM",
+    "GLORY",
+    "GRU",
+    "LSTUR",
+    "MINER",
+    "NAML",
+    "NPA",
+    "NRMS",
+    "FastformerNR",
+    "HieRec",
+    "NewsCache",
+    "NewsRecModel",
+]

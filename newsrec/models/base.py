@@ -57,7 +57,7 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
 
     Every model takes these arguments through ``**kwargs`` (``None``: the model's
     :attr:`base_defaults`): the data's sizes ``num_words``, ``num_entity_ids``,
-    ``num_categories``, ``num_subcategories`` (linked from the datamodule); ``word_dim`` (300),
+    ``num_categories``, ``num_subcategories``, ``num_users`` (linked from the datamodule); ``word_dim`` (300),
     ``num_heads`` × ``head_dim`` (20 × 20 = the model size ``dim``), ``attention_hidden`` (200),
     ``dropout`` (0.2), ``length_buckets``, ``pretrained_words``, ``freeze_words``; the
     optimiser's ``lr``, ``warmup_fraction``, ``lr_schedule`` (``"linear"`` | ``"constant"``),
@@ -73,8 +73,11 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
     #: the user state is independent of the candidate and the news vectors of the user, so
     #: every news is encoded once per evaluation and serving can search a vector index
     cacheable: bool = True
+    #: the user state is one ``[d]`` vector per user whose dot product with a news vector is the
+    #: score (up to :meth:`rescore_rows`): serving may search a vector index; else it scores all
+    user_is_vector: bool = True
     #: the data's sizes every model accepts
-    data_size_arguments = ("num_words", "num_entity_ids", "num_categories", "num_subcategories")
+    data_size_arguments = ("num_words", "num_entity_ids", "num_categories", "num_subcategories", "num_users")
     #: the model's defaults for the arguments given as ``None``
     base_defaults: dict = {"lr": 1e-4, "warmup_fraction": 0.1, "lr_schedule": "linear"}
 
@@ -84,6 +87,7 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
         num_entity_ids: int = 2,
         num_categories: int = 2,
         num_subcategories: int = 2,
+        num_users: int = 1,
         word_dim: int = 300,
         num_heads: int = 20,
         head_dim: int = 20,
@@ -121,7 +125,7 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
         self.transition_scorer: nn.Module | None = None
         self._inputs: ModelInputs | None = None  # from attach_data: the handshake's data half
         self.num_words, self.num_entity_ids = num_words, num_entity_ids
-        self.num_categories, self.num_subcategories = num_categories, num_subcategories
+        self.num_categories, self.num_subcategories, self.num_users = num_categories, num_subcategories, num_users
         self.word_dim, self.num_heads, self.head_dim = word_dim, num_heads, head_dim
         self.attention_hidden, self.dropout_rate, self.length_buckets = attention_hidden, dropout, length_buckets
         self.dim = num_heads * head_dim

@@ -30,6 +30,8 @@ class CNNTextEncoder(nn.Module):
         hidden_dim: the attention's hidden size (200).
         dropout: after the embedding and after the convolution (0.2).
         length_buckets: groups of similar length (:func:`~newsrec.nn.news.encode_by_length`).
+        pooling: with the attention pooling (False: :meth:`word_features` only, for a model that
+            pools with its own query, as NPA).
 
     Shapes: **tokens** long ``[..., L]`` (0 = padding) → ``[..., out_dim]``; an all-padding text
     gives zeros.
@@ -43,6 +45,7 @@ class CNNTextEncoder(nn.Module):
         hidden_dim: int = 200,
         dropout: float = 0.2,
         length_buckets: int | None = None,
+        pooling: bool = True,
     ) -> None:
         super().__init__()
         if window % 2 == 0:
@@ -50,17 +53,26 @@ class CNNTextEncoder(nn.Module):
         self.embedding, self.out_dim, self.length_buckets = embedding, out_dim, length_buckets
         self.dropout = nn.Dropout(dropout)
         self.conv = nn.Conv1d(embedding.embedding_dim, out_dim, window, padding=window // 2)
-        self.pooling = AdditiveAttention(out_dim, hidden_dim)
+        self.pooling = AdditiveAttention(out_dim, hidden_dim) if pooling else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         self.conv.reset_parameters()
-        self.pooling.reset_parameters()
+        if self.pooling is not None:
+            self.pooling.reset_parameters()
 
-    def _encode(self, tokens: Tensor, mask: Tensor) -> Tensor:
+    def word_features(self, tokens: Tensor) -> Tensor:
+        """The convolution's output per word, ``[U, L] → [U, L, out_dim]`` (before pooling; NPA
+        pools it with a personalised query). Padded positions are zero."""
+        mask = tokens != 0
         x = self.dropout(self.embedding(tokens) * mask.unsqueeze(-1).to(self.embedding.weight.dtype))
         x = self.dropout(torch.relu(self.conv(x.transpose(1, 2)).transpose(1, 2)))
-        return self.pooling(x, mask)
+        return x * mask.unsqueeze(-1).to(x.dtype)
+
+    def _encode(self, tokens: Tensor, mask: Tensor) -> Tensor:
+        return self.pooling(self.word_features(tokens), mask)
 
     def forward(self, tokens: Tensor) -> Tensor:
+        if self.pooling is None:
+            raise RuntimeError("this CNNTextEncoder has no pooling (pooling=False): call word_features")
         return encode_by_length(self._encode, tokens, self.length_buckets)

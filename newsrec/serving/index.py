@@ -22,7 +22,15 @@ from newsrec.core import ArrayCache
 from newsrec.data.batching import BatchBuilder
 from newsrec.models.base import NewsCache
 
-__all__ = ["NEWS_FIELDS", "IndexStore", "NewsIndex", "check_text", "checked_news_rows"]
+__all__ = [
+    "NEWS_FIELDS",
+    "IndexStore",
+    "NewsIndex",
+    "Recommendations",
+    "UserKey",
+    "check_text",
+    "checked_news_rows",
+]
 
 #: the fields of MIND's news.tsv that :meth:`Recommender.add_news` reads (``news_id`` required)
 NEWS_FIELDS = ("news_id", "category", "subcategory", "title", "abstract", "title_entities", "abstract_entities")
@@ -178,3 +186,16 @@ def check_text(value, what: str) -> str:
     except UnicodeEncodeError:
         raise ValueError(f"{what} {value!r} is not valid UTF-8 text (a lone surrogate)") from None
     return value
+
+
+#: a request's user: its history (index rows, oldest first) and user-vocabulary row (0: unknown)
+UserKey = tuple[tuple[int, ...], int]
+
+
+class Recommendations(list):
+    """A list of ``(news_id, score)``, best first, with ``unknown_history``: the history ids
+    that are not in the news index (ignored)."""
+
+    def __init__(self, items: Sequence[tuple[str, float]], unknown_history: Sequence[str] = ()) -> None:
+        super().__init__(items)
+        self.unknown_history = list(unknown_history)

@@ -25,19 +25,18 @@ from torch import Tensor
 from newsrec.checkpoint_io import check_data_signature, model_from_checkpoint, read_checkpoint
 from newsrec.data.datamodule import MINDDataModule
 from newsrec.models.base import NewsCache, NewsRecModel, gather_rows
-from newsrec.serving.index import NEWS_FIELDS, IndexStore, NewsIndex, check_text, checked_news_rows
+from newsrec.serving.index import (
+    NEWS_FIELDS,
+    IndexStore,
+    NewsIndex,
+    Recommendations,
+    UserKey,
+    check_text,
+    checked_news_rows,
+)
 from newsrec.serving.search import ExactSearch, FaissSearch
 
 __all__ = ["Recommender", "Recommendations", "NEWS_FIELDS"]
-
-
-class Recommendations(list):
-    """A list of ``(news_id, score)``, best first, with ``unknown_history``: the history ids
-    that are not in the news index (ignored)."""
-
-    def __init__(self, items: Sequence[tuple[str, float]], unknown_history: Sequence[str] = ()) -> None:
-        super().__init__(items)
-        self.unknown_history = list(unknown_history)
 
 
 class Recommender:
@@ -51,7 +50,8 @@ class Recommender:
     vector search (``k × shortlist_factor`` rows, plus the rows the model says it must re-score:
     :meth:`~newsrec.models.NewsRecModel.rescore_rows`), then re-scores it with the model. A model
     that is not :attr:`~newsrec.models.NewsRecModel.cacheable` is scored through its ``forward``
-    over every candidate (exact, slower).
+    over every candidate, one whose user state is several vectors (HieRec, MINER) by
+    ``score_candidates`` over every news: exact, slower.
 
     Args:
         model: a trained :class:`~newsrec.models.NewsRecModel`.
@@ -70,9 +70,8 @@ class Recommender:
             never pickle); ``None`` keeps it in memory only.
         index_key: what the index is keyed by (the checkpoint's checksum): an index saved under
             another key is never used.
-        user_cache_size: user states kept in an LRU cache keyed by the history.
-        batch_size: news per chunk when encoding the whole corpus (and candidates per chunk for
-            a model that is not cacheable).
+        user_cache_size: user states kept in an LRU cache keyed by the history and user.
+        batch_size: news per chunk when encoding the whole corpus, and candidates per chunk.
         shortlist_factor: a whole-index request re-scores ``k × shortlist_factor`` search hits.
 
     Thread-safe: requests are served one at a time under a lock (the samplers reuse buffers),
@@ -103,7 +102,9 @@ class Recommender:
         self.num_corpus_news = len(corpus)
         self.fields = tuple(datamodule.builder.requirements.news_fields)
         self._lock = threading.RLock()
-        self._users: OrderedDict[tuple[int, ...], tuple[Tensor, Tensor | None]] = OrderedDict()
+        self._users: OrderedDict[UserKey, tuple[Tensor, Tensor | None]] = OrderedDict()
+        self.reads_users = bool(datamodule.builder.requirements.user_ids)  # NPA, LSTUR: user-ID embeddings
+        self._user_rows: dict[str, int] | None = None
         self.user_cache_size, self.batch_size, self.shortlist_factor = user_cache_size, batch_size, shortlist_factor
         if search not in ("exact", "faiss"):
             raise ValueError(f"search must be 'exact' or 'faiss', got {search!r}")
@@ -188,6 +189,8 @@ class Recommender:
         on the model's user vectors of (up to 256) training histories; exact, with the reason,
         when there are too few news for clustering to pay."""
         vectors = index.vectors.candidate.float().cpu()
+        if not self.model.user_is_vector:
+            return ExactSearch(vectors, "the model's user state is not one vector: every news is scored exactly")
         if self.search_kind == "exact":
             return ExactSearch(vectors)
         if len(index) - 1 < self.min_approximate_news:
@@ -199,7 +202,7 @@ class Recommender:
         histories = [tuple(h[:n].tolist()) for h, n in zip(hist, lengths) if n]
         if histories:
             with torch.inference_mode():
-                users = self._user_states(index, histories)
+                users = self._user_states(index, [(h, 0) for h in histories])
             search.calibrate(torch.stack([u[0] for u in users]).float().cpu())
         return search
 
@@ -224,6 +227,7 @@ class Recommender:
         k: int = 10,
         candidates: Sequence[str] | None = None,
         exclude_history: bool = True,
+        user_id: str | None = None,
     ) -> Recommendations:
         """The top-``k`` news for one reading ``history`` (news ids, oldest first).
 
@@ -235,14 +239,18 @@ class Recommender:
                 once is ranked once (its first place counts). An unknown candidate id is a
                 ``KeyError`` naming it; an id that is not valid UTF-8 text is a ``ValueError``.
             exclude_history: never recommend a news of the history.
+            user_id: the reader, for a model with user-ID embeddings (NPA, LSTUR): a user of the
+                training split gets their learned vector, any other id (or ``None``) the model's
+                unknown-user answer. Other models ignore it.
 
         Returns:
             :class:`Recommendations`: ``(news_id, score)`` pairs, best first. The scores are the
             model's own for this history and these candidates.
         """
         return self.recommend_many(
-            [history], k=k, candidates=None if candidates is None else [candidates], exclude_history=exclude_history
-        )[0]
+            [history], k=k, candidates=None if candidates is None else [candidates], exclude_history=exclude_history,
+            user_ids=[user_id],
+        )[0]  # fmt: skip
 
     def recommend_many(
         self,
@@ -250,14 +258,18 @@ class Recommender:
         k: int = 10,
         candidates: Sequence[Sequence[str] | None] | None = None,
         exclude_history: bool = True,
+        user_ids: Sequence[str | None] | None = None,
     ) -> list[Recommendations]:
-        """The batched :meth:`recommend`: one history per request, ``candidates`` ``None`` or one
-        list (or ``None``) per request. User states are computed in one batch."""
+        """The batched :meth:`recommend`: one history per request, ``candidates`` and ``user_ids``
+        ``None`` or one entry per request. User states are computed in one batch."""
         if isinstance(k, (bool, np.bool_)) or not hasattr(type(k), "__index__") or operator.index(k) < 1:
             raise ValueError(f"k must be a whole number >= 1, got {k!r}")
         k = operator.index(k)  # a Python or numpy integer
-        if candidates is not None and len(candidates) != len(histories):
-            raise ValueError(f"{len(histories)} histories but {len(candidates)} candidate lists")
+        if (candidates is not None and len(candidates) != len(histories)) or (
+            user_ids is not None and len(user_ids) != len(histories)
+        ):
+            raise ValueError(f"one candidate list and one user id (or None) per history, for {len(histories)}")
+        users_at = [self.user_row(None if user_ids is None else user_ids[i]) for i in range(len(histories))]
         with self._lock, torch.inference_mode():
             index = self.index
             rows, unknown = zip(*(self._rows(index, h) for h in histories)) if histories else ((), ())
@@ -265,16 +277,25 @@ class Recommender:
                 None if candidates is None or candidates[i] is None else self._candidate_rows(index, candidates[i])
                 for i in range(len(histories))
             ]
-            users = self._user_states(index, list(rows)) if self.model.cacheable else [None] * len(rows)
+            keys = list(zip(rows, users_at))
+            users = self._user_states(index, keys) if self.model.cacheable else [None] * len(rows)
             out = []
             for i, history in enumerate(rows):
                 excluded = history if exclude_history else ()
                 chosen = cand_rows[i] if cand_rows[i] is not None else self._shortlist(index, users[i], k, excluded)
                 if exclude_history and history:
                     chosen = chosen[~np.isin(chosen, history)]
-                scores = self._score(index, history, users[i], chosen)
+                scores = self._score(index, keys[i], users[i], chosen)
                 out.append(self._top(index, chosen, scores, k, unknown[i]))
             return out
+
+    def user_row(self, user_id: str | None) -> int:
+        """``user_id``'s row in the training users for a model that reads user ids (else 0; 0: unknown)."""
+        if not self.reads_users or user_id is None:
+            return 0
+        if self._user_rows is None:
+            self._user_rows = {u: i + 1 for i, u in enumerate(self.dm.behaviors("train").user_ids)}
+        return self._user_rows.get(check_text(user_id, "user id"), 0)
 
     def _rows(self, index: NewsIndex, history: Sequence[str]) -> tuple[tuple[int, ...], list[str]]:
         if isinstance(history, str):
@@ -294,27 +315,28 @@ class Recommender:
             raise KeyError(f"unknown candidate news id(s): {shown} (add them with add_news first)")
         return np.asarray(rows, np.int64)
 
-    def _user_states(self, index: NewsIndex, histories: list[tuple[int, ...]]) -> list[tuple[Tensor, Tensor | None]]:
-        """Per history: the model's user state and the rows it must re-score (LRU-cached)."""
-        todo = list(dict.fromkeys(h for h in histories if h not in self._users))
+    def _user_states(self, index: NewsIndex, keys: list[UserKey]) -> list[tuple[Tensor, Tensor | None]]:
+        """Per ``(history, user row)``: the user state and the rows it must re-score (LRU-cached)."""
+        todo = list(dict.fromkeys(h for h in keys if h not in self._users))
         if todo:
-            batch = index.builder.request(todo, self.history_length).to(self.device)
+            batch = index.builder.request([h for h, _ in todo], self.history_length, users=[u for _, u in todo])
+            batch = batch.to(self.device)
             users = self.model.encode_users(batch, index.vectors.history.index_select(0, batch.news_rows))
             rescore = self.model.rescore_rows(batch)
             for i, h in enumerate(todo):
                 self._users[h] = (users[i], None if rescore is None else rescore[i])
                 if len(self._users) > self.user_cache_size:
                     self._users.popitem(last=False)
-        for h in histories:
+        for h in keys:
             self._users.move_to_end(h)
-        return [self._users[h] for h in histories]
+        return [self._users[h] for h in keys]
 
     def _shortlist(self, index: NewsIndex, user, k: int, excluded: tuple[int, ...]) -> np.ndarray:
         """The rows a whole-index request scores: every rankable row for a model that is not
         cacheable; else the search's top ``k × shortlist_factor`` (``excluded`` rows left out)
         and the rows the model must re-score."""
         allowed = index.allowed()
-        if user is None:
+        if user is None or user[0].dim() != 1:  # not cacheable, or a user state of several vectors
             return torch.nonzero(allowed).flatten().numpy()
         if excluded:
             allowed[torch.as_tensor(excluded)] = False
@@ -325,21 +347,20 @@ class Recommender:
         extra = np.zeros(0, np.int64) if rescore is None else rescore.numpy()
         return np.unique(np.concatenate([hits, extra]))
 
-    def _score(self, index: NewsIndex, history: tuple[int, ...], user, rows: np.ndarray) -> Tensor:
-        """The model's scores of ``rows`` for this history (``[len(rows)]``), through its one
-        scoring path: ``score_candidates`` on the index's vectors, or ``forward`` in chunks."""
-        if not len(rows):
-            return torch.zeros(0)
-        if user is None:  # not cacheable: the plain forward over the candidates' features
-            parts = []
-            for start in range(0, len(rows), self.batch_size):
-                batch = index.builder.request([history], self.history_length, [rows[start : start + self.batch_size]])
-                parts.append(self.model(batch.to(self.device))[0].float().cpu())
-            return torch.cat(parts)
-        batch = index.builder.request([history], self.history_length, [rows]).to(self.device)
-        candidates = gather_rows(index.vectors.candidate.index_select(0, batch.news_rows), batch.candidates)
-        scores = self.model.score_candidates(user[0][None], candidates, batch)
-        return scores[0, : len(rows)].float().cpu()
+    def _score(self, index: NewsIndex, key: UserKey, user, rows: np.ndarray) -> Tensor:
+        """The model's scores ``[len(rows)]`` for this ``(history, user row)``, in chunks, through its
+        one scoring path: ``score_candidates`` on the index's vectors, or ``forward``."""
+        (history, user_row), parts = key, []
+        for start in range(0, len(rows), self.batch_size):
+            chunk = [rows[start : start + self.batch_size]]
+            batch = index.builder.request([history], self.history_length, chunk, users=[user_row]).to(self.device)
+            if user is None:  # not cacheable: the plain forward over the candidates' features
+                parts.append(self.model(batch)[0].float().cpu())
+                continue
+            candidates = gather_rows(index.vectors.candidate.index_select(0, batch.news_rows), batch.candidates)
+            scores = self.model.score_candidates(user[0][None], candidates, batch)
+            parts.append(scores[0, : len(chunk[0])].float().cpu())
+        return torch.cat(parts) if parts else torch.zeros(0)
 
     @staticmethod
     def _top(index: NewsIndex, rows: np.ndarray, scores: Tensor, k: int, unknown: list[str]) -> Recommendations:
