@@ -1,6 +1,7 @@
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -347,3 +348,28 @@ def test_a_plm_config_without_its_weights_is_the_useful_sentence_alone(tiny_worl
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [err[0]] and "no installed Python package 'not_installed_pkg'" in err[0]
     assert "Namespace(" not in err[0] and "Union" not in err[0]
+
+
+ZOO_CONFIGS = ["gru", "naml", "fastformer", "npa", "lstur", "hierec", "miner"]
+
+
+@pytest.mark.parametrize("name", ZOO_CONFIGS)
+def test_zoo_demo_configs_fit_test_predict_and_serve(tiny_world, tmp_path, name):
+    """Each baseline of the papers' tables from its demo config: fit (a few steps, on the tiny
+    world), test, a prediction file, and serving from the checkpoint."""
+    config = str(Path(__file__).parents[1] / "configs" / f"{name}_demo.yaml")
+    common = ["--config", config, "--data.root", str(tiny_world), "--data.synthetic", "null"]
+    common += ["--data.batch_size", "8", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
+    run = ["--trainer.default_root_dir", str(tmp_path), "--trainer.max_steps", "2", "--trainer.limit_val_batches", "2"]
+    assert main(["fit", *common, *run]) == 0
+    ckpt = sorted(tmp_path.rglob("last.ckpt"))[0]
+    assert main(["test", *common, "--ckpt_path", str(ckpt), "--trainer.limit_test_batches", "2"]) == 0
+    pred = tmp_path / "prediction.zip"
+    limit = ["--trainer.limit_predict_batches", "2"]
+    assert main(["predict", *common, "--ckpt_path", str(ckpt), "--prediction_file", str(pred), *limit]) == 0
+    assert zipfile.ZipFile(pred).read("prediction.txt").decode().strip()
+    from newsrec.serving import Recommender
+
+    rec = Recommender.from_checkpoint(ckpt, index_dir=None)
+    top = rec.recommend(rec.index.ids[1:4], k=5, user_id="U-never-seen")
+    assert len(top) == 5 and all(np.isfinite(s) for _, s in top)
