@@ -132,6 +132,7 @@ def train_and_evaluate(
         num_entity_ids=dm.num_entity_ids,
         num_categories=dm.num_categories,
         num_subcategories=dm.num_subcategories,
+        num_users=dm.num_users,
         lr=lr,
         **SIZES[size],
         **(schedule or {}),
@@ -151,9 +152,12 @@ def train_and_evaluate(
     trainer.fit(m, dm)
     seconds = time.perf_counter() - t
     m.beyond_accuracy = "all"  # beyond-accuracy columns beside AUC (model-independent title space)
+    t = time.perf_counter()
     out = pl.Trainer(**quiet).validate(m, dm, verbose=False)[0]
     res = {k.split("/", 1)[1]: v for k, v in out.items() if k.startswith("val/")}
-    res["train_seconds"] = seconds
+    res["train_seconds"], res["eval_seconds"] = seconds, time.perf_counter() - t
+    res["train_samples"], res["impressions"] = len(dm.training_samples()) * epochs, len(dev)
+    res["cacheable"] = bool(m.cacheable)
     return res
 
 
