@@ -1,5 +1,6 @@
 """`benchmarks/paper_tables.py --quick` runs end to end and prints the papers' three layouts."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ def test_paper_tables_quick_prints_the_three_layouts(tmp_path):
     cmd = [sys.executable, str(ROOT / "benchmarks" / "paper_tables.py"), "--quick", "--workdir", str(tmp_path)]
     cmd += ["--models", "popularity", "gru", "npa", "hierec", "oracle", "--json", str(tmp_path / "out.json")]
     out = subprocess.run(
-        cmd, capture_output=True, text=True, check=True, env={"NEWSREC_PROGRESS": "0"} | dict(__import__("os").environ)
+        cmd, capture_output=True, text=True, check=True, env={**os.environ, "NEWSREC_PROGRESS": "0"}
     ).stdout
     for title in ("FUM Table 1 layout", "GLORY main-table layout", "FUM Table 2 layout", "Beyond accuracy"):
         assert f"## {title}" in out
