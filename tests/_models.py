@@ -38,6 +38,7 @@ VARIANTS = {
     # a pre-trained language model as the text encoder (a tiny random BERT, loaded by path)
     "nrms_plm": (NRMS, {"news_encoder": "plm", "plm_max_length": 12}),
     "glory_plm": (GLORY, dict(TINY_GLORY, news_encoder="plm", plm_max_length=12, plm_pooling="mean")),
+    "miner_plm": (MINER, {"num_codes": 4, "code_dim": 8, "news_encoder": "plm", "plm_max_length": 12}),
     "fum_plm": (
         FUM,
         dict(

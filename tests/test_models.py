@@ -12,7 +12,7 @@ from newsrec.models import FUM, GLORY, NRMS
 MODELS = ["nrms", "glory", "glory_sampled", "glory_transitions", "glory_gat", "fum", "fum_concat", "fum_mhsa"]
 MODELS += ["gru", "naml", "fastformer_nr", "npa", "npa_cacheable", "lstur", "lstur_con", "hierec", "miner"]
 MODELS += ["miner_category"]  # the papers' baselines
-PLM_VARIANTS = ["nrms_plm", "glory_plm", "fum_plm"]
+PLM_VARIANTS = ["nrms_plm", "glory_plm", "fum_plm", "miner_plm"]
 GRAPH_VARIANTS = ["glory_gcn", "glory_gat", "glory_sage", "glory_gin"]
 
 
