@@ -45,6 +45,8 @@ ZOO_SPECS = {
     "hierec": ("HieRec", {}),
     "miner": ("MINER", {"num_codes": 8, "code_dim": 32}),
     "fastformer": ("FastformerNR", {}),
+    "libfm": ("LibFM", {"factor_dim": 16}),
+    "deepfm": ("DeepFM", {"factor_dim": 16, "hidden_dims": (128, 128)}),
     "nrms": ("NRMS", {}),
     "glory": ("GLORY", dict(GLORY_SMALL, graph_edges="sampled")),
     "glory_transitions": ("GLORY", dict(GLORY_SMALL, graph_edges="sampled", graph_score=True, user_recency=True)),

@@ -3,7 +3,7 @@
 import pytest
 from _plm import tiny_bert_for
 
-from newsrec.models import FUM, GLORY, GRU, LSTUR, MINER, NAML, NPA, NRMS, FastformerNR, HieRec
+from newsrec.models import FUM, GLORY, GRU, LSTUR, MINER, NAML, NPA, NRMS, DeepFM, FastformerNR, HieRec, LibFM
 
 SMALL = dict(word_dim=50, num_heads=2, head_dim=8, attention_hidden=8, dropout=0.1)
 
@@ -32,6 +32,8 @@ VARIANTS = {
     "lstur_con": (LSTUR, {"num_filters": 12, "category_dim": 4, "variant": "con"}),
     "hierec": (HieRec, {}),
     "miner": (MINER, {"num_codes": 4, "code_dim": 8}),
+    "libfm": (LibFM, {"factor_dim": 4}),
+    "deepfm": (DeepFM, {"factor_dim": 4, "hidden_dims": (8, 8)}),
     "miner_category": (MINER, {"num_codes": 4, "code_dim": 8, "category_aware": True, "category_dim": 4}),
     "fum_concat": (FUM, dict(TINY_FUM, fusion="concat", fine_user_dim=4)),
     "fum_mhsa": (FUM, dict(TINY_FUM, fine_encoder="mhsa", genres=("title", "abstract", "entity_text"))),
@@ -61,6 +63,7 @@ def make(name: str, dm, **kw):
         num_categories=dm.num_categories,
         num_subcategories=dm.num_subcategories,
         num_users=dm.num_users,
+        num_news=dm.num_news,
     )
     if extra.get("news_encoder") == "plm" and "plm_path" not in kw:
         pytest.importorskip("transformers")

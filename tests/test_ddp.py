@@ -14,7 +14,7 @@ def small_model(dm, name="nrms"):
     return make(name, dm)
 
 
-ZOO = ["gru", "naml", "fastformer_nr", "npa", "lstur", "hierec", "miner"]  # the papers' baselines
+ZOO = ["gru", "naml", "fastformer_nr", "npa", "lstur", "hierec", "miner", "libfm", "deepfm"]  # the papers' baselines
 
 
 @pytest.mark.slow

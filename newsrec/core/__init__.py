@@ -10,9 +10,16 @@
 from newsrec.core.batch import NewsBatch, as_batch
 from newsrec.core.cache import ArrayCache, CacheCorruptWarning, cache_key, file_fingerprint
 from newsrec.core.files import atomic_path, atomic_write
-from newsrec.core.requirements import DataRequirements, ModelInputs, NewsGraphBuild, NewsGraphSampling
+from newsrec.core.requirements import (
+    DATA_SIZE_ARGUMENTS,
+    DataRequirements,
+    ModelInputs,
+    NewsGraphBuild,
+    NewsGraphSampling,
+)
 
 __all__ = [
+    "DATA_SIZE_ARGUMENTS",
     "ArrayCache",
     "CacheCorruptWarning",
     "DataRequirements",

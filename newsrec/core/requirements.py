@@ -18,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DataRequirements", "ModelInputs", "NewsGraphBuild", "NewsGraphSampling"]
+__all__ = ["DATA_SIZE_ARGUMENTS", "ROW_FIELD", "DataRequirements", "ModelInputs", "NewsGraphBuild", "NewsGraphSampling"]
+
+#: the news field that is each news' own corpus row (a news-ID feature: LibFM, DeepFM)
+ROW_FIELD = "row"
+
+#: the data's sizes every model takes (the datamodule's properties of the same names)
+DATA_SIZE_ARGUMENTS = ("num_words", "num_entity_ids", "num_categories", "num_subcategories", "num_users", "num_news")
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ class DataRequirements:
         news_fields: corpus fields gathered for every news in a batch (``title``, ``abstract``,
             ``category``, ``subcategory``, ``entities``, ``entity_text``; ``plm_title`` and
             ``plm_abstract``: the texts tokenised for the model's PLM, which need
-            ``text_tokenizer``).
+            ``text_tokenizer``; ``row``: each news' own corpus row, for a news-ID feature).
         news_graph: how the news graph is built (:class:`NewsGraphBuild`), or ``None`` for no
             news graph.
         news_graph_sampling: how each user's subgraph is sampled from it
@@ -112,6 +118,8 @@ class ModelInputs:
         signature: ``() -> dict`` of plain JSON values describing the data (root, corpus
             settings, vocabulary and news-id checksums); models store it in their checkpoints
             so that serving can find and check the data, or ``None``.
+        word_idf: ``() -> float32 [num_words]``: each word's inverse document frequency over
+            the titles of the training split's news (the feature models' TF-IDF), or ``None``.
     """
 
     pretrained: dict[str, Callable[[], np.ndarray | None]]
@@ -119,3 +127,4 @@ class ModelInputs:
     num_news: int
     beyond_accuracy: Callable[[], dict] | None = None
     signature: Callable[[], dict] | None = None
+    word_idf: Callable[[], np.ndarray] | None = None

@@ -12,7 +12,8 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from newsrec.core import DataRequirements, ModelInputs
-from newsrec.data import prepare
+from newsrec.core.requirements import ROW_FIELD
+from newsrec.data import prepare, statistics
 from newsrec.data.batching import BatchBuilder, ImpressionDataset, NewsDataset, TrainDataset
 from newsrec.data.behaviors import Behaviors, TrainingSamples
 from newsrec.data.corpus import CorpusConfig, NewsCorpus
@@ -159,6 +160,11 @@ class MINDDataModule(pl.LightningDataModule):
         return len(self.corpus.subcategory_vocab)
 
     @property
+    def num_news(self) -> int:
+        """Corpus rows (news plus the padding row 0): the size of a news-ID table."""
+        return len(self.corpus)
+
+    @property
     def num_users(self) -> int:
         """Rows of a user-ID table: the training split's users plus row 0, the unknown user."""
         return len(self.behaviors("train").user_ids) + 1
@@ -178,9 +184,7 @@ class MINDDataModule(pl.LightningDataModule):
         if getattr(self, "_vectors_noted", False):
             return
         self._vectors_noted = True
-        from newsrec.data.prepare import missing_vector_notes
-
-        for note in missing_vector_notes(self.root, self.word_vectors_file):
+        for note in prepare.missing_vector_notes(self.root, self.word_vectors_file):
             warnings.warn(note, UserWarning, stacklevel=3)
 
     def entity_vectors(self) -> np.ndarray | None:
@@ -193,6 +197,11 @@ class MINDDataModule(pl.LightningDataModule):
         matrix, coverage = load_entity_vectors(self.corpus.entity_vocab.stoi, files)
         self.entity_coverage = coverage
         return matrix
+
+    def word_idf(self) -> np.ndarray:
+        """Every word's IDF over the training split's news titles (:func:`~newsrec.data.statistics.word_idf`)."""
+        rows = statistics.training_news_rows(self.behaviors("train"))
+        return statistics.word_idf(self.corpus.arrays["title"], rows, self.num_words)
 
     def beyond_accuracy_inputs(self, dim: int = 64) -> dict:
         """What :class:`~newsrec.metrics.BeyondAccuracyMetrics` needs about every news
@@ -261,8 +270,8 @@ class MINDDataModule(pl.LightningDataModule):
 
     def news_arrays(self) -> dict[str, np.ndarray]:
         """Every news field the configured requirements can ask for, ``{field: [N, ...]}``: the
-        corpus arrays plus the ``plm_*`` token ids (call :meth:`configure` first)."""
-        return {**self.corpus.arrays, **self._plm_arrays}
+        corpus arrays, the ``plm_*`` token ids (call :meth:`configure` first) and ``row``."""
+        return {**self.corpus.arrays, **self._plm_arrays, ROW_FIELD: np.arange(len(self.corpus), dtype=np.int64)}
 
     def encode_news_rows(self, rows, *, name: str = "news rows") -> dict[str, np.ndarray]:
         """Arrays of new news (:meth:`NewsCorpus.encode_rows`, plus the configured ``plm_*``
@@ -381,9 +390,10 @@ class MINDDataModule(pl.LightningDataModule):
             num_news=len(self.corpus),
             beyond_accuracy=self.beyond_accuracy_inputs,
             signature=self.signature,
+            word_idf=self.word_idf,
         )
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict:  # the loaders' positions travel with ResumableLoader
         return {"seed": self.seed}
 
     def load_state_dict(self, state: dict) -> None:

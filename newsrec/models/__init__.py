@@ -1,11 +1,13 @@
 """LightningModules sharing one protocol (``encode_news``, ``encode_users``, ``score``)."""
 
 from newsrec.models.base import NewsCache, NewsRecModel
+from newsrec.models.deepfm import DeepFM
 from newsrec.models.fastformer import FastformerNR
 from newsrec.models.fum import FUM
 from newsrec.models.glory import GLORY
 from newsrec.models.gru import GRU
 from newsrec.models.hierec import HieRec
+from newsrec.models.libfm import LibFM
 from newsrec.models.lstur import LSTUR
 from newsrec.models.miner import MINER
 from newsrec.models.naml import NAML
@@ -13,10 +15,12 @@ from newsrec.models.npa import NPA
 from newsrec.models.nrms import NRMS
 
 __all__ = [
+    "DeepFM",
     "FUM",
     "GLORY",
     "GRU",
     "LSTUR",
+    "LibFM",
     "MINER",
     "NAML",
     "NPA",

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from newsrec.core import DataRequirements, ModelInputs, NewsBatch, as_batch
+from newsrec.core import DATA_SIZE_ARGUMENTS, DataRequirements, ModelInputs, NewsBatch, as_batch
 from newsrec.models.evaluation import EvaluationMixin, NewsCache
 from newsrec.nn import TextEncoderFactory
 from newsrec.nn.embedding import copy_pretrained_
@@ -57,7 +57,7 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
 
     Every model takes these arguments through ``**kwargs`` (``None``: the model's
     :attr:`base_defaults`): the data's sizes ``num_words``, ``num_entity_ids``,
-    ``num_categories``, ``num_subcategories``, ``num_users`` (linked from the datamodule); ``word_dim`` (300),
+    ``num_categories``, ``num_subcategories``, ``num_users``, ``num_news`` (linked from the data); ``word_dim`` (300),
     ``num_heads`` × ``head_dim`` (20 × 20 = the model size ``dim``), ``attention_hidden`` (200),
     ``dropout`` (0.2), ``length_buckets``, ``pretrained_words``, ``freeze_words``; the
     optimiser's ``lr``, ``warmup_fraction``, ``lr_schedule`` (``"linear"`` | ``"constant"``),
@@ -77,7 +77,7 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
     #: score (up to :meth:`rescore_rows`): serving may search a vector index; else it scores all
     user_is_vector: bool = True
     #: the data's sizes every model accepts
-    data_size_arguments = ("num_words", "num_entity_ids", "num_categories", "num_subcategories", "num_users")
+    data_size_arguments = DATA_SIZE_ARGUMENTS
     #: the model's defaults for the arguments given as ``None``
     base_defaults: dict = {"lr": 1e-4, "warmup_fraction": 0.1, "lr_schedule": "linear"}
 
@@ -88,6 +88,7 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
         num_categories: int = 2,
         num_subcategories: int = 2,
         num_users: int = 1,
+        num_news: int = 1,
         word_dim: int = 300,
         num_heads: int = 20,
         head_dim: int = 20,
@@ -119,13 +120,12 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
         self.lr, self.warmup_fraction, self.lr_schedule = (defaults[k] if v is None else v for k, v in given.items())
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        self.weight_decay, self.plm_lr = weight_decay, plm_lr
-        self.gradient_check, self.news_batch_size = gradient_check, news_batch_size
-        #: optional :class:`~newsrec.nn.TransitionScorer`, added by :meth:`score_candidates`
-        self.transition_scorer: nn.Module | None = None
+        self.weight_decay, self.plm_lr, self.gradient_check = weight_decay, plm_lr, gradient_check
+        self.transition_scorer: nn.Module | None = None  # a TransitionScorer's term, added by score_candidates
         self._inputs: ModelInputs | None = None  # from attach_data: the handshake's data half
-        self.num_words, self.num_entity_ids = num_words, num_entity_ids
-        self.num_categories, self.num_subcategories, self.num_users = num_categories, num_subcategories, num_users
+        self.num_words, self.num_entity_ids, self.news_batch_size = num_words, num_entity_ids, news_batch_size
+        self.num_categories, self.num_subcategories = num_categories, num_subcategories
+        self.num_users, self.num_news = num_users, num_news
         self.word_dim, self.num_heads, self.head_dim = word_dim, num_heads, head_dim
         self.attention_hidden, self.dropout_rate, self.length_buckets = attention_hidden, dropout, length_buckets
         self.dim = num_heads * head_dim

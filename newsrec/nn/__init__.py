@@ -4,6 +4,7 @@ from newsrec.nn.attention import AdditiveAttention, MultiHeadSelfAttention, mask
 from newsrec.nn.cnn import CNNTextEncoder
 from newsrec.nn.embedding import copy_pretrained_, pretrained_embedding
 from newsrec.nn.fastformer import Fastformer, FastformerAttention, FastformerLayer
+from newsrec.nn.fm import FeatureField, fm_pairwise
 from newsrec.nn.graph import (
     GRAPH_ENCODERS,
     GatedGraphConvolution,
@@ -28,6 +29,7 @@ __all__ = [
     "Fastformer",
     "FastformerAttention",
     "FastformerLayer",
+    "FeatureField",
     "GatedGraphConvolution",
     "GatedGraphEncoder",
     "MessagePassingEncoder",
@@ -41,6 +43,7 @@ __all__ = [
     "build_graph_encoder",
     "check_graph_encoder",
     "copy_pretrained_",
+    "fm_pairwise",
     "freeze_layers",
     "load_pretrained_model",
     "masked_softmax",

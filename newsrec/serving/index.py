@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from newsrec.core import ArrayCache
+from newsrec.core.requirements import ROW_FIELD
 from newsrec.data.batching import BatchBuilder
 from newsrec.models.base import NewsCache
 
@@ -79,7 +80,7 @@ class NewsIndex:
         arrays = {}
         for f, a in self.arrays.items():
             a = np.concatenate([a, np.zeros((len(new_ids), *a.shape[1:]), a.dtype)]) if new_ids else a.copy()
-            a[target] = encoded[f]
+            a[target] = target if f == ROW_FIELD else encoded[f]
             arrays[f] = a
         return new_ids, target, arrays
 

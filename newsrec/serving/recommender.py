@@ -336,7 +336,7 @@ class Recommender:
         cacheable; else the search's top ``k × shortlist_factor`` (``excluded`` rows left out)
         and the rows the model must re-score."""
         allowed = index.allowed()
-        if user is None or user[0].dim() != 1:  # not cacheable, or a user state of several vectors
+        if user is None or not self.model.user_is_vector:  # not cacheable, or no vector search
             return torch.nonzero(allowed).flatten().numpy()
         if excluded:
             allowed[torch.as_tensor(excluded)] = False
