@@ -3,7 +3,7 @@
 import pytest
 from _plm import tiny_bert_for
 
-from newsrec.models import FUM, GLORY, GRU, LSTUR, MINER, NAML, NPA, NRMS, DeepFM, FastformerNR, HieRec, LibFM
+from newsrec.models import FIM, FUM, GLORY, GRU, LSTUR, MINER, NAML, NPA, NRMS, DeepFM, FastformerNR, HieRec, LibFM
 
 SMALL = dict(word_dim=50, num_heads=2, head_dim=8, attention_hidden=8, dropout=0.1)
 
@@ -32,6 +32,7 @@ VARIANTS = {
     "lstur_con": (LSTUR, {"num_filters": 12, "category_dim": 4, "variant": "con"}),
     "hierec": (HieRec, {}),
     "miner": (MINER, {"num_codes": 4, "code_dim": 8}),
+    "fim": (FIM, {"num_filters": 6, "dilations": (1, 2), "conv_channels": (4, 3), "chunk_pairs": 7}),
     "libfm": (LibFM, {"factor_dim": 4}),
     "deepfm": (DeepFM, {"factor_dim": 4, "hidden_dims": (8, 8)}),
     "miner_category": (MINER, {"num_codes": 4, "code_dim": 8, "category_aware": True, "category_dim": 4}),

@@ -14,7 +14,8 @@ def small_model(dm, name="nrms"):
     return make(name, dm)
 
 
-ZOO = ["gru", "naml", "fastformer_nr", "npa", "lstur", "hierec", "miner", "libfm", "deepfm"]  # the papers' baselines
+# the papers' baselines
+ZOO = ["gru", "naml", "fastformer_nr", "npa", "lstur", "hierec", "miner", "libfm", "deepfm", "fim"]
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from newsrec.models.base import NewsCache, NewsRecModel
 from newsrec.models.deepfm import DeepFM
 from newsrec.models.fastformer import FastformerNR
+from newsrec.models.fim import FIM
 from newsrec.models.fum import FUM
 from newsrec.models.glory import GLORY
 from newsrec.models.gru import GRU
@@ -15,6 +16,7 @@ from newsrec.models.npa import NPA
 from newsrec.models.nrms import NRMS
 
 __all__ = [
+    "FIM",
     "DeepFM",
     "FUM",
     "GLORY",
