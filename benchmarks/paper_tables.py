@@ -48,6 +48,7 @@ ZOO_SPECS = {
     "libfm": ("LibFM", {"factor_dim": 16}),
     "deepfm": ("DeepFM", {"factor_dim": 16, "hidden_dims": (128, 128)}),
     "fim": ("FIM", {"num_filters": 32, "conv_channels": (16, 8)}),
+    "dkn": ("DKN", {"num_filters": 32, "attention_dim": 32}),
     "nrms": ("NRMS", {}),
     "glory": ("GLORY", dict(GLORY_SMALL, graph_edges="sampled")),
     "glory_transitions": ("GLORY", dict(GLORY_SMALL, graph_edges="sampled", graph_score=True, user_recency=True)),

@@ -3,7 +3,7 @@
 import pytest
 from _plm import tiny_bert_for
 
-from newsrec.models import FIM, FUM, GLORY, GRU, LSTUR, MINER, NAML, NPA, NRMS, DeepFM, FastformerNR, HieRec, LibFM
+from newsrec.models import DKN, FIM, FUM, GLORY, GRU, LSTUR, MINER, NAML, NPA, NRMS, DeepFM, FastformerNR, HieRec, LibFM
 
 SMALL = dict(word_dim=50, num_heads=2, head_dim=8, attention_hidden=8, dropout=0.1)
 
@@ -32,6 +32,7 @@ VARIANTS = {
     "lstur_con": (LSTUR, {"num_filters": 12, "category_dim": 4, "variant": "con"}),
     "hierec": (HieRec, {}),
     "miner": (MINER, {"num_codes": 4, "code_dim": 8}),
+    "dkn": (DKN, dict(entity_dim=100, num_filters=4, attention_dim=5, num_entity_neighbors=3, candidate_chunk=3)),
     "fim": (FIM, {"num_filters": 6, "dilations": (1, 2), "conv_channels": (4, 3), "chunk_pairs": 7}),
     "libfm": (LibFM, {"factor_dim": 4}),
     "deepfm": (DeepFM, {"factor_dim": 4, "hidden_dims": (8, 8)}),

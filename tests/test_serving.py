@@ -13,7 +13,7 @@ from newsrec.data import MINDDataModule
 from newsrec.serving import Recommender
 
 SERVED = ["nrms", "glory", "glory_transitions", "fum", "nrms_plm", "fum_plm", "gru", "naml", "fastformer_nr"]
-SERVED += ["npa", "npa_cacheable", "lstur", "hierec", "miner", "miner_category", "libfm", "deepfm", "fim"]
+SERVED += ["npa", "npa_cacheable", "lstur", "hierec", "miner", "miner_category", "libfm", "deepfm", "fim", "dkn"]
 
 
 def train_checkpoint(root, name, out) -> str:

@@ -18,10 +18,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DATA_SIZE_ARGUMENTS", "ROW_FIELD", "DataRequirements", "ModelInputs", "NewsGraphBuild", "NewsGraphSampling"]
+__all__ = [
+    "DATA_SIZE_ARGUMENTS",
+    "ROW_FIELD",
+    "TITLE_ENTITY_FIELD",
+    "DataRequirements",
+    "ModelInputs",
+    "NewsGraphBuild",
+    "NewsGraphSampling",
+]
 
 #: the news field that is each news' own corpus row (a news-ID feature: LibFM, DeepFM)
 ROW_FIELD = "row"
+
+#: the news field of each title word's entity id (``[N, title_length]``; DKN), see
+#: :mod:`newsrec.data.entity_alignment`
+TITLE_ENTITY_FIELD = "title_entity_words"
 
 #: the data's sizes every model takes (the datamodule's properties of the same names)
 DATA_SIZE_ARGUMENTS = ("num_words", "num_entity_ids", "num_categories", "num_subcategories", "num_users", "num_news")
@@ -60,7 +72,9 @@ class DataRequirements:
         news_fields: corpus fields gathered for every news in a batch (``title``, ``abstract``,
             ``category``, ``subcategory``, ``entities``, ``entity_text``; ``plm_title`` and
             ``plm_abstract``: the texts tokenised for the model's PLM, which need
-            ``text_tokenizer``; ``row``: each news' own corpus row, for a news-ID feature).
+            ``text_tokenizer``; ``row``: each news' own corpus row, for a news-ID feature;
+            ``title_entity_words``: the entity id of each title word, aligned from MIND's
+            offsets and surface forms).
         news_graph: how the news graph is built (:class:`NewsGraphBuild`), or ``None`` for no
             news graph.
         news_graph_sampling: how each user's subgraph is sampled from it

@@ -104,12 +104,7 @@ class BatchBuilder:
         def local(a: np.ndarray) -> np.ndarray:
             return np.searchsorted(news_rows, a)
 
-        news = {f: torch.from_numpy(arr[news_rows].astype(np.int64)) for f, arr in self.fields.items()}
-        if self.entity_table is not None:
-            ents = self.fields["entities"][news_rows] if "entities" in self.fields else None
-            if ents is None:
-                raise ValueError("entity neighbours need the 'entities' news field")
-            news["entity_neighbors"] = torch.from_numpy(self.entity_table[ents])
+        news = news_features(self.fields, tuple(self.fields), news_rows, self.entity_table)
         batch = NewsBatch(
             news=news,
             news_rows=torch.from_numpy(news_rows.astype(np.int64)),
@@ -283,15 +278,25 @@ def _impression_users(
     return behaviors.users_in(vocabulary)
 
 
+#: entity-id news fields and the field of their entity-graph neighbours
+ENTITY_NEIGHBOR_FIELDS = {"entities": "entity_neighbors", "title_entity_words": "title_entity_neighbors"}
+
+
 def news_features(
     arrays: dict[str, np.ndarray], fields: Sequence[str], rows: np.ndarray, entity_table: np.ndarray | None = None
 ) -> dict[str, torch.Tensor]:
-    """The features of news ``rows`` (``{field: [n, ...]}`` int64 tensors from ``arrays``), plus
-    ``entity_neighbors [n, E, M_e]`` when an entity-neighbour table is given."""
+    """The features of news ``rows`` (``{field: [n, ...]}`` int64 tensors from ``arrays``), plus,
+    when an entity-neighbour table ``[num_entities, M_e]`` is given, the neighbours of every
+    entity field asked for (:data:`ENTITY_NEIGHBOR_FIELDS`: ``entity_neighbors [n, E, M_e]`` of
+    ``entities``, ``title_entity_neighbors [n, L, M_e]`` of ``title_entity_words``)."""
     rows = np.asarray(rows, dtype=np.int64)
     news = {f: torch.from_numpy(np.asarray(arrays[f])[rows].astype(np.int64)) for f in fields}
     if entity_table is not None:
-        news["entity_neighbors"] = torch.from_numpy(entity_table[np.asarray(arrays["entities"])[rows]])
+        present = [f for f in ENTITY_NEIGHBOR_FIELDS if f in fields]
+        if not present:
+            raise ValueError(f"entity neighbours need one of the news fields {tuple(ENTITY_NEIGHBOR_FIELDS)}")
+        for f in present:
+            news[ENTITY_NEIGHBOR_FIELDS[f]] = torch.from_numpy(entity_table[np.asarray(arrays[f])[rows]])
     return news
 
 

@@ -263,10 +263,9 @@ class MINDDataModule(pl.LightningDataModule):
         )
 
     def _plm_tokens(self, requirements: DataRequirements) -> dict[str, np.ndarray]:
-        """The ``plm_*`` news fields the requirements name (:func:`~newsrec.data.plm_text.plm_token_arrays`)."""
-        from newsrec.data.plm_text import plm_token_arrays
-
-        return plm_token_arrays(self.root, self.corpus, requirements)
+        """The derived news fields the requirements name: ``plm_*`` token ids, aligned title
+        entities (:func:`~newsrec.data.prepare.derived_news_arrays`)."""
+        return prepare.derived_news_arrays(self.root, self.corpus, requirements)
 
     def news_arrays(self) -> dict[str, np.ndarray]:
         """Every news field the configured requirements can ask for, ``{field: [N, ...]}``: the
@@ -274,18 +273,11 @@ class MINDDataModule(pl.LightningDataModule):
         return {**self.corpus.arrays, **self._plm_arrays, ROW_FIELD: np.arange(len(self.corpus), dtype=np.int64)}
 
     def encode_news_rows(self, rows, *, name: str = "news rows") -> dict[str, np.ndarray]:
-        """Arrays of new news (:meth:`NewsCorpus.encode_rows`, plus the configured ``plm_*``
-        fields tokenised as the corpus was): what serving adds without retraining."""
+        """Arrays of new news (:meth:`NewsCorpus.encode_rows`, plus the configured derived fields
+        made as for the corpus: :func:`~newsrec.data.prepare.encode_derived_rows`): what serving
+        adds without retraining."""
         out = self.corpus.encode_rows(rows, name=name)
-        if self._plm_arrays:
-            from newsrec.data.plm_text import PLM_FIELD_PREFIX, load_tokenizer, tokenize_texts
-
-            tok = self.requirements.text_tokenizer
-            tokenizer = load_tokenizer(tok["path"])
-            for field, array in self._plm_arrays.items():
-                texts = [row.get(field[len(PLM_FIELD_PREFIX) :]) or "" for row in rows]
-                out[field] = tokenize_texts(tokenizer, texts, array.shape[1]).astype(array.dtype)
-        return out
+        return {**out, **prepare.encode_derived_rows(rows, self._plm_arrays, self.requirements, self.corpus)}
 
     @property
     def builder(self) -> BatchBuilder:

@@ -23,6 +23,8 @@ __all__ = [
     "load_corpus",
     "load_graphs",
     "load_word_matrix",
+    "derived_news_arrays",
+    "encode_derived_rows",
     "missing_vector_notes",
     "prepare",
     "split_files",
@@ -210,3 +212,39 @@ def data_signature(
         "news_ids_crc32": zlib.crc32("\n".join(corpus.news_ids).encode()),
         "num_news": len(corpus),
     }
+
+
+def derived_news_arrays(root: str | os.PathLike, corpus: NewsCorpus, requirements) -> dict[str, np.ndarray]:
+    """The news fields made from the raw files for a model that asks for them (each cached
+    under ``root/processed/``): the ``plm_*`` token ids (:func:`~newsrec.data.plm_text.plm_token_arrays`)
+    and ``title_entity_words`` (:func:`~newsrec.data.entity_alignment.title_entity_words`)."""
+    from newsrec.data.entity_alignment import TITLE_ENTITY_FIELD, title_entity_words
+    from newsrec.data.plm_text import plm_token_arrays
+
+    out = plm_token_arrays(root, corpus, requirements)
+    if requirements is not None and TITLE_ENTITY_FIELD in requirements.news_fields:
+        files = [f / "news.tsv" for f in split_files(root).values()]
+        out[TITLE_ENTITY_FIELD] = title_entity_words(root, corpus, files)
+    return out
+
+
+def encode_derived_rows(rows, derived: dict[str, np.ndarray], requirements, corpus: NewsCorpus) -> dict:
+    """The derived fields (``derived``: :func:`derived_news_arrays`) of new news ``rows`` (MIND's
+    news.tsv fields per dict), made exactly as for the corpus."""
+    from newsrec.data.entity_alignment import TITLE_ENTITY_FIELD, align_title_entities
+    from newsrec.data.plm_text import PLM_FIELD_PREFIX, load_tokenizer, tokenize_texts
+
+    out = {}
+    plm = [f for f in derived if f.startswith(PLM_FIELD_PREFIX)]
+    if plm:
+        tokenizer = load_tokenizer(requirements.text_tokenizer["path"])
+        for field in plm:
+            texts = [row.get(field[len(PLM_FIELD_PREFIX) :]) or "" for row in rows]
+            out[field] = tokenize_texts(tokenizer, texts, derived[field].shape[1]).astype(derived[field].dtype)
+    if TITLE_ENTITY_FIELD in derived:
+        length, stoi = derived[TITLE_ENTITY_FIELD].shape[1], corpus.entity_vocab.stoi
+        ids = [
+            align_title_entities(r.get("title") or "", r.get("title_entities") or "", stoi.get, length)[0] for r in rows
+        ]
+        out[TITLE_ENTITY_FIELD] = np.asarray(ids, np.int32).reshape(len(rows), length)
+    return out

@@ -2,6 +2,7 @@
 
 from newsrec.models.base import NewsCache, NewsRecModel
 from newsrec.models.deepfm import DeepFM
+from newsrec.models.dkn import DKN
 from newsrec.models.fastformer import FastformerNR
 from newsrec.models.fim import FIM
 from newsrec.models.fum import FUM
@@ -16,6 +17,7 @@ from newsrec.models.npa import NPA
 from newsrec.models.nrms import NRMS
 
 __all__ = [
+    "DKN",
     "FIM",
     "DeepFM",
     "FUM",
