@@ -350,7 +350,7 @@ def test_a_plm_config_without_its_weights_is_the_useful_sentence_alone(tiny_worl
     assert "Namespace(" not in err[0] and "Union" not in err[0]
 
 
-ZOO_CONFIGS = ["gru", "naml", "fastformer", "npa", "lstur", "hierec", "miner", "libfm", "deepfm", "fim", "dkn"]
+ZOO_CONFIGS = ["gru", "naml", "fastformer", "npa", "lstur", "hierec", "miner", "libfm", "deepfm", "fim", "dkn", "kred"]
 
 
 @pytest.mark.parametrize("name", ZOO_CONFIGS)

@@ -15,7 +15,7 @@ def small_model(dm, name="nrms"):
 
 
 # the papers' baselines
-ZOO = ["gru", "naml", "fastformer_nr", "npa", "lstur", "hierec", "miner", "libfm", "deepfm", "fim", "dkn"]
+ZOO = ["gru", "naml", "fastformer_nr", "npa", "lstur", "hierec", "miner", "libfm", "deepfm", "fim", "dkn", "kred"]
 
 
 @pytest.mark.slow

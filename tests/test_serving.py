@@ -13,7 +13,8 @@ from newsrec.data import MINDDataModule
 from newsrec.serving import Recommender
 
 SERVED = ["nrms", "glory", "glory_transitions", "fum", "nrms_plm", "fum_plm", "gru", "naml", "fastformer_nr"]
-SERVED += ["npa", "npa_cacheable", "lstur", "hierec", "miner", "miner_category", "libfm", "deepfm", "fim", "dkn"]
+SERVED += ["npa", "npa_cacheable", "lstur", "hierec", "miner", "miner_category", "libfm", "deepfm"]
+SERVED += ["fim", "dkn", "kred"]
 
 
 def train_checkpoint(root, name, out) -> str:

@@ -1,4 +1,5 @@
-"""MIND's title entities aligned with the title's words (DKN's word–entity input).
+"""MIND's entities beyond their ids: aligned with the title's words (DKN's word–entity input), and
+their position, frequency and type in each news (KRED's context).
 
 MIND gives each title entity its ``OccurrenceOffsets`` (character offsets into the title) and
 ``SurfaceForms`` (the text at each offset). :func:`align_title_entities` maps every occurrence to
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,25 @@ from newsrec.core.cache import ArrayCache, cache_key, file_fingerprint
 from newsrec.core.requirements import TITLE_ENTITY_FIELD
 from newsrec.data.text import _TOKEN_RE
 
-__all__ = ["AlignmentReport", "align_title_entities", "title_entity_words", "TITLE_ENTITY_FIELD"]
+__all__ = [
+    "AlignmentReport",
+    "ENTITY_CONTEXT_FIELDS",
+    "MAX_ENTITY_COUNT",
+    "MAX_ENTITY_TYPES",
+    "TITLE_ENTITY_FIELD",
+    "align_title_entities",
+    "entity_context",
+    "entity_context_arrays",
+    "entity_type_id",
+    "title_entity_words",
+]
+
+#: KRED's entity context fields (:func:`entity_context_arrays`)
+ENTITY_CONTEXT_FIELDS = ("entity_positions", "entity_counts", "entity_types")
+#: occurrence counts are clipped here
+MAX_ENTITY_COUNT = 15
+#: entity types numbered (0: none or beyond)
+MAX_ENTITY_TYPES = 32
 
 
 @dataclass
@@ -145,3 +165,65 @@ def title_entity_words(
             stacklevel=2,
         )
     return np.asarray(arrays["ids"])
+
+
+def entity_type_id(kind: str) -> int:
+    """MIND's entity ``Type`` as an id in ``[0, MAX_ENTITY_TYPES)``: a single letter ``A``–``Z``
+    is 1–26, any other non-empty type 27–31 (by a stable hash), none 0. Stateless, so that news
+    added in serving get the ids the corpus got."""
+    if len(kind) == 1 and "A" <= kind <= "Z":
+        return ord(kind) - ord("A") + 1
+    return 27 + zlib.crc32(kind.encode()) % (MAX_ENTITY_TYPES - 27) if kind else 0
+
+
+def entity_context(title_entities: str, abstract_entities: str, wikidata_ids: Sequence[str]) -> np.ndarray:
+    """int32 ``[3, len(wikidata_ids)]``: the position bits (1 title, 2 abstract), the occurrence
+    count (at most :data:`MAX_ENTITY_COUNT`) and the type id of each entity (0 for ``""``) in one
+    news' MIND entity fields. Malformed JSON counts as no entities (the corpus build refuses it)."""
+    found: dict[str, list] = {}
+    for text, bit in ((title_entities, 1), (abstract_entities, 2)):
+        try:
+            items = json.loads(text) if text and text != "[]" else []
+        except ValueError:
+            items = []
+        for it in items if isinstance(items, list) else ():
+            if isinstance(it, dict) and isinstance(it.get("WikidataId"), str):
+                got = found.setdefault(it["WikidataId"], [0, 0, str(it.get("Type") or "")])
+                got[0] |= bit
+                got[1] += len(it.get("OccurrenceOffsets") or [0])
+    out = np.zeros((3, len(wikidata_ids)), np.int32)
+    for j, wid in enumerate(wikidata_ids):
+        if wid in found:
+            bits, count, kind = found[wid]
+            out[:, j] = (bits, min(count, MAX_ENTITY_COUNT), entity_type_id(kind))
+    return out
+
+
+def entity_context_arrays(root: str | Path, corpus, news_files: Sequence[Path]) -> dict[str, np.ndarray]:
+    """KRED's context of every entity in the corpus's ``entities`` array (``[N, E]`` int32 each,
+    0 where there is no entity; :func:`entity_context`): ``entity_positions``,
+    ``entity_counts``, ``entity_types``. Read from the MIND ``news.tsv`` files (a news' first
+    file) and cached under ``root/processed/`` without pickle."""
+    from newsrec.data.mind import read_news
+
+    ents = np.asarray(corpus.arrays["entities"])
+    key = cache_key("entity-context", [file_fingerprint(p) for p in news_files], ents.shape, corpus.news_ids[:50])
+
+    def build() -> tuple[dict, dict]:
+        out = np.zeros((3, *ents.shape), np.int32)
+        done = np.zeros(len(corpus), bool)
+        itos = corpus.entity_vocab.itos
+        for path in news_files:
+            table = read_news(path)
+            rows = corpus.lookup(table.column("news_id")).tolist()
+            columns = zip(
+                rows, table.column("title_entities").to_pylist(), table.column("abstract_entities").to_pylist()
+            )
+            for r, title, abstract in columns:
+                if r > 0 and not done[r]:
+                    done[r] = True
+                    out[:, r] = entity_context(title or "", abstract or "", [itos[e] if e > 0 else "" for e in ents[r]])
+        return dict(zip(ENTITY_CONTEXT_FIELDS, out)), {}
+
+    arrays, _ = ArrayCache(Path(root) / "processed").load_or_build("entity-context-" + key, build)
+    return {k: np.asarray(arrays[k]) for k in ENTITY_CONTEXT_FIELDS}

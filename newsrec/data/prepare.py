@@ -216,22 +216,31 @@ def data_signature(
 
 def derived_news_arrays(root: str | os.PathLike, corpus: NewsCorpus, requirements) -> dict[str, np.ndarray]:
     """The news fields made from the raw files for a model that asks for them (each cached
-    under ``root/processed/``): the ``plm_*`` token ids (:func:`~newsrec.data.plm_text.plm_token_arrays`)
-    and ``title_entity_words`` (:func:`~newsrec.data.entity_alignment.title_entity_words`)."""
-    from newsrec.data.entity_alignment import TITLE_ENTITY_FIELD, title_entity_words
+    under ``root/processed/``): the ``plm_*`` token ids (:func:`~newsrec.data.plm_text.plm_token_arrays`),
+    ``title_entity_words`` (:func:`~newsrec.data.entity_alignment.title_entity_words`) and
+    KRED's entity context (:func:`~newsrec.data.entity_alignment.entity_context_arrays`)."""
+    from newsrec.data import entity_alignment as ea
     from newsrec.data.plm_text import plm_token_arrays
 
     out = plm_token_arrays(root, corpus, requirements)
-    if requirements is not None and TITLE_ENTITY_FIELD in requirements.news_fields:
-        files = [f / "news.tsv" for f in split_files(root).values()]
-        out[TITLE_ENTITY_FIELD] = title_entity_words(root, corpus, files)
+    fields = () if requirements is None else requirements.news_fields
+    files = [f / "news.tsv" for f in split_files(root).values()]
+    if ea.TITLE_ENTITY_FIELD in fields:
+        out[ea.TITLE_ENTITY_FIELD] = ea.title_entity_words(root, corpus, files)
+    if any(f in fields for f in ea.ENTITY_CONTEXT_FIELDS):
+        out.update(ea.entity_context_arrays(root, corpus, files))
     return out
 
 
 def encode_derived_rows(rows, derived: dict[str, np.ndarray], requirements, corpus: NewsCorpus) -> dict:
     """The derived fields (``derived``: :func:`derived_news_arrays`) of new news ``rows`` (MIND's
     news.tsv fields per dict), made exactly as for the corpus."""
-    from newsrec.data.entity_alignment import TITLE_ENTITY_FIELD, align_title_entities
+    from newsrec.data.entity_alignment import (
+        ENTITY_CONTEXT_FIELDS,
+        TITLE_ENTITY_FIELD,
+        align_title_entities,
+        entity_context,
+    )
     from newsrec.data.plm_text import PLM_FIELD_PREFIX, load_tokenizer, tokenize_texts
 
     out = {}
@@ -247,4 +256,15 @@ def encode_derived_rows(rows, derived: dict[str, np.ndarray], requirements, corp
             align_title_entities(r.get("title") or "", r.get("title_entities") or "", stoi.get, length)[0] for r in rows
         ]
         out[TITLE_ENTITY_FIELD] = np.asarray(ids, np.int32).reshape(len(rows), length)
+    if ENTITY_CONTEXT_FIELDS[0] in derived:  # of the entities corpus.encode_rows picks for each row
+        itos = corpus.entity_vocab.itos
+        picked = corpus.encode_rows(rows)["entities"]
+        context = [
+            entity_context(
+                r.get("title_entities") or "", r.get("abstract_entities") or "", [itos[e] if e else "" for e in p]
+            )
+            for r, p in zip(rows, picked)
+        ]
+        stacked = np.stack(context, 1) if context else np.zeros((3, 0, picked.shape[1]), np.int32)
+        out.update(zip(ENTITY_CONTEXT_FIELDS, stacked))
     return out

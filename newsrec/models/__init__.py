@@ -9,6 +9,7 @@ from newsrec.models.fum import FUM
 from newsrec.models.glory import GLORY
 from newsrec.models.gru import GRU
 from newsrec.models.hierec import HieRec
+from newsrec.models.kred import KRED
 from newsrec.models.libfm import LibFM
 from newsrec.models.lstur import LSTUR
 from newsrec.models.miner import MINER
@@ -23,6 +24,7 @@ __all__ = [
     "FUM",
     "GLORY",
     "GRU",
+    "KRED",
     "LSTUR",
     "LibFM",
     "MINER",
