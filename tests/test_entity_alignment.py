@@ -121,3 +121,23 @@ def test_the_data_module_gives_aligned_entity_ids_and_their_graph_neighbours(tmp
 def test_malformed_entity_json_is_one_error_naming_the_problem():
     with pytest.raises(ValueError, match="JSON list"):
         align_title_entities("A title", json.dumps({"not": "a list"}), IDS.get, 5)
+
+
+def test_kred_entity_context_counts_positions_occurrences_and_types():
+    from newsrec.data.entity_alignment import entity_context, entity_type_id
+
+    title = "Biden and Biden meet Modi"
+    title_json = json.dumps(
+        [
+            {"WikidataId": "Q1", "Type": "P", "OccurrenceOffsets": [0, 10], "SurfaceForms": ["Biden", "Biden"]},
+            {"WikidataId": "Q2", "Type": "P", "OccurrenceOffsets": [title.index("Modi")], "SurfaceForms": ["Modi"]},
+        ]
+    )
+    abstract_json = json.dumps([{"WikidataId": "Q2", "Type": "P", "OccurrenceOffsets": [3]},
+                                {"WikidataId": "Q3", "Type": "Place", "OccurrenceOffsets": [9]}])  # fmt: skip
+    got = entity_context(title_json, abstract_json, ["Q1", "Q2", "Q3", "<pad>"])
+    np.testing.assert_array_equal(got[0], [1, 3, 2, 0])  # title, both, abstract, none
+    np.testing.assert_array_equal(got[1], [2, 2, 1, 0])  # occurrences
+    assert list(got[2]) == [entity_type_id("P")] * 2 + [entity_type_id("Place"), 0]
+    assert entity_type_id("P") == 16 and 27 <= entity_type_id("Place") < 32 and entity_type_id("") == 0
+    assert entity_context("not json", "[]", ["Q1"]).tolist() == [[0], [0], [0]]  # never an error

@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from newsrec.core import NewsBatch
-from newsrec.models import DKN, FIM, GRU, LSTUR, MINER, NAML, NPA, NRMS, DeepFM, HieRec, LibFM
+from newsrec.models import DKN, FIM, GRU, KRED, LSTUR, MINER, NAML, NPA, NRMS, DeepFM, HieRec, LibFM
 
 TINY = dict(word_dim=16, num_heads=2, head_dim=8, attention_hidden=8, dropout=0.0, pretrained_words=False)
 CATEGORIES, NEWS, WORDS, USERS = 4, 240, 600, 24
@@ -344,10 +344,11 @@ def test_fim_wins_where_the_interest_is_one_word_shared_across_titles():
     assert results["FIM"] > 0.8 and results["FIM"] > results["NRMS"] + 0.1, results
 
 
-def test_dkn_wins_where_entities_carry_the_signal_and_titles_do_not_name_them():
+@pytest.mark.parametrize("name", ["DKN", "KRED"])
+def test_knowledge_models_win_where_entities_carry_the_signal_and_titles_do_not_name_them(name):
     """Each title is five random words (test titles: words never seen in training), one of them
     aligned with an entity; a reader's clicks and the clicked candidate share the entity. Only
-    the word-entity alignment carries the interest."""
+    the entities carry the interest."""
     rng = np.random.default_rng(0)
     vocab, entities = 3000, 20
 
@@ -365,12 +366,19 @@ def test_dkn_wins_where_entities_carry_the_signal_and_titles_do_not_name_them():
         ent[rows, col] = labels
         title[0], ent[0] = 0, 0
         news = {"title": title, "title_entity_words": ent, "title_entity_neighbors": torch.zeros(*ent.shape, 3).long()}
+        news["entities"] = labels[:, None]  # KRED reads the news' entity list and its context
+        news["entity_neighbors"] = torch.zeros(len(labels), 1, 3, dtype=torch.long)
+        news |= {f: (labels[:, None] > 0).long() for f in ("entity_positions", "entity_counts", "entity_types")}
         return batch_for(news, hist, torch.ones(n, 5, dtype=torch.bool), cands)
 
+    extra = {
+        "DKN": (DKN, {"entity_dim": 16, "num_filters": 8, "attention_dim": 32}),
+        "KRED": (KRED, {"entity_dim": 16, "num_entity_neighbors": 3}),
+    }
     results = {}
-    for cls, extra in ((DKN, {"entity_dim": 16, "num_filters": 8, "attention_dim": 32}), (NRMS, {})):
+    for key, (cls, kw) in (("model", extra[name]), ("NRMS", (NRMS, {}))):
         torch.manual_seed(0)
-        model = cls(num_words=vocab, num_entity_ids=entities + 1, **TINY, **extra)
+        model = cls(num_words=vocab, num_entity_ids=entities + 1, **TINY, **kw)
         train(model, lambda: draw(1, 2000), steps=150, lr=3e-3)  # DKN's DNN predictor learns matching slowly
-        results[cls.__name__] = auc(model, draw(2000, vocab, n=200))
-    assert results["DKN"] > 0.85 and results["DKN"] > results["NRMS"] + 0.2, results
+        results[key] = auc(model, draw(2000, vocab, n=200))
+    assert results["model"] > 0.85 and results["model"] > results["NRMS"] + 0.2, results
