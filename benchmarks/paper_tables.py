@@ -4,6 +4,7 @@ baselines and the oracle, with the published MIND figures printed beside (marked
 
     python benchmarks/paper_tables.py [--quick] [--users 1500] [--news 1200] [--seeds 0 1 2]
         [--epochs 2] [--models ...] [--knob transition_strength=3 ...] [--json out.json]
+    python benchmarks/paper_tables.py --merge a.json b.json   # runs of one world made apart
 
 Prints three tables:
 
@@ -174,7 +175,13 @@ def main() -> None:
     ap.add_argument("--accelerator", default="cpu")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "newsrec-paper-tables"))
     ap.add_argument("--json", help="also write every run's metrics to this file")
+    ap.add_argument("--merge", nargs="+", help="print the tables of --json files of one world and exit")
     a = ap.parse_args()
+    if a.merge:
+        parts = [json.loads(Path(p).read_text()) for p in a.merge]
+        merged = {m: runs for part in parts for m, runs in part["results"].items()}
+        order = [m for m in DEFAULT_MODELS if m in merged] + [m for m in merged if m not in DEFAULT_MODELS]
+        return print_tables({m: merged[m] for m in order}, "\n".join(dict.fromkeys(p["header"] for p in parts)))
     if a.quick:
         a.users, a.news, a.seeds, a.epochs = 200, 200, [0], 1
     os.environ.setdefault("NEWSREC_PROGRESS", "0")
