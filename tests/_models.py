@@ -19,6 +19,7 @@ from newsrec.models import (
     FastformerNR,
     HieRec,
     LibFM,
+    UserAsGraph,
 )
 
 SMALL = dict(word_dim=50, num_heads=2, head_dim=8, attention_hidden=8, dropout=0.1)
@@ -51,6 +52,7 @@ VARIANTS = {
     "dkn": (DKN, dict(entity_dim=100, num_filters=4, attention_dim=5, num_entity_neighbors=3, candidate_chunk=3)),
     "kred": (KRED, {"num_entity_neighbors": 3}),
     "kred_plm": (KRED, {"num_entity_neighbors": 3, "news_encoder": "plm", "plm_max_length": 12}),
+    "user_as_graph": (UserAsGraph, {"num_clusters": 3}),
     "fim": (FIM, {"num_filters": 6, "dilations": (1, 2), "conv_channels": (4, 3), "chunk_pairs": 7}),
     "libfm": (LibFM, {"factor_dim": 4}),
     "deepfm": (DeepFM, {"factor_dim": 4, "hidden_dims": (8, 8)}),

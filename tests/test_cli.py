@@ -350,7 +350,22 @@ def test_a_plm_config_without_its_weights_is_the_useful_sentence_alone(tiny_worl
     assert "Namespace(" not in err[0] and "Union" not in err[0]
 
 
-ZOO_CONFIGS = ["gru", "naml", "fastformer", "npa", "lstur", "hierec", "miner", "libfm", "deepfm", "fim", "dkn", "kred"]
+ZOO_CONFIGS = ["gru", "naml", "fastformer", "npa", "lstur", "hierec", "miner", "libfm", "deepfm", "fim", "dkn"]
+ZOO_CONFIGS += ["kred", "user_as_graph"]
+    "gru",
+    "naml",
+    "fastformer",
+    "npa",
+    "lstur",
+    "hierec",
+    "miner",
+    "libfm",
+    "deepfm",
+    "fim",
+    "dkn",
+    "kred",
+    "user_as_graph",
+]
 
 
 @pytest.mark.parametrize("name", ZOO_CONFIGS)

@@ -15,7 +15,21 @@ def small_model(dm, name="nrms"):
 
 
 # the papers' baselines
-ZOO = ["gru", "naml", "fastformer_nr", "npa", "lstur", "hierec", "miner", "libfm", "deepfm", "fim", "dkn", "kred"]
+ZOO = [
+    "gru",
+    "naml",
+    "fastformer_nr",
+    "npa",
+    "lstur",
+    "hierec",
+    "miner",
+    "libfm",
+    "deepfm",
+    "fim",
+    "dkn",
+    "kred",
+    "user_as_graph",
+]
 
 
 @pytest.mark.slow

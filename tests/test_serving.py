@@ -14,7 +14,7 @@ from newsrec.serving import Recommender
 
 SERVED = ["nrms", "glory", "glory_transitions", "fum", "nrms_plm", "fum_plm", "gru", "naml", "fastformer_nr"]
 SERVED += ["npa", "npa_cacheable", "lstur", "hierec", "miner", "miner_category", "libfm", "deepfm"]
-SERVED += ["fim", "dkn", "kred"]
+SERVED += ["fim", "dkn", "kred", "user_as_graph"]
 
 
 def train_checkpoint(root, name, out) -> str:

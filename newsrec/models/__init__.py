@@ -16,6 +16,7 @@ from newsrec.models.miner import MINER
 from newsrec.models.naml import NAML
 from newsrec.models.npa import NPA
 from newsrec.models.nrms import NRMS
+from newsrec.models.user_as_graph import UserAsGraph
 
 __all__ = [
     "DKN",
@@ -35,4 +36,5 @@ __all__ = [
     "HieRec",
     "NewsCache",
     "NewsRecModel",
+    "UserAsGraph",
 ]
