@@ -29,6 +29,7 @@ ZOO = [
     "dkn",
     "kred",
     "user_as_graph",
+    "gerl",
 ]
 
 

@@ -14,7 +14,7 @@ from newsrec.serving import Recommender
 
 SERVED = ["nrms", "glory", "glory_transitions", "fum", "nrms_plm", "fum_plm", "gru", "naml", "fastformer_nr"]
 SERVED += ["npa", "npa_cacheable", "lstur", "hierec", "miner", "miner_category", "libfm", "deepfm"]
-SERVED += ["fim", "dkn", "kred", "user_as_graph"]
+SERVED += ["fim", "dkn", "kred", "user_as_graph", "gerl"]
 
 
 def train_checkpoint(root, name, out) -> str:
@@ -327,3 +327,16 @@ def test_request_edges_duplicates_bad_text_reserved_ids_and_numpy_k(checkpoints)
     with pytest.raises(TypeError, match="expected a list of articles"):
         rec.add_news({"news_id": "X", "title": "t"})
     assert "S\ud800" not in rec.index.position and rec.index.ids[0] == "<pad>"
+
+
+@pytest.mark.parametrize("name", ["gerl", "user_as_graph", "dkn", "kred", "libfm"])
+def test_fresh_news_and_new_users_get_finite_scores_through_the_text_path(checkpoints, name):
+    """A news added after training (no click-graph edges, no news id in the tables) and a user
+    the training split lacks are scored by what remains: text, topics, entities."""
+    rec = Recommender.from_checkpoint(checkpoints[name], index_dir=None)
+    fresh = {"news_id": "FRESH-1", "title": "a fresh article about the economy", "category": "news"}
+    rec.add_news([fresh])
+    history = list(rec.index.ids[1:4])
+    for user in (None, "U-not-in-training"):
+        got = dict(rec.recommend(history, k=rec.num_news, user_id=user, exclude_history=False))
+        assert "FRESH-1" in got and all(np.isfinite(v) for v in got.values())

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "CLICK_GRAPH_FIELDS",
     "DATA_SIZE_ARGUMENTS",
     "ROW_FIELD",
     "TITLE_ENTITY_FIELD",
@@ -34,6 +35,9 @@ ROW_FIELD = "row"
 #: the news field of each title word's entity id (``[N, title_length]``; DKN), see
 #: :mod:`newsrec.data.entity_alignment`
 TITLE_ENTITY_FIELD = "title_entity_words"
+
+#: the news fields of the user–news click graph's neighbour tables (``user_news_graph``)
+CLICK_GRAPH_FIELDS = ("news_clickers", "news_coclicked")
 
 #: the data's sizes every model takes (the datamodule's properties of the same names)
 DATA_SIZE_ARGUMENTS = ("num_words", "num_entity_ids", "num_categories", "num_subcategories", "num_users", "num_news")
@@ -88,6 +92,9 @@ class DataRequirements:
         text_tokenizer: ``{"path": str, "max_length": int}``: the PLM tokenizer (a folder,
             ``package:NAME/SUB`` or a hub name) and the tokens kept per text for the ``plm_*``
             fields (:mod:`newsrec.data.plm_text`), or ``None``.
+        user_news_graph: ``M``: the sampled neighbour tables of the training split's user–news
+            click graph (:func:`~newsrec.graphs.sample_bipartite_neighbors`) as the news fields
+            ``news_clickers [U, M]`` and ``news_coclicked [U, M]`` (GERL, GNewsRec), or ``None``.
         user_ids: the batch carries ``history_users [B_u]``: each history's user as an index of
             the training split's user vocabulary (``1 … num_users - 1``; ``0`` for a user the
             training split does not have: a new user at evaluation or serving time). Distinct
@@ -102,6 +109,7 @@ class DataRequirements:
     transitions: int | None = None
     text_tokenizer: dict | None = None
     user_ids: bool = False
+    user_news_graph: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.news_graph, dict):  # newsrec 0.1: one dict for the build and the sampler

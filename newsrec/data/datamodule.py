@@ -265,7 +265,7 @@ class MINDDataModule(pl.LightningDataModule):
     def _plm_tokens(self, requirements: DataRequirements) -> dict[str, np.ndarray]:
         """The derived news fields the requirements name: ``plm_*`` token ids, aligned title
         entities (:func:`~newsrec.data.prepare.derived_news_arrays`)."""
-        return prepare.derived_news_arrays(self.root, self.corpus, requirements)
+        return prepare.derived_news_arrays(self.root, self.corpus, requirements, lambda: self.behaviors("train"))
 
     def news_arrays(self) -> dict[str, np.ndarray]:
         """Every news field the configured requirements can ask for, ``{field: [N, ...]}``: the

@@ -6,6 +6,7 @@ from newsrec.models.dkn import DKN
 from newsrec.models.fastformer import FastformerNR
 from newsrec.models.fim import FIM
 from newsrec.models.fum import FUM
+from newsrec.models.gerl import GERL
 from newsrec.models.glory import GLORY
 from newsrec.models.gru import GRU
 from newsrec.models.hierec import HieRec
@@ -23,6 +24,7 @@ __all__ = [
     "FIM",
     "DeepFM",
     "FUM",
+    "GERL",
     "GLORY",
     "GRU",
     "KRED",
