@@ -13,7 +13,7 @@ from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from newsrec.core import DataRequirements, ModelInputs
 from newsrec.core.requirements import ROW_FIELD
-from newsrec.data import prepare, statistics
+from newsrec.data import derived, prepare, statistics
 from newsrec.data.batching import BatchBuilder, ImpressionDataset, NewsDataset, TrainDataset
 from newsrec.data.behaviors import Behaviors, TrainingSamples
 from newsrec.data.corpus import CorpusConfig, NewsCorpus
@@ -264,8 +264,8 @@ class MINDDataModule(pl.LightningDataModule):
 
     def _plm_tokens(self, requirements: DataRequirements) -> dict[str, np.ndarray]:
         """The derived news fields the requirements name: ``plm_*`` token ids, aligned title
-        entities (:func:`~newsrec.data.prepare.derived_news_arrays`)."""
-        return prepare.derived_news_arrays(self.root, self.corpus, requirements, lambda: self.behaviors("train"))
+        entities (:func:`~newsrec.data.derived.derived_news_arrays`)."""
+        return derived.derived_news_arrays(self.root, self.corpus, requirements, lambda: self.behaviors("train"))
 
     def news_arrays(self) -> dict[str, np.ndarray]:
         """Every news field the configured requirements can ask for, ``{field: [N, ...]}``: the
@@ -274,10 +274,10 @@ class MINDDataModule(pl.LightningDataModule):
 
     def encode_news_rows(self, rows, *, name: str = "news rows") -> dict[str, np.ndarray]:
         """Arrays of new news (:meth:`NewsCorpus.encode_rows`, plus the configured derived fields
-        made as for the corpus: :func:`~newsrec.data.prepare.encode_derived_rows`): what serving
+        made as for the corpus: :func:`~newsrec.data.derived.encode_derived_rows`): what serving
         adds without retraining."""
         out = self.corpus.encode_rows(rows, name=name)
-        return {**out, **prepare.encode_derived_rows(rows, self._plm_arrays, self.requirements, self.corpus)}
+        return {**out, **derived.encode_derived_rows(rows, self._plm_arrays, self.requirements, self.corpus)}
 
     @property
     def builder(self) -> BatchBuilder:
