@@ -51,6 +51,9 @@ ZOO_SPECS = {
     "fim": ("FIM", {"num_filters": 32, "conv_channels": (16, 8)}),
     "dkn": ("DKN", {"num_filters": 32, "attention_dim": 32}),
     "kred": ("KRED", {}),
+    "gerl": ("GERL", {}),
+    "gnewsrec": ("GNewsRec", {}),
+    "user_as_graph": ("UserAsGraph", {}),
     "nrms": ("NRMS", {}),
     "glory": ("GLORY", dict(GLORY_SMALL, graph_edges="sampled")),
     "glory_transitions": ("GLORY", dict(GLORY_SMALL, graph_edges="sampled", graph_score=True, user_recency=True)),
@@ -111,7 +114,7 @@ def glory_table(results: dict[str, list[dict]]) -> list[dict]:
     for name in GLORY_ORDER:
         runs = results.get(name)
         if runs is None:
-            note = "not in this run" if name in ZOO_SPECS else "not yet in newsrec (the zoo's part 2)"
+            note = "not in this run" if name in ZOO_SPECS else "not yet in newsrec"
             rows.append({"model": name, "auc": note})
             continue
         rows.append({"model": name, **{m: mean_std(runs, m) for m in METRICS}})

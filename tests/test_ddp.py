@@ -30,6 +30,7 @@ ZOO = [
     "kred",
     "user_as_graph",
     "gerl",
+    "gnewsrec",
 ]
 
 

@@ -8,6 +8,7 @@ from newsrec.models.fim import FIM
 from newsrec.models.fum import FUM
 from newsrec.models.gerl import GERL
 from newsrec.models.glory import GLORY
+from newsrec.models.gnewsrec import GNewsRec
 from newsrec.models.gru import GRU
 from newsrec.models.hierec import HieRec
 from newsrec.models.kred import KRED
@@ -35,6 +36,7 @@ __all__ = [
     "NPA",
     "NRMS",
     "FastformerNR",
+    "GNewsRec",
     "HieRec",
     "NewsCache",
     "NewsRecModel",
