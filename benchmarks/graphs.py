@@ -1,5 +1,6 @@
-"""Graph benchmark: global news/entity graph construction at MIND-large size, and the k-hop
-sampler against one ``torch_geometric.utils.k_hop_subgraph`` call per user.
+"""Graph benchmark: global news/entity graph construction at MIND-large size, the user–news click
+graph and its neighbour tables (GERL, GNewsRec), and the k-hop sampler against one
+``torch_geometric.utils.k_hop_subgraph`` call per user.
 
     python benchmarks/graphs.py [--quick]
 
@@ -73,6 +74,29 @@ def phase_build(users: int, news: int, mean_len: int) -> None:
     )
 
 
+def phase_bipartite(users: int, news: int, mean_len: int) -> None:
+    """GERL's and GNewsRec's user-news click graph and its sampled neighbour tables (M = 15)."""
+    from newsrec.graphs import bipartite_click_graph, sample_bipartite_neighbors
+
+    values, offsets = sequences(users, news, mean_len)
+    owners = np.arange(users)
+    t = time.perf_counter()
+    g = bipartite_click_graph((values, offsets), owners, users, news)
+    t_graph = time.perf_counter() - t
+    t = time.perf_counter()
+    tables = sample_bipartite_neighbors((values, offsets), owners, users, news, 15)
+    t_tables = time.perf_counter() - t
+    emit(
+        {
+            "clicks": int(len(values)),
+            "edges": int(g["user", "clicks", "news"].edge_index.shape[1]),
+            "graph_s": t_graph,
+            "tables_s": t_tables,
+            "table_mib": (tables.news_clickers.nbytes + tables.news_coclicked.nbytes) / 2**20,
+        }
+    )
+
+
 def phase_sample(users: int, news: int, mean_len: int, repeat: int) -> None:
     import torch
     from torch_geometric.utils import k_hop_subgraph
@@ -113,6 +137,8 @@ def main() -> None:
         return phase_build(a.users, a.news, a.mean_len)
     if a.phase == "sample":
         return phase_sample(a.users, a.news, a.mean_len, 20)
+    if a.phase == "bipartite":
+        return phase_bipartite(a.users, a.news, a.mean_len)
     me = str(Path(__file__).resolve())
     large = (20000, 5000, 24) if a.quick else (1_000_000, 160_000, 24)
     small = (5000, 5000, 20) if a.quick else (50_000, 50_000, 30)
@@ -128,6 +154,17 @@ def main() -> None:
         {"step": f"build_entity_graph inter_news -> {r['entity_edges']} edges", "seconds": r["entity_graph_s"]},
         {"step": "peak RSS of the phase (GiB)", "seconds": r["peak_rss_gib"]},
     ]
+    print(table(rows, ["step", "seconds"]))
+    r = run_phase(me, "bipartite", "--users", str(large[0]), "--news", str(large[1]), "--mean_len", str(large[2]))
+    rows = [
+        {
+            "step": f"bipartite_click_graph ({r['clicks']} clicks) -> {r['edges']} user-news edges",
+            "seconds": r["graph_s"],
+        },
+        {"step": f"sample_bipartite_neighbors M=15 ({r['table_mib']:.0f} MiB of tables)", "seconds": r["tables_s"]},
+        {"step": "peak RSS of the phase (GiB)", "seconds": r["peak_rss_gib"]},
+    ]
+    print("\nGERL / GNewsRec click graph (User-as-Graph builds its graphs per batch; no global build):")
     print(table(rows, ["step", "seconds"]))
     r = run_phase(me, "sample", "--users", str(small[0]), "--news", str(small[1]), "--mean_len", str(small[2]))
     rows = [
