@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from newsrec.core import NewsBatch
-from newsrec.models import DKN, FIM, GRU, KRED, LSTUR, MINER, NAML, NPA, NRMS, DeepFM, HieRec, LibFM
+from newsrec.models import DKN, FIM, GERL, GRU, KRED, LSTUR, MINER, NAML, NPA, NRMS, DeepFM, HieRec, LibFM
 
 TINY = dict(word_dim=16, num_heads=2, head_dim=8, attention_hidden=8, dropout=0.0, pretrained_words=False)
 CATEGORIES, NEWS, WORDS, USERS = 4, 240, 600, 24
@@ -382,3 +382,52 @@ def test_knowledge_models_win_where_entities_carry_the_signal_and_titles_do_not_
         train(model, lambda: draw(1, 2000), steps=150, lr=3e-3)  # DKN's DNN predictor learns matching slowly
         results[key] = auc(model, draw(2000, vocab, n=200))
     assert results["model"] > 0.85 and results["model"] > results["NRMS"] + 0.2, results
+
+
+@pytest.mark.parametrize("collaborative", [True, False])
+def test_gerl_wins_where_the_signal_is_collaborative_and_is_level_without_it(collaborative):
+    """Readers belong to 4 segments; with the signal on, each reads (in the training histories
+    that build the click graph) news of its own segment, whatever the titles say. Test
+    candidates are news that no training sample shows, with title words never trained: only
+    their clickers in the graph reveal their segment. Off: the histories ignore segments."""
+    from newsrec.graphs import sample_bipartite_neighbors
+
+    rng = np.random.default_rng(0)
+    users, news_count, vocab, M = 200, 400, 4000, 8
+    segment_of_user = rng.integers(0, 4, users + 1)
+    segment_of_news = rng.integers(0, 4, news_count + 1)
+    shown, hidden = np.arange(1, 201), np.arange(201, news_count + 1)  # hidden: only in the graph
+    title = torch.as_tensor(np.concatenate([rng.integers(1, 2000, (201, 5)), rng.integers(2000, vocab, (200, 5))]))
+    title[0] = 0
+    histories = []
+    for u in range(1, users + 1):
+        pool = np.arange(1, news_count + 1)
+        if collaborative:
+            pool = pool[segment_of_news[1:] == segment_of_user[u]]
+        histories.append(rng.choice(pool, 12, replace=False))
+    values = np.concatenate(histories)
+    offsets = np.concatenate([[0], np.cumsum([len(h) for h in histories])])
+    tables = sample_bipartite_neighbors((values, offsets), np.arange(users), users, news_count + 1, M)
+    news = {"title": title, "category": torch.ones(news_count + 1, dtype=torch.long)}
+    news["news_clickers"] = torch.as_tensor(tables.news_clickers)
+    news["news_coclicked"] = torch.as_tensor(tables.news_coclicked)
+
+    def draw(candidate_pool, n=32):
+        u = rng.integers(1, users + 1, n)
+        seg = segment_of_user[u]
+        hist = torch.as_tensor(np.stack([rng.choice(shown, 5) for _ in u]))
+        pos = [rng.choice(candidate_pool[segment_of_news[candidate_pool] == s]) for s in seg]
+        neg = [rng.choice(candidate_pool[segment_of_news[candidate_pool] != s], 4) for s in seg]
+        cands = torch.as_tensor(np.concatenate([np.array(pos)[:, None], np.stack(neg)], 1))
+        return batch_for(news, hist, torch.ones(n, 5, dtype=torch.bool), cands, users=torch.as_tensor(u))
+
+    results = {}
+    for cls, extra in ((GERL, {"num_neighbors": M}), (NRMS, {})):
+        torch.manual_seed(0)
+        model = cls(num_words=vocab, num_categories=2, num_users=users + 1, num_news=news_count + 1, **TINY, **extra)
+        train(model, lambda: draw(shown), steps=200, lr=1e-2)
+        results[cls.__name__] = auc(model, draw(hidden, n=200))
+    if collaborative:
+        assert results["GERL"] > 0.8 and results["GERL"] > results["NRMS"] + 0.2, results
+    else:
+        assert abs(results["GERL"] - results["NRMS"]) < 0.1 and results["GERL"] < 0.6, results
