@@ -54,6 +54,7 @@ ZOO_SPECS = {
     "gerl": ("GERL", {}),
     "gnewsrec": ("GNewsRec", {}),
     "user_as_graph": ("UserAsGraph", {}),
+    "digat": ("DIGAT", {}),
     "nrms": ("NRMS", {}),
     "glory": ("GLORY", dict(GLORY_SMALL, graph_edges="sampled")),
     "glory_transitions": ("GLORY", dict(GLORY_SMALL, graph_edges="sampled", graph_score=True, user_recency=True)),

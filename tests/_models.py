@@ -4,6 +4,7 @@ import pytest
 from _plm import tiny_bert_for
 
 from newsrec.models import (
+    DIGAT,
     DKN,
     FIM,
     FUM,
@@ -54,6 +55,7 @@ VARIANTS = {
     "dkn": (DKN, dict(entity_dim=100, num_filters=4, attention_dim=5, num_entity_neighbors=3, candidate_chunk=3)),
     "kred": (KRED, {"num_entity_neighbors": 3}),
     "kred_plm": (KRED, {"num_entity_neighbors": 3, "news_encoder": "plm", "plm_max_length": 12}),
+    "digat": (DIGAT, {"num_layers": 1, "chunk_pairs": 5}),
     "gerl": (GERL, {"num_neighbors": 3}),
     "gnewsrec": (GNewsRec, {"num_neighbors": 3, "candidate_chunk": 3}),
     "user_as_graph": (UserAsGraph, {"num_clusters": 3}),

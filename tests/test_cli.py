@@ -351,7 +351,7 @@ def test_a_plm_config_without_its_weights_is_the_useful_sentence_alone(tiny_worl
 
 
 ZOO_CONFIGS = ["gru", "naml", "fastformer", "npa", "lstur", "hierec", "miner", "libfm", "deepfm", "fim", "dkn"]
-ZOO_CONFIGS += ["kred", "user_as_graph", "gerl", "gnewsrec"]
+ZOO_CONFIGS += ["kred", "user_as_graph", "gerl", "gnewsrec", "digat"]
 
 
 @pytest.mark.parametrize("name", ZOO_CONFIGS)

@@ -31,6 +31,7 @@ ZOO = [
     "user_as_graph",
     "gerl",
     "gnewsrec",
+    "digat",
 ]
 
 

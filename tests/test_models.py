@@ -12,7 +12,7 @@ from newsrec.models import FUM, GLORY, NRMS
 MODELS = ["nrms", "glory", "glory_sampled", "glory_transitions", "glory_gat", "fum", "fum_concat", "fum_mhsa"]
 MODELS += ["gru", "naml", "fastformer_nr", "npa", "npa_cacheable", "lstur", "lstur_con", "hierec", "miner"]
 MODELS += ["miner_category", "libfm", "deepfm", "fim", "dkn", "kred"]
-MODELS += ["user_as_graph", "gerl", "gnewsrec"]  # the graph models (part 2)
+MODELS += ["user_as_graph", "gerl", "gnewsrec", "digat"]  # the graph models (part 2)
 PLM_VARIANTS = ["nrms_plm", "glory_plm", "fum_plm", "miner_plm", "kred_plm"]
 GRAPH_VARIANTS = ["glory_gcn", "glory_gat", "glory_sage", "glory_gin"]
 
@@ -76,7 +76,7 @@ def test_history_padding_never_changes_scores(tiny_world, name):
 
 
 CACHED = ["nrms", "glory", "glory_transitions", "fum", *PLM_VARIANTS, "npa_cacheable", "lstur", "hierec", "miner"]
-CACHED += ["libfm", "deepfm", "fim", "dkn", "kred", "user_as_graph", "gerl", "gnewsrec"]
+CACHED += ["libfm", "deepfm", "fim", "dkn", "kred", "user_as_graph", "gerl", "gnewsrec", "digat"]
 
 
 @pytest.mark.parametrize("name", CACHED + ["npa"])

@@ -14,7 +14,7 @@ from newsrec.serving import Recommender
 
 SERVED = ["nrms", "glory", "glory_transitions", "fum", "nrms_plm", "fum_plm", "gru", "naml", "fastformer_nr"]
 SERVED += ["npa", "npa_cacheable", "lstur", "hierec", "miner", "miner_category", "libfm", "deepfm"]
-SERVED += ["fim", "dkn", "kred", "user_as_graph", "gerl", "gnewsrec"]
+SERVED += ["fim", "dkn", "kred", "user_as_graph", "gerl", "gnewsrec", "digat"]
 
 
 def train_checkpoint(root, name, out) -> str:
@@ -329,7 +329,7 @@ def test_request_edges_duplicates_bad_text_reserved_ids_and_numpy_k(checkpoints)
     assert "S\ud800" not in rec.index.position and rec.index.ids[0] == "<pad>"
 
 
-@pytest.mark.parametrize("name", ["gerl", "gnewsrec", "user_as_graph", "dkn", "kred", "libfm"])
+@pytest.mark.parametrize("name", ["gerl", "gnewsrec", "digat", "user_as_graph", "dkn", "kred", "libfm"])
 def test_fresh_news_and_new_users_get_finite_scores_through_the_text_path(checkpoints, name):
     """A news added after training (no click-graph edges, no news id in the tables) and a user
     the training split lacks are scored by what remains: text, topics, entities."""

@@ -22,6 +22,7 @@ __all__ = [
     "CLICK_GRAPH_FIELDS",
     "DATA_SIZE_ARGUMENTS",
     "ROW_FIELD",
+    "SEMANTIC_NEIGHBOR_FIELD",
     "TITLE_ENTITY_FIELD",
     "DataRequirements",
     "ModelInputs",
@@ -38,6 +39,9 @@ TITLE_ENTITY_FIELD = "title_entity_words"
 
 #: the news fields of the user–news click graph's neighbour tables (``user_news_graph``)
 CLICK_GRAPH_FIELDS = ("news_clickers", "news_coclicked")
+
+#: the news field of each news' nearest news by title (``[N, k]`` corpus rows; in a batch, positions)
+SEMANTIC_NEIGHBOR_FIELD = "semantic_neighbors"
 
 #: the data's sizes every model takes (the datamodule's properties of the same names)
 DATA_SIZE_ARGUMENTS = ("num_words", "num_entity_ids", "num_categories", "num_subcategories", "num_users", "num_news")
@@ -78,7 +82,8 @@ class DataRequirements:
             ``plm_abstract``: the texts tokenised for the model's PLM, which need
             ``text_tokenizer``; ``row``: each news' own corpus row, for a news-ID feature;
             ``title_entity_words``: the entity id of each title word, aligned from MIND's
-            offsets and surface forms).
+            offsets and surface forms; ``semantic_neighbors``: each news' nearest news by title
+            embedding, which join the batch).
         news_graph: how the news graph is built (:class:`NewsGraphBuild`), or ``None`` for no
             news graph.
         news_graph_sampling: how each user's subgraph is sampled from it

@@ -16,6 +16,9 @@ A batch is a :class:`~newsrec.core.NewsBatch` (it also reads like a dict):
   sample user's own clicks after the sample's history are left out of the counts).
 - ``history_users [B_u]`` when the model asks for ``user_ids``: each history's user as an
   index of the training users (0: a user the training split does not have).
+- ``semantic_neighbors [U, k]`` when the model reads it (DIGAT): each news' nearest news by
+  title, as positions in ``news`` (the candidates' neighbours are always in the batch; 0 where
+  a neighbour is not).
 - GLORY adds ``subgraph``: a :class:`~torch_geometric.data.Batch` of the users' sampled
   subgraphs whose ``node_index [T]`` gives each node's position in ``news``.
 
@@ -31,6 +34,7 @@ import torch
 from torch.utils.data import Dataset
 
 from newsrec.core import DataRequirements, NewsBatch
+from newsrec.core.requirements import SEMANTIC_NEIGHBOR_FIELD
 from newsrec.data.behaviors import Behaviors, TrainingSamples
 from newsrec.data.corpus import NewsCorpus
 from newsrec.data.samplers import EpochBatchSampler, ImpressionBatchSampler, ResumableLoader, history_order
@@ -99,12 +103,19 @@ class BatchBuilder:
         if self.khop_sampler is not None:
             subgraph = self.khop_sampler.sample(history, history_mask)
             parts.append(subgraph.n_id.numpy())
+        linked = SEMANTIC_NEIGHBOR_FIELD if SEMANTIC_NEIGHBOR_FIELD in self.fields else None
+        if linked is not None:  # the candidates' neighbour news join the batch (DIGAT)
+            parts.append(self.fields[linked][candidates[candidate_mask]].reshape(-1).astype(np.int64))
         news_rows = np.unique(np.concatenate(parts))  # sorted, starts with 0
 
         def local(a: np.ndarray) -> np.ndarray:
             return np.searchsorted(news_rows, a)
 
         news = news_features(self.fields, tuple(self.fields), news_rows, self.entity_table)
+        if linked is not None:  # as positions in the batch (0: a neighbour the batch does not hold)
+            wanted = news[linked].numpy()
+            pos = np.minimum(local(wanted), len(news_rows) - 1)
+            news[linked] = torch.from_numpy(np.where(news_rows[pos] == wanted, pos, 0))
         batch = NewsBatch(
             news=news,
             news_rows=torch.from_numpy(news_rows.astype(np.int64)),

@@ -265,7 +265,8 @@ class MINDDataModule(pl.LightningDataModule):
     def _plm_tokens(self, requirements: DataRequirements) -> dict[str, np.ndarray]:
         """The derived news fields the requirements name: ``plm_*`` token ids, aligned title
         entities (:func:`~newsrec.data.derived.derived_news_arrays`)."""
-        return derived.derived_news_arrays(self.root, self.corpus, requirements, lambda: self.behaviors("train"))
+        train = lambda: self.behaviors("train")  # noqa: E731
+        return derived.derived_news_arrays(self.root, self.corpus, requirements, train, self.word_vectors)
 
     def news_arrays(self) -> dict[str, np.ndarray]:
         """Every news field the configured requirements can ask for, ``{field: [N, ...]}``: the

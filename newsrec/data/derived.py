@@ -9,20 +9,24 @@ from pathlib import Path
 import numpy as np
 
 from newsrec.core.cache import ArrayCache, cache_key
+from newsrec.core.requirements import SEMANTIC_NEIGHBOR_FIELD
 from newsrec.data.behaviors import Behaviors
 from newsrec.data.corpus import NewsCorpus
 from newsrec.data.prepare import split_files
 
-__all__ = ["click_graph_arrays", "derived_news_arrays", "encode_derived_rows"]
+__all__ = ["click_graph_arrays", "derived_news_arrays", "encode_derived_rows", "semantic_neighbor_array"]
 
 
-def derived_news_arrays(root: str | os.PathLike, corpus: NewsCorpus, requirements, train=None) -> dict[str, np.ndarray]:
+def derived_news_arrays(
+    root: str | os.PathLike, corpus: NewsCorpus, requirements, train=None, word_vectors=None
+) -> dict[str, np.ndarray]:
     """The news fields made from the raw files for a model that asks for them (each cached
     under ``root/processed/``): the ``plm_*`` token ids (:func:`~newsrec.data.plm_text.plm_token_arrays`),
     ``title_entity_words`` (:func:`~newsrec.data.entity_alignment.title_entity_words`) and
     KRED's entity context (:func:`~newsrec.data.entity_alignment.entity_context_arrays`), and
     the click graph's neighbour tables (``user_news_graph``; ``train``: ``() -> Behaviors`` of
-    the training split)."""
+    the training split), and the nearest news by title (``semantic_neighbors``;
+    ``word_vectors``: ``() -> [num_words, d] | None``)."""
     from newsrec.data import entity_alignment as ea
     from newsrec.data.plm_text import plm_token_arrays
 
@@ -35,7 +39,52 @@ def derived_news_arrays(root: str | os.PathLike, corpus: NewsCorpus, requirement
         out.update(ea.entity_context_arrays(root, corpus, files))
     if requirements is not None and requirements.user_news_graph is not None:
         out.update(click_graph_arrays(root, corpus, train(), int(requirements.user_news_graph)))
+    if SEMANTIC_NEIGHBOR_FIELD in fields:
+        out[SEMANTIC_NEIGHBOR_FIELD] = semantic_neighbor_array(root, corpus, train(), word_vectors)
     return out
+
+
+#: nearest news kept per news (``semantic_neighbors``)
+SEMANTIC_NEIGHBORS = 8
+
+
+def semantic_neighbor_array(root, corpus: NewsCorpus, train: Behaviors, word_vectors=None) -> np.ndarray:
+    """int64 ``[N, SEMANTIC_NEIGHBORS]``: each news' nearest other news by the cosine of their
+    title embeddings (the IDF-weighted mean of the title's word vectors: the data's pretrained
+    ones, or fixed seeded random vectors without them; IDF of the training split), exact top-k
+    in chunks; row 0 and titles without words: none (0). Cached under ``root/processed/``."""
+    import torch
+
+    from newsrec.data.statistics import training_news_rows, word_idf
+
+    titles = np.asarray(corpus.arrays["title"]).astype(np.int64)
+    matrix = word_vectors() if word_vectors is not None else None
+    source = "pretrained" if matrix is not None else "random"
+    key = cache_key("semantic", corpus.news_ids[:50], len(corpus), len(train), SEMANTIC_NEIGHBORS, source)
+
+    def build() -> tuple[dict, dict]:
+        nonlocal matrix
+        if matrix is None:
+            matrix = np.random.default_rng(0).standard_normal((len(corpus.vocab), 64))
+        idf = word_idf(titles, training_news_rows(train), len(corpus.vocab))
+        weights = torch.from_numpy(idf[titles])  # [N, L], 0 at padding
+        vectors = torch.einsum("nl,nld->nd", weights, torch.as_tensor(matrix, dtype=torch.float32)[titles])
+        vectors = torch.nn.functional.normalize(vectors, dim=-1)
+        empty = weights.sum(1) == 0
+        out = np.zeros((len(corpus), SEMANTIC_NEIGHBORS), np.int64)
+        k = min(SEMANTIC_NEIGHBORS, len(corpus) - 2)
+        for start in range(1, len(corpus), 4096):
+            sim = vectors[start : start + 4096] @ vectors.T
+            sim[:, 0] = -2.0
+            sim[:, empty] = -2.0
+            sim[torch.arange(len(sim)), torch.arange(start, start + len(sim))] = -2.0  # not itself
+            top = sim.topk(k, dim=1)
+            out[start : start + len(sim), :k] = torch.where(top.values > -2.0, top.indices, 0).numpy()
+        out[empty.numpy()] = 0
+        return {"neighbors": out}, {"source": source}
+
+    arrays, _ = ArrayCache(Path(root) / "processed").load_or_build(f"semantic-{key}", build)
+    return np.asarray(arrays["neighbors"])
 
 
 def click_graph_arrays(root: str | os.PathLike, corpus: NewsCorpus, train: Behaviors, num_neighbors: int) -> dict:
@@ -79,7 +128,7 @@ def encode_derived_rows(rows, derived: dict[str, np.ndarray], requirements, corp
             align_title_entities(r.get("title") or "", r.get("title_entities") or "", stoi.get, length)[0] for r in rows
         ]
         out[TITLE_ENTITY_FIELD] = np.asarray(ids, np.int32).reshape(len(rows), length)
-    for field in ("news_clickers", "news_coclicked"):  # a news added after training has no clicks
+    for field in ("news_clickers", "news_coclicked", SEMANTIC_NEIGHBOR_FIELD):  # none for news added later
         if field in derived:
             out[field] = np.zeros((len(rows), derived[field].shape[1]), derived[field].dtype)
     if ENTITY_CONTEXT_FIELDS[0] in derived:  # of the entities corpus.encode_rows picks for each row

@@ -2,6 +2,7 @@
 
 from newsrec.models.base import NewsCache, NewsRecModel
 from newsrec.models.deepfm import DeepFM
+from newsrec.models.digat import DIGAT
 from newsrec.models.dkn import DKN
 from newsrec.models.fastformer import FastformerNR
 from newsrec.models.fim import FIM
@@ -21,6 +22,7 @@ from newsrec.models.nrms import NRMS
 from newsrec.models.user_as_graph import UserAsGraph
 
 __all__ = [
+    "DIGAT",
     "DKN",
     "FIM",
     "DeepFM",
