@@ -14,7 +14,13 @@ from newsrec.data.behaviors import Behaviors
 from newsrec.data.corpus import NewsCorpus
 from newsrec.data.prepare import split_files
 
-__all__ = ["click_graph_arrays", "derived_news_arrays", "encode_derived_rows", "semantic_neighbor_array"]
+__all__ = [
+    "click_graph_arrays",
+    "derived_news_arrays",
+    "encode_derived_rows",
+    "nearest_by_title",
+    "semantic_neighbor_array",
+]
 
 
 def derived_news_arrays(
@@ -48,13 +54,40 @@ def derived_news_arrays(
 SEMANTIC_NEIGHBORS = 8
 
 
+def nearest_by_title(titles: np.ndarray, idf: np.ndarray, word_vectors: np.ndarray, k: int) -> np.ndarray:
+    """int64 ``[N, k]``: for every news (row of ``titles [N, L]``, word ids, 0 = padding) the
+    ``k`` other news whose title embeddings (the IDF-weighted mean of the word vectors) have the
+    highest cosine, exactly, in chunks of 4,096 rows (``[4096, N]`` similarities at a time); row
+    0 and titles without words get none (0)."""
+    import torch
+
+    titles = np.asarray(titles, np.int64)
+    weights = torch.from_numpy(np.asarray(idf, np.float32)[titles])  # [N, L], 0 at padding
+    table = torch.as_tensor(word_vectors, dtype=torch.float32)
+    vectors = torch.zeros(len(titles), table.shape[1])
+    for start in range(0, len(titles), 65536):  # never [N, L, d] at once
+        chunk = slice(start, start + 65536)
+        vectors[chunk] = torch.einsum("nl,nld->nd", weights[chunk], table[titles[chunk]])
+    vectors = torch.nn.functional.normalize(vectors, dim=-1)
+    empty = weights.sum(1) == 0
+    out = np.zeros((len(titles), k), np.int64)
+    k_eff = max(0, min(k, len(titles) - 2))
+    for start in range(1, len(titles), 4096):
+        sim = vectors[start : start + 4096] @ vectors.T
+        sim[:, 0] = -2.0
+        sim[:, empty] = -2.0
+        sim[torch.arange(len(sim)), torch.arange(start, start + len(sim))] = -2.0  # not itself
+        top = sim.topk(k_eff, dim=1)
+        out[start : start + len(sim), :k_eff] = torch.where(top.values > -2.0, top.indices, 0).numpy()
+    out[empty.numpy()] = 0
+    return out
+
+
 def semantic_neighbor_array(root, corpus: NewsCorpus, train: Behaviors, word_vectors=None) -> np.ndarray:
     """int64 ``[N, SEMANTIC_NEIGHBORS]``: each news' nearest other news by the cosine of their
     title embeddings (the IDF-weighted mean of the title's word vectors: the data's pretrained
     ones, or fixed seeded random vectors without them; IDF of the training split), exact top-k
     in chunks; row 0 and titles without words: none (0). Cached under ``root/processed/``."""
-    import torch
-
     from newsrec.data.statistics import training_news_rows, word_idf
 
     titles = np.asarray(corpus.arrays["title"]).astype(np.int64)
@@ -63,25 +96,9 @@ def semantic_neighbor_array(root, corpus: NewsCorpus, train: Behaviors, word_vec
     key = cache_key("semantic", corpus.news_ids[:50], len(corpus), len(train), SEMANTIC_NEIGHBORS, source)
 
     def build() -> tuple[dict, dict]:
-        nonlocal matrix
-        if matrix is None:
-            matrix = np.random.default_rng(0).standard_normal((len(corpus.vocab), 64))
+        vectors = matrix if matrix is not None else np.random.default_rng(0).standard_normal((len(corpus.vocab), 64))
         idf = word_idf(titles, training_news_rows(train), len(corpus.vocab))
-        weights = torch.from_numpy(idf[titles])  # [N, L], 0 at padding
-        vectors = torch.einsum("nl,nld->nd", weights, torch.as_tensor(matrix, dtype=torch.float32)[titles])
-        vectors = torch.nn.functional.normalize(vectors, dim=-1)
-        empty = weights.sum(1) == 0
-        out = np.zeros((len(corpus), SEMANTIC_NEIGHBORS), np.int64)
-        k = min(SEMANTIC_NEIGHBORS, len(corpus) - 2)
-        for start in range(1, len(corpus), 4096):
-            sim = vectors[start : start + 4096] @ vectors.T
-            sim[:, 0] = -2.0
-            sim[:, empty] = -2.0
-            sim[torch.arange(len(sim)), torch.arange(start, start + len(sim))] = -2.0  # not itself
-            top = sim.topk(k, dim=1)
-            out[start : start + len(sim), :k] = torch.where(top.values > -2.0, top.indices, 0).numpy()
-        out[empty.numpy()] = 0
-        return {"neighbors": out}, {"source": source}
+        return {"neighbors": nearest_by_title(titles, idf, vectors, SEMANTIC_NEIGHBORS)}, {"source": source}
 
     arrays, _ = ArrayCache(Path(root) / "processed").load_or_build(f"semantic-{key}", build)
     return np.asarray(arrays["neighbors"])
