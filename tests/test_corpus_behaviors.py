@@ -221,7 +221,7 @@ def test_synthetic_world_builds_corpus_and_behaviors(tiny_world):
 def test_datamodule_word_vectors_are_parsed_once(tiny_world, tmp_path, monkeypatch):
     import shutil
 
-    import newsrec.data.datamodule as datamodule_module
+    import newsrec.data.text as text_module
     from newsrec.data import MINDDataModule
 
     root = tmp_path / "w"
@@ -232,7 +232,7 @@ def test_datamodule_word_vectors_are_parsed_once(tiny_world, tmp_path, monkeypat
     def fail(*args, **kwargs):
         raise AssertionError("GloVe parsed again")
 
-    monkeypatch.setattr(datamodule_module, "load_word_vectors", fail)
+    monkeypatch.setattr(text_module, "load_word_vectors", fail)  # what prepare.load_word_matrix calls
     dm = MINDDataModule(str(root))
     np.testing.assert_array_equal(dm.word_vectors(), first)
     assert dm.word_coverage.ratio > 0.9
