@@ -190,6 +190,9 @@ def main() -> None:
         a.users, a.news, a.seeds, a.epochs = 200, 200, [0], 1
     os.environ.setdefault("NEWSREC_PROGRESS", "0")
     knobs = dict(parse_knob(kv) for kv in a.knob)
+    shown = dict(sorted(knobs.items())) or "default"
+    header = f"machine: {machine()}\nworld: {a.users} users, {a.news} news, knobs {shown}; seeds {a.seeds}; "
+    header += f"{a.epochs} epochs, small models (64-d news), constant learning rate {a.lr}"
     results = {}
     for model in a.models:  # one model at a time, so that a long run shows its figures as it goes
         results.update(
@@ -199,11 +202,8 @@ def main() -> None:
             )
         )  # fmt: skip
         print(f"{model}: " + ", ".join(f"{m} {mean_std(results[model], m)}" for m in METRICS), flush=True)
-    shown = dict(sorted(knobs.items())) or "default"
-    header = f"machine: {machine()}\nworld: {a.users} users, {a.news} news, knobs {shown}; seeds {a.seeds}; "
-    header += f"{a.epochs} epochs, small models (64-d news), constant learning rate {a.lr}"
-    if a.json:
-        Path(a.json).write_text(json.dumps({"header": header, "results": results}))
+        if a.json:  # after every model, so that a long run interrupted keeps what it measured
+            Path(a.json).write_text(json.dumps({"header": header, "results": results}))
     print_tables(results, header)
 
 
