@@ -231,7 +231,7 @@ def queries_of(rec, histories) -> torch.Tensor:
     """The model's user vectors of ``histories`` (news ids), ``[Q, d]``."""
     rows = [tuple(rec.index.position[h] for h in hist)[-rec.history_length :] for hist in histories]
     with torch.inference_mode():
-        return torch.stack([u[0] for u in rec._user_states(rec.index, rows)]).float().cpu()
+        return torch.stack([u[0] for u in rec._user_states(rec.index, [(r, 0) for r in rows])]).float().cpu()
 
 
 def ann_candidates(vectors: torch.Tensor, calibration: torch.Tensor, queries: torch.Tensor, k: int = 10) -> list:

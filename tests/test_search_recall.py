@@ -42,7 +42,7 @@ def held_out_queries(rec, n=300):
     hist, lengths = b.histories(np.arange(min(n, len(b))), rec.history_length)
     rows = [tuple(h[:k].tolist()) for h, k in zip(hist, lengths) if k]
     with torch.no_grad():
-        return torch.stack([u[0] for u in rec._user_states(rec.index, rows)]).float()
+        return torch.stack([u[0] for u in rec._user_states(rec.index, [(r, 0) for r in rows])]).float()
 
 
 def test_approximate_search_recalls_a_trained_models_top_10(trained):
