@@ -29,6 +29,7 @@ BENCHMARKS = {
         {},
     ),
     "quality": ("Model quality on synthetic worlds", ["quality.py"], {}),
+    "paper_tables": ("The papers' tables: the zoo on one protocol", ["paper_tables.py"], {"OMP_NUM_THREADS": "1"}),
 }
 
 
