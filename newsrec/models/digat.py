@@ -9,6 +9,7 @@ from torch_geometric.nn import DenseGATConv
 from newsrec.core import DataRequirements, NewsBatch, as_batch
 from newsrec.core.requirements import SEMANTIC_NEIGHBOR_FIELD
 from newsrec.models.base import NewsRecModel, gather_rows
+from newsrec.models.pairs import score_pairs
 from newsrec.nn import AdditiveAttention, masked_softmax
 
 __all__ = ["DIGAT", "DualGraphLayer"]
@@ -128,14 +129,7 @@ class DIGAT(NewsRecModel):
         neighbors = batch["news"][SEMANTIC_NEIGHBOR_FIELD]
         clicked = self.encode_users(batch, vectors).index_select(0, batch["user_index"])
         click_mask = batch["history_mask"].index_select(0, batch["user_index"])
-        B, C = batch["candidates"].shape
-        pair_rows = torch.arange(B, device=clicked.device).repeat_interleave(C)
-        todo = torch.nonzero(batch["candidate_mask"].reshape(-1)).flatten()
-        scores = torch.zeros(B * C, dtype=vectors.dtype, device=vectors.device)
-        for start in range(0, len(todo), self.chunk_pairs):
-            pairs = todo[start : start + self.chunk_pairs]
-            r = pair_rows[pairs]
-            scores[pairs] = self._pairs(
-                vectors, neighbors, batch["candidates"].reshape(-1)[pairs], clicked[r], click_mask[r]
-            )
-        return scores.view(B, C)
+        return score_pairs(
+            batch["candidates"], batch["candidate_mask"], self.chunk_pairs,
+            lambda rows, news: self._pairs(vectors, neighbors, news, clicked[rows], click_mask[rows]),
+        )  # fmt: skip

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from newsrec.core import DataRequirements, NewsBatch, as_batch
 from newsrec.models.base import NewsRecModel
+from newsrec.models.pairs import score_pairs
 
 __all__ = ["FIM", "HierarchicalDilatedConvolution"]
 
@@ -161,15 +162,8 @@ class FIM(NewsRecModel):
         words = self.encode_news(batch["news"])  # [U, L, D]: every news of the batch once
         history = batch["history"].index_select(0, batch["user_index"])  # [B, H]
         click_mask = batch["history_mask"].index_select(0, batch["user_index"])
-        B, C = batch["candidates"].shape
-        pair_rows = torch.arange(B, device=history.device).repeat_interleave(C)
-        pair_news = batch["candidates"].reshape(-1)
-        real = batch["candidate_mask"].reshape(-1)
-        scores = torch.zeros(B * C, dtype=words.dtype, device=words.device)
-        todo = torch.nonzero(real).flatten()
         step = self.pairs_per_chunk(history.shape[1], words.shape[1])
-        for start in range(0, len(todo), step):
-            pairs = todo[start : start + step]
-            r = pair_rows[pairs]
-            scores[pairs] = self.match(words[pair_news[pairs]], words[history[r]], click_mask[r])
-        return scores.view(B, C)
+        return score_pairs(
+            batch["candidates"], batch["candidate_mask"], step,
+            lambda rows, news: self.match(words[news], words[history[rows]], click_mask[rows]),
+        )  # fmt: skip
