@@ -278,7 +278,7 @@ class MINDDataModule(pl.LightningDataModule):
         made as for the corpus: :func:`~newsrec.data.derived.encode_derived_rows`): what serving
         adds without retraining."""
         out = self.corpus.encode_rows(rows, name=name)
-        return {**out, **derived.encode_derived_rows(rows, self._plm_arrays, self.requirements, self.corpus)}
+        return {**out, **derived.encode_derived_rows(rows, self._plm_arrays, self.requirements, self.corpus, out)}
 
     @property
     def builder(self) -> BatchBuilder:

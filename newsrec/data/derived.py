@@ -121,9 +121,12 @@ def click_graph_arrays(root: str | os.PathLike, corpus: NewsCorpus, train: Behav
     return {f: np.asarray(arrays[f]) for f in CLICK_GRAPH_FIELDS}
 
 
-def encode_derived_rows(rows, derived: dict[str, np.ndarray], requirements, corpus: NewsCorpus) -> dict:
+def encode_derived_rows(
+    rows, derived: dict[str, np.ndarray], requirements, corpus: NewsCorpus, encoded: dict[str, np.ndarray]
+) -> dict:
     """The derived fields (``derived``: :func:`derived_news_arrays`) of new news ``rows`` (MIND's
-    news.tsv fields per dict), made exactly as for the corpus."""
+    news.tsv fields per dict), made exactly as for the corpus; ``encoded``: the rows' corpus
+    arrays (:meth:`NewsCorpus.encode_rows`), whose kept entities KRED's context describes."""
     from newsrec.data.entity_alignment import (
         ENTITY_CONTEXT_FIELDS,
         TITLE_ENTITY_FIELD,
@@ -150,7 +153,7 @@ def encode_derived_rows(rows, derived: dict[str, np.ndarray], requirements, corp
             out[field] = np.zeros((len(rows), derived[field].shape[1]), derived[field].dtype)
     if ENTITY_CONTEXT_FIELDS[0] in derived:  # of the entities corpus.encode_rows picks for each row
         itos = corpus.entity_vocab.itos
-        picked = corpus.encode_rows(rows)["entities"]
+        picked = encoded["entities"]
         context = [
             entity_context(
                 r.get("title_entities") or "", r.get("abstract_entities") or "", [itos[e] if e else "" for e in p]
