@@ -20,7 +20,7 @@ def test_paper_tables_quick_prints_the_three_layouts(tmp_path):
     for title in ("FUM Table 1 layout", "GLORY main-table layout", "FUM Table 2 layout", "Beyond accuracy"):
         assert f"## {title}" in out
     assert "65.47 / 31.15 / 33.64 / 39.34" in out  # GRU's published MIND row beside the measured one
-    assert "not yet in newsrec" in out  # the GLORY table names the rows parts 2 and 3 bring
+    assert "not in this run" in out  # the GLORY table names its rows this run left out
     rows = [line for line in out.splitlines() if line.startswith("| npa ")]
     assert any("| no " in line for line in rows)  # the paper's NPA is not cacheable, measured in Table 2
     assert (tmp_path / "out.json").exists()
