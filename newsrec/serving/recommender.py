@@ -103,7 +103,7 @@ class Recommender:
         self.fields = tuple(datamodule.builder.requirements.news_fields)
         self._lock = threading.RLock()
         self._users: OrderedDict[UserKey, tuple[Tensor, Tensor | None]] = OrderedDict()
-        self.reads_users = bool(datamodule.builder.requirements.user_ids)  # NPA, LSTUR: user-ID embeddings
+        self.reads_users = bool(datamodule.builder.requirements.user_ids)  # user-ID embeddings (NPA, LSTUR, …)
         self._user_rows: dict[str, int] | None = None
         self.user_cache_size, self.batch_size, self.shortlist_factor = user_cache_size, batch_size, shortlist_factor
         if search not in ("exact", "faiss"):
