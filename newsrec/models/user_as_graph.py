@@ -149,13 +149,13 @@ class UserAsGraph(NewsRecModel):
             ],
             1,
         )
-        x = torch.relu(self._by_type(self.type_projection, x, node_type))
+        x = nn.functional.elu(self._by_type(self.type_projection, x, node_type))
         keep = node_mask.unsqueeze(-1).to(x.dtype)
         h = sum(conv(x, adj, node_mask) for conv, adj in zip(self.convs, adjacency)) * keep
-        h = torch.relu(h)
+        h = nn.functional.elu(h)
         assignment = self._by_type(self.assignment, h, node_type)
         pooled, pooled_adj, _, _ = dense_diff_pool(h, adjacency.sum(0), assignment, node_mask)
         mass = torch.softmax(assignment, -1).mul(keep).sum(1)  # [B, K]: the nodes each cluster holds
-        pooled = torch.relu(self.pooled_conv(pooled, pooled_adj))
+        pooled = self.pooled_conv(pooled, pooled_adj)  # linear: a ReLU here could zero every user vector
         total = mass.sum(-1, keepdim=True)
         return (pooled * mass.unsqueeze(-1)).sum(1) / total.clamp_min(1.0) * (total > 0).to(x.dtype)
