@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from newsrec.core import DataRequirements
 from newsrec.models.base import NewsRecModel, gather_rows
+from newsrec.nn.user import last_states
 
 __all__ = ["GRU"]
 
@@ -47,5 +48,5 @@ class GRU(NewsRecModel):
         clicked = gather_rows(history_news, batch["history"])  # [B_u, H, d]
         lengths = batch["history_mask"].sum(1)
         states, _ = self.gru(clicked)  # padding follows the clicks: it never reaches an earlier state
-        last = states.gather(1, (lengths - 1).clamp_min(0).view(-1, 1, 1).expand(-1, 1, states.shape[-1]))[:, 0]
+        last = last_states(states, lengths)
         return last * (lengths > 0).unsqueeze(-1).to(last.dtype)

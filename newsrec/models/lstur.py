@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from newsrec.core import DataRequirements
 from newsrec.models.base import NewsRecModel, gather_rows
 from newsrec.nn.cnn import CNNTextEncoder
+from newsrec.nn.user import last_states
 
 __all__ = ["LSTUR"]
 
@@ -104,6 +105,6 @@ class LSTUR(NewsRecModel):
         long_term = self.long_term(batch["history_users"])
         initial = long_term if self.variant == "ini" else torch.zeros_like(long_term)
         states, _ = self.gru(clicked, initial.unsqueeze(0).contiguous())  # padding follows the clicks
-        last = states.gather(1, (lengths - 1).clamp_min(0).view(-1, 1, 1).expand(-1, 1, states.shape[-1]))[:, 0]
+        last = last_states(states, lengths)
         short_term = torch.where((lengths > 0).unsqueeze(-1), last, initial)
         return short_term if self.variant == "ini" else torch.cat([long_term, short_term], -1)

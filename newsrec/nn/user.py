@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from newsrec.nn.attention import AdditiveAttention, MultiHeadSelfAttention
 from newsrec.utils import renamed_arguments
 
-__all__ = ["UserEncoder"]
+__all__ = ["UserEncoder", "last_states"]
 
 
 class UserEncoder(nn.Module):
@@ -69,3 +69,11 @@ class UserEncoder(nn.Module):
             news = news + self.recency(age) * mask.unsqueeze(-1).to(news.dtype)
         x = self.attention(self.dropout(news), mask)
         return self.pooling(x, mask)
+
+
+def last_states(states: Tensor, lengths: Tensor) -> Tensor:
+    """Each row's state after its last real step (GRU, LSTUR): ``states [B, H, d]`` of a
+    recurrent layer run over histories padded at the end, ``lengths [B]`` → ``[B, d]`` (row 0's
+    state for an empty history: mask it)."""
+    index = (lengths - 1).clamp_min(0).view(-1, 1, 1).expand(-1, 1, states.shape[-1])
+    return states.gather(1, index)[:, 0]
