@@ -87,6 +87,7 @@ def _serve(args: argparse.Namespace) -> None:
     except ImportError:
         raise SystemExit("newsrec serve needs fastapi and uvicorn: pip install 'newsrec-pyg[serve]'") from None
     from newsrec.serving import Recommender
+    from newsrec.serving.store import parse_duration
 
     rec = Recommender.from_checkpoint(
         args.ckpt_path,
@@ -94,10 +95,15 @@ def _serve(args: argparse.Namespace) -> None:
         device=args.device,
         search=args.search,
         index_dir=None if args.index_dir == "none" else args.index_dir,
+        store=None if args.store == "none" else args.store,
+        edge_half_life=None if args.edge_half_life in (None, "none") else parse_duration(args.edge_half_life),
+        follow_seconds=args.follow_seconds,
     )
     limits = ServiceLimits(max_k=args.max_k, max_history=args.max_history, max_candidates=args.max_candidates)
+    store = "no click store" if rec.store is None else f"clicks in {rec.store.kind} ({rec.click_info['clicks']} stored)"
     print(
-        f"serving {type(rec.model).__name__} over {rec.num_news} news on http://{args.host}:{args.port} (docs: /docs)"
+        f"serving {type(rec.model).__name__} over {rec.num_news} news on http://{args.host}:{args.port} "
+        f"(docs: /docs; {store})"
     )
     uvicorn.run(create_app(rec, limits), host=args.host, port=args.port, log_level=args.log_level)
 
@@ -167,6 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search", choices=["exact", "faiss"], default="exact", help="faiss: approximate, for ~1M news")
     p.add_argument(
         "--index_dir", default="auto", help="where the news index persists (auto: ROOT/processed/serving; none)"
+    )
+    p.add_argument(
+        "--store",
+        default="auto",
+        help="where clicks and articles are kept: auto (SQLite beside the news index), a .sqlite path, "
+        "postgresql://… (several processes), or none",
+    )
+    p.add_argument("--edge_half_life", help="live graph edges halve their weight every e.g. 6h, 30m, 3600 (seconds)")
+    p.add_argument(
+        "--follow_seconds",
+        type=float,
+        help="read other processes' clicks from the store this often (default: 1 with postgresql://, else off)",
     )
     p.add_argument("--max_k", type=int, default=1000)
     p.add_argument("--max_history", type=int, default=1000)

@@ -112,16 +112,41 @@ class KHopSampler:
             raise ValueError(f"edges must be 'induced' or 'sampled', got {edges!r}")
         if edges == "sampled" and weighted_random:
             raise ValueError("edges='sampled' goes with top-M sampling (weighted_random=False)")
+        table = NeighborTable.from_graph(graph, direction)
+        # the in-CSR of the graph (by target), to cut induced subgraphs
+        by_target = table if direction == "in" else NeighborTable.from_graph(graph, "in")
+        self._setup(table, by_target, table.top(num_neighbors), num_neighbors, num_hops, edges, weighted_random, seed)
+
+    def _setup(self, table, by_target, top, num_neighbors, num_hops, edges, weighted_random, seed) -> None:
         self.edges = edges
-        self.num_nodes = int(graph.num_nodes)
+        self.num_nodes = int(table.num_nodes)
         self.num_neighbors, self.num_hops = num_neighbors, num_hops
         self.weighted_random = weighted_random
         self.rng = np.random.default_rng(seed)
-        self.table = NeighborTable.from_graph(graph, direction)
-        self.top_neighbors, self.top_weights = self.table.top(num_neighbors)
-        # the in-CSR of the graph (by target), to cut induced subgraphs
-        self.by_target = self.table if direction == "in" else NeighborTable.from_graph(graph, "in")
+        self.table, self.by_target = table, by_target
+        self.top_neighbors, self.top_weights = top
         self._scratch: np.ndarray | None = None
+
+    @classmethod
+    def from_tables(
+        cls,
+        table: NeighborTable,
+        by_target: NeighborTable,
+        top: tuple[np.ndarray, np.ndarray],
+        num_neighbors: int = 8,
+        num_hops: int = 2,
+        *,
+        edges: str = "induced",
+        weighted_random: bool = False,
+        seed: int = 0,
+    ) -> KHopSampler:
+        """A sampler over tables built elsewhere (the live click graph of serving,
+        :mod:`newsrec.serving.live`): ``table`` (neighbours along the sampling direction, any
+        order within a node), ``by_target`` (the in-CSR) and ``top`` = ``(neighbors [N, M],
+        weights [N, M])``, each node's top-``M`` by weight, ties by id, ``-1`` padded."""
+        sampler = cls.__new__(cls)
+        sampler._setup(table, by_target, top, num_neighbors, num_hops, edges, weighted_random, seed)
+        return sampler
 
     # -- expansion --------------------------------------------------------------------------------
     def _neighbors(self, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -45,6 +45,14 @@ class PairTable:
         self.keys, inverse = np.unique(key, return_inverse=True)
         self.values = np.bincount(inverse.reshape(-1), weights=vals, minlength=len(self.keys))
 
+    @classmethod
+    def from_sorted(cls, keys: np.ndarray, values: np.ndarray, num_nodes: int) -> PairTable:
+        """A table over ``keys`` (sorted, distinct ``a * num_nodes + b``) and their ``values``,
+        taken as they are (no copy, no sort)."""
+        table = cls.__new__(cls)
+        table.num_nodes, table.keys, table.values = int(num_nodes), keys, values
+        return table
+
     def __len__(self) -> int:
         return len(self.keys)
 
@@ -113,6 +121,16 @@ class TransitionTable:
         self.out_total = np.bincount(src, minlength=num_nodes).astype(np.float64)
         self.in_total = np.bincount(dst, minlength=num_nodes).astype(np.float64)
 
+    @classmethod
+    def from_counts(cls, counts: PairTable, out_total: np.ndarray, in_total: np.ndarray) -> TransitionTable:
+        """A table over counts kept elsewhere (the live click graph of serving): ``counts`` the
+        directed transitions without self-loops (its own key space may be larger than the news),
+        ``out_total`` / ``in_total`` float ``[N]`` each news' totals."""
+        table = cls.__new__(cls)
+        table.num_nodes, table.counts = len(out_total), counts
+        table.out_total, table.in_total = out_total, in_total
+        return table
+
     @property
     def num_edges(self) -> int:
         return len(self.counts)
@@ -124,7 +142,7 @@ class TransitionTable:
         nodes = nodes[(nodes >= 0) & (nodes < self.num_nodes)]
         if not len(nodes) or not len(self.counts):
             return np.zeros(0, np.int64)
-        n = self.num_nodes
+        n = self.counts.num_nodes  # the key space (a from_counts table's may exceed the news)
         if getattr(self, "_reverse_keys", None) is None:  # (dst, src) keys, sorted, built once
             keys = self.counts.keys
             self._reverse_keys = np.sort((keys % n) * n + keys // n)

@@ -2,7 +2,8 @@
 (extra ``[serve]``: fastapi + uvicorn).
 
 Endpoints (JSON): ``GET /health``, ``POST /recommend``, ``POST /recommend/batch``,
-``POST /news``; OpenAPI docs at ``/docs``. Bad input is a 4xx JSON error ``{"detail": ...}``
+``POST /news``, and with a click store ``POST /clicks`` and ``GET /graph/neighbors``; OpenAPI
+docs at ``/docs``. Bad input is a 4xx JSON error ``{"detail": ...}``
 that says what is wrong, never a traceback.
 """
 
@@ -26,6 +27,7 @@ class ServiceLimits:
         max_candidates: most candidates per request.
         max_batch: most requests in one ``/recommend/batch``.
         max_news: most articles in one ``POST /news``.
+        max_clicks: most clicks in one ``POST /clicks``.
         max_body_bytes: largest request body (413 beyond).
     """
 
@@ -34,13 +36,14 @@ class ServiceLimits:
     max_candidates: int = 10_000
     max_batch: int = 256
     max_news: int = 10_000
+    max_clicks: int = 100_000
     max_body_bytes: int = 8 * 1024 * 1024
 
 
 def create_app(recommender: Recommender, limits: ServiceLimits | None = None):
     """The FastAPI app serving ``recommender`` within ``limits``."""
     try:
-        from fastapi import FastAPI, HTTPException, Request
+        from fastapi import FastAPI, HTTPException, Query, Request
         from fastapi.exceptions import RequestValidationError
         from fastapi.responses import JSONResponse
         from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
@@ -52,7 +55,10 @@ def create_app(recommender: Recommender, limits: ServiceLimits | None = None):
 
     class RecommendRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        history: list[StrictStr] = Field(description="news ids the reader clicked, oldest first")
+        history: list[StrictStr] | None = Field(None, description="news ids the reader clicked, oldest first")
+        user_id: StrictStr | None = Field(
+            None, description="instead of a history: the user's history in the data and their stored clicks"
+        )
         k: StrictInt = Field(10, description="how many news to return")
         candidates: list[StrictStr] | None = Field(None, description="rank only these ids (default: every news)")
         exclude_history: StrictBool = Field(True, description="never return a news of the history")
@@ -83,6 +89,23 @@ def create_app(recommender: Recommender, limits: ServiceLimits | None = None):
         added: int
         updated: int
 
+    class Click(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        user_id: StrictStr
+        news_id: StrictStr
+        time: StrictStr = Field(description="ISO 8601, e.g. 2019-11-15T08:00:00Z (no zone: UTC)")
+
+    class ClicksRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        clicks: list[Click]
+
+    class ClicksResponse(BaseModel):
+        accepted: int
+
+    class Neighbor(BaseModel):
+        news_id: str
+        weight: float
+
     class Health(BaseModel):
         status: str
         model: str
@@ -90,6 +113,8 @@ def create_app(recommender: Recommender, limits: ServiceLimits | None = None):
         search: str
         recall: float | None
         search_reason: str
+        clicks: int | None
+        graph_edges: int | None
 
     app = FastAPI(
         title="newsrec",
@@ -128,9 +153,13 @@ def create_app(recommender: Recommender, limits: ServiceLimits | None = None):
     def check(req: RecommendRequest, where: str = "") -> None:
         if not 1 <= req.k <= limits.max_k:
             raise HTTPException(422, f"{where}k must be between 1 and {limits.max_k}, got {req.k}")
-        if not req.history:
+        if (req.history is None) == (req.user_id is None):
+            raise HTTPException(422, f"{where}give exactly one of history and user_id")
+        if req.history is not None and not req.history:
             raise HTTPException(422, f"{where}history is empty: give at least one clicked news id")
-        if len(req.history) > limits.max_history:
+        if req.user_id is not None and not req.user_id.strip():
+            raise HTTPException(422, f"{where}user_id is empty")
+        if req.history is not None and len(req.history) > limits.max_history:
             raise HTTPException(
                 422, f"{where}history has {len(req.history)} ids, over the limit of {limits.max_history}"
             )
@@ -158,6 +187,7 @@ def create_app(recommender: Recommender, limits: ServiceLimits | None = None):
                     k=k,
                     candidates=[reqs[i].candidates for i in idx],
                     exclude_history=exclude,
+                    user_ids=[reqs[i].user_id for i in idx],
                 )
             except KeyError as e:
                 raise HTTPException(422, str(e.args[0]) if e.args else "unknown news id") from None
@@ -175,7 +205,7 @@ def create_app(recommender: Recommender, limits: ServiceLimits | None = None):
         serves (``exact`` | ``faiss`` | ``forward``) with its last measured recall@10."""
         info = rec.search_info
         return {"status": "ok", "model": type(rec.model).__name__, "news": rec.num_news, "search": info["search"],
-                "recall": info["recall"], "search_reason": info["reason"]}  # fmt: skip
+                "recall": info["recall"], "search_reason": info["reason"], **rec.click_info}  # fmt: skip
 
     @app.post("/recommend", response_model=RecommendResponse)
     def recommend(req: RecommendRequest) -> dict:
@@ -204,5 +234,39 @@ def create_app(recommender: Recommender, limits: ServiceLimits | None = None):
             raise HTTPException(422, str(e.args[0]) if e.args else "unknown field") from None
         except (ValueError, TypeError) as e:  # DataFormatError (malformed entity JSON) included
             raise HTTPException(422, str(e)) from None
+
+    @app.post("/clicks", response_model=ClicksResponse)
+    def add_clicks(req: ClicksRequest) -> dict:
+        """Store clicks (durably, before the answer) and move the live click graph: a request that
+        starts after this answer sees them. One bad click refuses the whole list; nothing is stored."""
+        if rec.store is None:
+            raise HTTPException(404, "this service has no click store: start newsrec serve with --store")
+        if not req.clicks:
+            raise HTTPException(422, "clicks is empty")
+        if len(req.clicks) > limits.max_clicks:
+            raise HTTPException(422, f"{len(req.clicks)} clicks, over the limit of {limits.max_clicks}")
+        try:
+            return rec.add_clicks([c.model_dump() for c in req.clicks])
+        except KeyError as e:
+            raise HTTPException(422, str(e.args[0]) if e.args else "unknown news id") from None
+        except (ValueError, TypeError) as e:
+            raise HTTPException(422, str(e)) from None
+
+    @app.get("/graph/neighbors", response_model=list[Neighbor])
+    def graph_neighbors(
+        news_id: str = Query(..., description="a news id of the index"),
+        k: int = Query(10, ge=1, le=limits.max_k),
+        direction: str = Query("out", pattern="^(out|in)$", description="out: read next; in: read before"),
+    ) -> list[dict]:
+        """A news' ``k`` heaviest live click transitions, heaviest first."""
+        if rec.live is None:
+            raise HTTPException(404, "this service has no live click graph: start newsrec serve with --store")
+        try:
+            got = rec.graph_neighbors(news_id, k, direction)
+        except KeyError as e:
+            raise HTTPException(404, str(e.args[0])) from None
+        except (ValueError, TypeError) as e:
+            raise HTTPException(422, str(e)) from None
+        return [{"news_id": n, "weight": w} for n, w in got]
 
     return app

@@ -9,6 +9,7 @@ equal).
 
 from __future__ import annotations
 
+import copy
 import operator
 import os
 import threading
@@ -32,15 +33,16 @@ from newsrec.serving.index import (
     Recommendations,
     UserKey,
     check_text,
-    checked_news_rows,
 )
+from newsrec.serving.ingest import Ingest, store_options
 from newsrec.serving.search import ExactSearch, FaissSearch
+from newsrec.serving.store import ClickStore
 
 __all__ = ["Recommender", "Recommendations", "NEWS_FIELDS"]
 
 
-class Recommender:
-    """Top-k news for reading histories, from a trained model and its data.
+class Recommender(Ingest):
+    """Top-k news for reading histories (or users by id), from a trained model and its data.
 
     Serving holds no scoring code of its own: a request's scores are the model's
     :meth:`~newsrec.models.NewsRecModel.score_candidates` over a batch the data side builds
@@ -73,9 +75,18 @@ class Recommender:
         user_cache_size: user states kept in an LRU cache keyed by the history and user.
         batch_size: news per chunk when encoding the whole corpus, and candidates per chunk.
         shortlist_factor: a whole-index request re-scores ``k × shortlist_factor`` search hits.
+        store: where served clicks and articles are kept (a SQLite path, a ``postgresql://`` URL
+            or a :class:`~newsrec.serving.store.ClickStore`): enables :meth:`add_clicks`, users
+            by id with their stored clicks, and the live click graph
+            (:mod:`newsrec.serving.clicks`); ``None``: histories only, the training graph.
+        edge_half_life: seconds for a live graph edge's weight to halve (``None``: no decay).
+        follow_seconds: how often to read other processes' clicks and articles from the store
+            (``None``: only when this process writes; set it when several processes share one
+            PostgreSQL database).
 
-    Thread-safe: requests are served one at a time under a lock (the samplers reuse buffers),
-    and :meth:`add_news` swaps a new index in only once everything is computed.
+    Thread-safe: requests are served one at a time under a lock (the samplers reuse buffers);
+    writers (:meth:`add_news`, :meth:`add_clicks`) compute a new index or graph snapshot under
+    their own lock and swap it in only once everything is computed.
     """
 
     def __init__(
@@ -92,6 +103,9 @@ class Recommender:
         batch_size: int = 1024,
         shortlist_factor: int = 4,
         min_approximate_news: int = 20_000,
+        store: str | os.PathLike | ClickStore | None = None,
+        edge_half_life: float | None = None,
+        follow_seconds: float | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -101,7 +115,7 @@ class Recommender:
         corpus = datamodule.corpus
         self.num_corpus_news = len(corpus)
         self.fields = tuple(datamodule.builder.requirements.news_fields)
-        self._lock = threading.RLock()
+        self._lock, self._write_lock, self._snapshot = threading.RLock(), threading.RLock(), None
         self._users: OrderedDict[UserKey, tuple[Tensor, Tensor | None]] = OrderedDict()
         self.reads_users = bool(datamodule.builder.requirements.user_ids)  # user-ID embeddings (NPA, LSTUR, …)
         self._user_rows: dict[str, int] | None = None
@@ -110,19 +124,19 @@ class Recommender:
             raise ValueError(f"search must be 'exact' or 'faiss', got {search!r}")
         self.search_kind, self.search_options = search, dict(search_options or {})
         self.min_approximate_news = min_approximate_news
-        self._store = None
-        if index_dir is not None:
-            self._store = IndexStore(index_dir, index_key, datamodule.signature(), self.fields)
+        signature = datamodule.signature()
+        self._index_store = None if index_dir is None else IndexStore(index_dir, index_key, signature, self.fields)
         news_arrays = datamodule.news_arrays()  # the corpus's, plus PLM token ids
-        loaded = None if self._store is None else self._store.load(corpus.news_ids, news_arrays, self.device)
+        loaded = self._index_store and self._index_store.load(corpus.news_ids, news_arrays, self.device)
         if loaded is None:
             arrays = {f: np.asarray(news_arrays[f]).copy() for f in self.fields}
             vectors = self.model.encode_all_news(datamodule.news_dataloader(batch_size)) if model.cacheable else None
             self._install(list(corpus.news_ids), arrays, vectors, ())
-            if self._store is not None and vectors is not None:
-                self._store.save(self.index, self.num_corpus_news)
+            if self._index_store is not None and vectors is not None:
+                self._index_store.save(self.index, self.num_corpus_news)
         else:
             self._install(*loaded)
+        self._start_clicks(store, edge_half_life, follow_seconds)
 
     # -- construction from a checkpoint -------------------------------------------------------------
     @classmethod
@@ -149,7 +163,7 @@ class Recommender:
                 class.
             index_dir: where the vector index persists; ``"auto"`` (default):
                 ``ROOT/processed/serving``; ``None``: memory only.
-            **options: :class:`Recommender` arguments (``search``, ``user_cache_size``, …).
+            **options: :class:`Recommender` arguments (``search``, ``store``: ``"auto"`` a SQLite file there, …).
         """
         path = Path(ckpt_path)
         ckpt = read_checkpoint(path)
@@ -170,6 +184,7 @@ class Recommender:
         if index_dir == "auto":
             index_dir = Path(root) / "processed" / "serving"
         key = f"{zlib.crc32(path.read_bytes()):08x}-{path.stat().st_size}"
+        options = store_options(options, Path(root) / "processed" / "serving" if index_dir is None else index_dir)
         return cls(model, dm, device=device, index_dir=index_dir, index_key=key, **options)
 
     # -- the index ------------------------------------------------------------------------------------
@@ -178,11 +193,26 @@ class Recommender:
     ) -> None:
         """Make a new :class:`NewsIndex` the served one (its builder made here, and its search
         unless given: see :meth:`_new_search`)."""
-        self.index = NewsIndex(ids, arrays, vectors, changed, self.dm.serving_builder(arrays), search)
-        self._users.clear()
+        index = NewsIndex(ids, arrays, vectors, changed, self._serving_builder(arrays), search)
+        with self._lock:
+            self.index = index
+            self._users.clear()
         if search is None and vectors is not None:
             self.index.search = self._new_search(self.index)
             self._rows_changed_since_build = 0
+
+    def _serving_builder(self, arrays: dict):
+        """The batch builder over ``arrays`` that reads the live graph when there is one."""
+        return self.dm.serving_builder(arrays, live=self._snapshot)
+
+    def _swap_index(self, vectors, search, keep_users: bool = False) -> None:
+        """Serve the same news with new ``vectors``/``search`` and a builder over the live graph."""
+        index = copy.copy(self.index)
+        index.vectors, index.search, index.builder = vectors, search, self._serving_builder(index.arrays)
+        with self._lock:
+            self.index = index
+            if not keep_users:
+                self._users.clear()
 
     def _new_search(self, index: NewsIndex):
         """The search asked for over the index's vectors: exact, or an approximate one calibrated
@@ -223,25 +253,28 @@ class Recommender:
     # -- requests -------------------------------------------------------------------------------------
     def recommend(
         self,
-        history: Sequence[str],
+        history: Sequence[str] | None = None,
         k: int = 10,
         candidates: Sequence[str] | None = None,
         exclude_history: bool = True,
         user_id: str | None = None,
     ) -> Recommendations:
-        """The top-``k`` news for one reading ``history`` (news ids, oldest first).
+        """The top-``k`` news for one reading ``history`` (news ids, oldest first), or for the
+        user ``user_id`` (``history=None``: :meth:`user_history`, the data root's history and the
+        stored clicks).
 
         Args:
             history: news ids, oldest first; ids not in the index are ignored and reported back
                 (``.unknown_history``); only the model's ``history_length`` most recent count.
+                ``None``: the history of ``user_id`` (an unknown user: empty, the cold start).
             k: list length (≥ 1).
             candidates: rank only these ids (``None``: the whole index); an id given more than
                 once is ranked once (its first place counts). An unknown candidate id is a
                 ``KeyError`` naming it; an id that is not valid UTF-8 text is a ``ValueError``.
             exclude_history: never recommend a news of the history.
-            user_id: the reader, for a model with user-ID embeddings (NPA, LSTUR): a user of the
-                training split gets their learned vector, any other id (or ``None``) the model's
-                unknown-user answer. Other models ignore it.
+            user_id: the reader: with ``history=None`` whose history; for a model with user-ID
+                embeddings (NPA, LSTUR) a user of the training split gets their learned vector,
+                any other id (or ``None``) the model's unknown-user answer.
 
         Returns:
             :class:`Recommendations`: ``(news_id, score)`` pairs, best first. The scores are the
@@ -254,14 +287,15 @@ class Recommender:
 
     def recommend_many(
         self,
-        histories: Sequence[Sequence[str]],
+        histories: Sequence[Sequence[str] | None],
         k: int = 10,
         candidates: Sequence[Sequence[str] | None] | None = None,
         exclude_history: bool = True,
         user_ids: Sequence[str | None] | None = None,
     ) -> list[Recommendations]:
-        """The batched :meth:`recommend`: one history per request, ``candidates`` and ``user_ids``
-        ``None`` or one entry per request. User states are computed in one batch."""
+        """The batched :meth:`recommend`: one history (or ``None``: the user's) per request,
+        ``candidates`` and ``user_ids`` ``None`` or one entry per request. User states are
+        computed in one batch."""
         if isinstance(k, (bool, np.bool_)) or not hasattr(type(k), "__index__") or operator.index(k) < 1:
             raise ValueError(f"k must be a whole number >= 1, got {k!r}")
         k = operator.index(k)  # a Python or numpy integer
@@ -270,6 +304,10 @@ class Recommender:
         ):
             raise ValueError(f"one candidate list and one user id (or None) per history, for {len(histories)}")
         users_at = [self.user_row(None if user_ids is None else user_ids[i]) for i in range(len(histories))]
+        if any(h is None for h in histories):
+            if user_ids is None or any(h is None and user_ids[i] is None for i, h in enumerate(histories)):
+                raise ValueError("give a history or a user id for every request")
+            histories = [self.user_history(user_ids[i]) if h is None else h for i, h in enumerate(histories)]
         with self._lock, torch.inference_mode():
             index = self.index
             rows, unknown = zip(*(self._rows(index, h) for h in histories)) if histories else ((), ())
@@ -288,14 +326,6 @@ class Recommender:
                 scores = self._score(index, keys[i], users[i], chosen)
                 out.append(self._top(index, chosen, scores, k, unknown[i]))
             return out
-
-    def user_row(self, user_id: str | None) -> int:
-        """``user_id``'s row in the training users for a model that reads user ids (else 0; 0: unknown)."""
-        if not self.reads_users or user_id is None:
-            return 0
-        if self._user_rows is None:
-            self._user_rows = {u: i + 1 for i, u in enumerate(self.dm.behaviors("train").user_ids)}
-        return self._user_rows.get(check_text(user_id, "user id"), 0)
 
     def _rows(self, index: NewsIndex, history: Sequence[str]) -> tuple[tuple[int, ...], list[str]]:
         if isinstance(history, str):
@@ -368,33 +398,3 @@ class Recommender:
         top = torch.topk(scores, k) if k else None
         items = [] if top is None else [(index.ids[int(rows[i])], float(v)) for v, i in zip(top.values, top.indices)]
         return Recommendations(items, unknown)
-
-    # -- fresh news -----------------------------------------------------------------------------------
-    def add_news(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-        """Add or update articles (MIND's news.tsv fields: ``news_id`` and ``title`` required,
-        ``category``, ``subcategory``, ``abstract``, ``title_entities``, ``abstract_entities``
-        optional), rankable at once. Text is tokenised with the training vocabulary; a fresh news
-        has no click-graph edges (GLORY: an isolated node, no transitions). The index is saved
-        again (when it persists). Returns ``{"added": n, "updated": m}``."""
-        rows = checked_news_rows(rows, reserved=(self.index.ids[0],))
-        ids = [r["news_id"] for r in rows]
-        if not rows:
-            return {"added": 0, "updated": 0}
-        encoded = self.dm.encode_news_rows(rows, name="add_news")
-        with self._lock:
-            index = self.index
-            new_ids, target, arrays = index.with_rows(ids, encoded)
-            vectors = search = None
-            if index.vectors is not None:
-                builder = self.dm.serving_builder(arrays)
-                with torch.inference_mode():
-                    fresh = self.model.encode_all_news([{"news": builder.news(target)}])
-                vectors = index.with_vectors(fresh, torch.as_tensor(target, device=self.device), len(new_ids))
-                self._rows_changed_since_build += len(target)
-                if self._rows_changed_since_build <= 0.1 * len(index):  # else: rebuilt and recalibrated
-                    search = index.search.updated(vectors.candidate.float().cpu(), torch.as_tensor(target))
-            changed = tuple(sorted(set(index.changed) | set(target.tolist())))
-            self._install(index.ids + new_ids, arrays, vectors, changed, search)
-            if self._store is not None and vectors is not None:
-                self._store.save(self.index, self.num_corpus_news)
-        return {"added": len(new_ids), "updated": len(ids) - len(new_ids)}
