@@ -1,0 +1,263 @@
+"""The live click graph in serving (#36): does feeding the day's clicks into the graph help on
+the day's fresh articles, and what do clicks cost the service?
+
+    python benchmarks/live_graph.py [--seeds 0 1 2] [--users 1500] [--news 1200] [--epochs 2]
+                                    [--postgres postgresql://…] [--no-quality] [--no-timing]
+
+**Replay (quality).** A synthetic world (``generate_mind``) whose dev days hold fresh articles
+(published after the training days: no training clicks, so no edge in the training graph) and
+click transitions (``transition_strength``, default 3; ``0`` turns the signal off). GLORY with
+the candidate-aware graph score is trained on the training days (the quality benchmark's small
+recipe) and served twice from the same weights: (a) with the graph frozen at training time,
+(b) with a click store, where before each dev impression (in time order) the clicks of every
+earlier dev impression have gone through :meth:`Recommender.add_clicks` (each reader's first
+replayed click follows the last click of their history, so that their first transition is
+counted). Each impression is scored with its own history and candidates in both modes; the
+transition baseline (:func:`newsrec.baselines.transition_scores`' formula) is computed from the
+frozen and from the live transition counts the same way. AUC / MRR / nDCG@10 over all dev
+impressions and over those whose clicked news is fresh; mean ± std over seeds.
+
+**Timing.** On the serving benchmark's 50k-news world (GLORY with the graph score, trained 60
+steps): clicks ingested per second through ``add_clicks`` in batches of 1,000 (SQLite, and
+PostgreSQL with ``--postgres``); and the p50 / p99 of ``recommend(history, k=10)`` over the
+whole index, idle against while a thread feeds 1,000 clicks/s (100 every 0.1 s) in the same
+process, user states recomputed on every request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine, table  # noqa: E402
+
+CACHE = Path(__file__).parent / ".cache"
+
+
+# -- replay -----------------------------------------------------------------------------------------
+def train_glory(root: Path, seed: int, epochs: int):
+    import pytorch_lightning as pl
+    from quality import MODEL_SPECS, SIZES
+
+    import newsrec.models as models
+    from newsrec.data import MINDDataModule
+
+    dm = MINDDataModule(str(root), batch_size=32, eval_batch_size=256, seed=seed)
+    pl.seed_everything(seed, verbose=False)
+    cls_name, extra = MODEL_SPECS["glory_graph_score"]
+    model = getattr(models, cls_name)(
+        num_words=dm.num_words, num_entity_ids=dm.num_entity_ids, num_categories=dm.num_categories,
+        num_subcategories=dm.num_subcategories, num_users=dm.num_users, **SIZES["small"], **extra,
+    )  # fmt: skip
+    quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    pl.Trainer(max_epochs=epochs, num_sanity_val_steps=0, limit_val_batches=0, **quiet).fit(model.connect_data(dm), dm)
+    return model, dm
+
+
+def transition_score(table, history: np.ndarray, candidates: np.ndarray, recent: int = 10, decay: float = 0.7):
+    """The transition baseline's score of ``candidates`` after ``history`` (rows, oldest first)."""
+    h = history[::-1][:recent]
+    if not len(h):
+        return np.zeros(len(candidates))
+    count = table.counts.lookup(h[:, None], candidates[None, :])
+    total = table.out_total[np.minimum(h, len(table.out_total) - 1)][:, None]
+    prob = np.divide(count, total, out=np.zeros_like(count), where=total > 0)
+    return (decay ** np.arange(len(h)))[:, None].__mul__(prob).sum(0)
+
+
+def metrics(scores: list[np.ndarray], labels: list[np.ndarray], keep: np.ndarray) -> dict:
+    from newsrec.metrics import ImpressionMetrics
+
+    idx = np.flatnonzero(keep)
+    m = ImpressionMetrics()
+    m.update(
+        torch.from_numpy(np.concatenate([scores[i] for i in idx]).astype(np.float64)),
+        torch.from_numpy(np.concatenate([labels[i] for i in idx]).astype(np.int64)),
+        torch.from_numpy(np.repeat(np.arange(len(idx)), [len(labels[i]) for i in idx])),
+    )
+    out = {k: 100 * float(v) for k, v in m.compute().items()}
+    return {"AUC": out["auc"], "MRR": out["mrr"], "nDCG@10": out["ndcg@10"], "impressions": len(idx)}
+
+
+def replay(seed: int, users: int, news: int, epochs: int, transitions: float, workdir: Path) -> dict:
+    from newsrec.data import generate_mind
+    from newsrec.serving import Recommender
+
+    root = workdir / f"world-{seed}-{transitions}"
+    generate_mind(str(root), num_users=users, num_news=news, seed=seed, transition_strength=transitions)
+    model, dm = train_glory(root, seed, epochs)
+    frozen = Recommender(model, dm)
+    live = Recommender(model, dm, store=workdir / f"clicks-{seed}-{transitions}.sqlite")
+    dev, ids = dm.behaviors("dev"), dm.corpus.news_ids
+    train_news = {line.split("\t", 1)[0] for line in (root / "train" / "news.tsv").read_text().splitlines()}
+    fresh = np.asarray([n not in train_news for n in ids])
+    order = np.argsort(dev.times, kind="stable")
+    hist, hlen = dev.histories(order, dm.history_length)
+    cands, labels, mask = dev.impressions(order)
+    out = {k: [] for k in ("glory_frozen", "glory_live", "transition_frozen", "transition_live")}
+    labels_of, fresh_click, seen = [], [], set()
+    frozen_table = frozen.dm.serving_builder(frozen.index.arrays).transition_table
+    t = time.perf_counter()
+    for i, row in enumerate(order):
+        h, c, y = hist[i, : hlen[i]], cands[i][mask[i]], labels[i][mask[i]]
+        h_ids, c_ids = [ids[x] for x in h], [ids[x] for x in c]
+        for name, rec in (("glory_frozen", frozen), ("glory_live", live)):
+            got = dict(rec.recommend(h_ids, k=len(c_ids), candidates=c_ids, exclude_history=False))
+            out[name].append(np.asarray([got[x] for x in c_ids]))
+        out["transition_frozen"].append(transition_score(frozen_table, h, c))
+        out["transition_live"].append(transition_score(live._snapshot.transition_table, h, c))
+        labels_of.append(y)
+        fresh_click.append(bool(fresh[c[y == 1]].any()))
+        # this impression's clicks join the store before the next impression
+        user, when = f"replay-{dev.user_ids[dev.users[row]]}", float(dev.times[row])
+        clicks = [] if user in seen or not len(h) else [{"user_id": user, "news_id": ids[h[-1]], "time": when - 1}]
+        seen.add(user)
+        clicks += [{"user_id": user, "news_id": ids[x], "time": when} for x in c[y == 1]]
+        live.add_clicks(clicks)
+    seconds = time.perf_counter() - t
+    everything, fresh_only = np.ones(len(order), bool), np.asarray(fresh_click)
+    res = {"seed": seed, "transition_strength": transitions, "replay_seconds": seconds}
+    for name, scores in out.items():
+        res[name] = {"all": metrics(scores, labels_of, everything), "fresh": metrics(scores, labels_of, fresh_only)}
+    live.close()
+    return res
+
+
+# -- timing -----------------------------------------------------------------------------------------
+def random_clicks(rng, news_ids: list[str], n: int, start: float) -> list[dict]:
+    users = rng.integers(0, 20_000, n)
+    rows = rng.integers(1, len(news_ids), n)
+    return [
+        {"user_id": f"L{u}", "news_id": news_ids[r], "time": start + i * 0.001}
+        for i, (u, r) in enumerate(zip(users, rows))
+    ]
+
+
+def ingest_rate(rec, rng, batches: int = 20, size: int = 1000) -> float:
+    ids, start, t = rec.index.ids, 1.7e9, time.perf_counter()
+    for b in range(batches):
+        rec.add_clicks(random_clicks(rng, ids, size, start + b))
+    return batches * size / (time.perf_counter() - t)
+
+
+def recommend_latency(rec, histories: list[list[str]], stream: bool) -> tuple[float, float, int]:
+    """p50, p99 (ms) of recommend(k=10), optionally while a thread feeds 1,000 clicks/s; the
+    clicks actually fed."""
+    stop, fed = threading.Event(), [0]
+    rng = np.random.default_rng(1)
+
+    def feed() -> None:
+        ids, tick = rec.index.ids, time.perf_counter()
+        while not stop.is_set():
+            rec.add_clicks(random_clicks(rng, ids, 100, 1.8e9 + fed[0]))
+            fed[0] += 100
+            tick += 0.1
+            time.sleep(max(0.0, tick - time.perf_counter()))
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    if stream:
+        feeder.start()
+        time.sleep(0.5)
+    ms = []
+    for h in histories:
+        rec._users.clear()
+        t = time.perf_counter()
+        rec.recommend(h, k=10)
+        ms.append((time.perf_counter() - t) * 1e3)
+    stop.set()
+    if stream:
+        feeder.join()
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), fed[0]
+
+
+def timing(postgres: str | None, requests: int) -> list[dict]:
+    from serving import dev_histories, train, world
+
+    from newsrec.serving import Recommender
+
+    root = world(50_000, 3000)
+    ckpt = CACHE / "live-glory-graph-score" / "last.ckpt"
+    if not ckpt.exists():
+        train("glory_transitions", root, 60, ckpt.parent)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        stores = [("sqlite", str(Path(tmp) / "clicks.sqlite"))] + ([("postgresql", postgres)] if postgres else [])
+        for kind, location in stores:
+            rec = Recommender.from_checkpoint(ckpt, index_dir=Path(tmp) / "index", store=location)
+            histories = dev_histories(rec, requests)
+            rate = ingest_rate(rec, np.random.default_rng(0))
+            idle = recommend_latency(rec, histories, stream=False)
+            busy = recommend_latency(rec, histories, stream=True)
+            rows.append({
+                "store": kind, "news": rec.num_news, "graph edges": rec.click_info["graph_edges"],
+                "ingest clicks/s": round(rate), "idle p50 ms": idle[0], "idle p99 ms": idle[1],
+                "streaming p50 ms": busy[0], "streaming p99 ms": busy[1], "p99 ratio": busy[1] / idle[1],
+                "clicks fed while timing": busy[2],
+            })  # fmt: skip
+            print(table(rows[-1:], list(rows[-1])), flush=True)
+            rec.close()
+    return rows
+
+
+def summary(results: list[dict]) -> str:
+    lines = []
+    for strength in sorted({r["transition_strength"] for r in results}, reverse=True):
+        runs = [r for r in results if r["transition_strength"] == strength]
+        rows = []
+        for name in ("glory_frozen", "glory_live", "transition_frozen", "transition_live"):
+            row = {"model": name}
+            for part in ("all", "fresh"):
+                for metric in ("AUC", "MRR", "nDCG@10"):
+                    v = np.asarray([r[name][part][metric] for r in runs])
+                    row[f"{part} {metric}"] = f"{v.mean():.2f} ± {v.std():.2f}"
+            rows.append(row)
+        n = [r["glory_live"]["fresh"]["impressions"] for r in runs]
+        lines.append(f"transition_strength={strength}, seeds {[r['seed'] for r in runs]}, fresh impressions {n}")
+        lines.append(table(rows, list(rows[0])))
+        gain = [r["glory_live"]["fresh"]["AUC"] - r["glory_frozen"]["fresh"]["AUC"] for r in runs]
+        lines.append(f"live - frozen, fresh AUC: {np.mean(gain):+.2f} (per seed {[round(g, 2) for g in gain]})")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--users", type=int, default=1500)
+    p.add_argument("--news", type=int, default=1200)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--strengths", type=float, nargs="+", default=[3.0, 0.0], help="transition_strength values")
+    p.add_argument("--postgres", help="a PostgreSQL DSN to time the shared store too")
+    p.add_argument("--requests", type=int, default=300)
+    p.add_argument("--no-quality", action="store_true")
+    p.add_argument("--no-timing", action="store_true")
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    print(machine())
+    results: dict = {"replay": [], "timing": []}
+    if not args.no_quality:
+        with tempfile.TemporaryDirectory() as tmp:
+            for strength in args.strengths:
+                for seed in args.seeds:
+                    res = replay(seed, args.users, args.news, args.epochs, strength, Path(tmp))
+                    results["replay"].append(res)
+                    print(json.dumps(res), flush=True)
+        print(summary(results["replay"]))
+    if not args.no_timing:
+        results["timing"] = timing(args.postgres, args.requests)
+        print(table(results["timing"], list(results["timing"][0])))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
