@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, table  # noqa: E402
+from _common import machine, parse_knob, table  # noqa: E402
 
 CACHE = Path(__file__).parent / ".cache"
 
@@ -88,12 +88,12 @@ def metrics(scores: list[np.ndarray], labels: list[np.ndarray], keep: np.ndarray
     return {"AUC": out["auc"], "MRR": out["mrr"], "nDCG@10": out["ndcg@10"], "impressions": len(idx)}
 
 
-def replay(seed: int, users: int, news: int, epochs: int, transitions: float, workdir: Path) -> dict:
+def replay(seed: int, users: int, news: int, epochs: int, transitions: float, workdir: Path, knobs: dict) -> dict:
     from newsrec.data import generate_mind
     from newsrec.serving import Recommender
 
     root = workdir / f"world-{seed}-{transitions}"
-    generate_mind(str(root), num_users=users, num_news=news, seed=seed, transition_strength=transitions)
+    generate_mind(str(root), num_users=users, num_news=news, seed=seed, transition_strength=transitions, **knobs)
     model, dm = train_glory(root, seed, epochs)
     frozen = Recommender(model, dm)
     live = Recommender(model, dm, store=workdir / f"clicks-{seed}-{transitions}.sqlite")
@@ -237,18 +237,20 @@ def main() -> None:
     p.add_argument("--strengths", type=float, nargs="+", default=[3.0, 0.0], help="transition_strength values")
     p.add_argument("--postgres", help="a PostgreSQL DSN to time the shared store too")
     p.add_argument("--requests", type=int, default=300)
+    p.add_argument("--knob", action="append", default=[], help="SyntheticConfig field=value (repeatable)")
     p.add_argument("--no-quality", action="store_true")
     p.add_argument("--no-timing", action="store_true")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     torch.set_num_threads(1)
     print(machine())
-    results: dict = {"replay": [], "timing": []}
+    knobs = dict(parse_knob(k) for k in args.knob)
+    results: dict = {"replay": [], "timing": [], "knobs": knobs, "users": args.users, "news": args.news}
     if not args.no_quality:
         with tempfile.TemporaryDirectory() as tmp:
             for strength in args.strengths:
                 for seed in args.seeds:
-                    res = replay(seed, args.users, args.news, args.epochs, strength, Path(tmp))
+                    res = replay(seed, args.users, args.news, args.epochs, strength, Path(tmp), knobs)
                     results["replay"].append(res)
                     print(json.dumps(res), flush=True)
         print(summary(results["replay"]))

@@ -98,6 +98,7 @@ def _serve(args: argparse.Namespace) -> None:
         store=None if args.store == "none" else args.store,
         edge_half_life=None if args.edge_half_life in (None, "none") else parse_duration(args.edge_half_life),
         follow_seconds=args.follow_seconds,
+        entity_refresh_seconds=args.entity_refresh_seconds,
     )
     limits = ServiceLimits(max_k=args.max_k, max_history=args.max_history, max_candidates=args.max_candidates)
     store = "no click store" if rec.store is None else f"clicks in {rec.store.kind} ({rec.click_info['clicks']} stored)"
@@ -185,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--follow_seconds",
         type=float,
         help="read other processes' clicks from the store this often (default: 1 with postgresql://, else off)",
+    )
+    p.add_argument(
+        "--entity_refresh_seconds",
+        type=float,
+        default=60.0,
+        help="re-encode the news whose entities' live graph neighbours changed this often (0: at every write)",
     )
     p.add_argument("--max_k", type=int, default=1000)
     p.add_argument("--max_history", type=int, default=1000)

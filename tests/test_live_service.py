@@ -106,7 +106,8 @@ class Serve:
     def __init__(self, ckpt: str, store: str, index_dir: Path, *extra: str) -> None:
         self.port = free_port()
         cli = [sys.executable, "-m", "newsrec.cli", "serve", "--ckpt_path", ckpt, "--store", store]
-        cli += ["--index_dir", str(index_dir), "--port", str(self.port), "--log_level", "warning", *extra]
+        cli += ["--index_dir", str(index_dir), "--port", str(self.port), "--log_level", "warning"]
+        cli += ["--entity_refresh_seconds", "0", *extra]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         self.proc = subprocess.Popen(cli, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.url = f"http://127.0.0.1:{self.port}"

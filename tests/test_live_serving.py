@@ -30,7 +30,7 @@ def clicks_for(users, chain, start=1_600_000_000.0):
 
 
 def test_clicks_move_the_graph_the_model_reads_and_a_restart_rebuilds_it(glory_ckpt, tmp_path, store_url):
-    rec = Recommender.from_checkpoint(glory_ckpt, index_dir=None, store=store_url)
+    rec = Recommender.from_checkpoint(glory_ckpt, index_dir=None, store=store_url, entity_refresh_seconds=0)
     frozen = Recommender.from_checkpoint(glory_ckpt, index_dir=None)
     ids = rec.index.ids
     a, b = ids[5], ids[9]
@@ -119,3 +119,18 @@ def test_two_recommenders_on_one_postgresql_database_follow_each_other(glory_ckp
     assert b.graph_neighbors(ids[2], 5) == a.graph_neighbors(ids[2], 5)
     assert dict(b.graph_neighbors(ids[2], 5))["Nshared"] == 2.0 and b.num_news == a.num_news
     a.close(), b.close()
+
+
+def test_entity_refresh_is_deferred_and_then_equals_a_rebuild(glory_ckpt, tmp_path):
+    """With the default refresh period the news graph moves at once and the entity view of the
+    touched news waits for refresh_entities(); after it, the scores are a restarted server's."""
+    store = tmp_path / "clicks.sqlite"
+    rec = Recommender.from_checkpoint(glory_ckpt, index_dir=None, store=store, entity_refresh_seconds=3600)
+    ids = rec.index.ids
+    rec.add_clicks(clicks_for([f"E{i}" for i in range(15)], [ids[i] for i in range(10, 30)]))
+    assert rec.click_info["stale_entities"] > 0
+    history, candidates = [ids[10], ids[11]], [ids[i] for i in range(30, 60)]
+    assert rec.refresh_entities() > 0 and rec.click_info["stale_entities"] == 0
+    again = Recommender.from_checkpoint(glory_ckpt, index_dir=None, store=store, entity_refresh_seconds=3600)
+    same(rec.recommend(history, k=10, candidates=candidates), again.recommend(history, k=10, candidates=candidates))
+    rec.close(), again.close()

@@ -58,7 +58,8 @@ def test_health_and_openapi_docs(served):
     client, rec, _ = served
     r = client.get("/health")
     assert r.status_code == 200 and r.json() == {
-        "status": "ok", "model": "GLORY", "news": rec.num_news, "search": "exact", "recall": 1.0, "search_reason": ""
+        "status": "ok", "model": "GLORY", "news": rec.num_news, "search": "exact", "recall": 1.0, "search_reason": "",
+        "clicks": None, "graph_edges": None, "stale_entities": None,
     }  # fmt: skip
     assert client.get("/docs").status_code == 200
     assert "/recommend" in client.get("/openapi.json").json()["paths"]

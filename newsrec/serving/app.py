@@ -115,6 +115,7 @@ def create_app(recommender: Recommender, limits: ServiceLimits | None = None):
         search_reason: str
         clicks: int | None
         graph_edges: int | None
+        stale_entities: int | None
 
     app = FastAPI(
         title="newsrec",

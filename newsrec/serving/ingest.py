@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -24,46 +25,11 @@ import torch
 
 from newsrec.serving.index import check_text, checked_news_rows
 from newsrec.serving.live import LiveGraph, LiveSnapshot
-from newsrec.serving.store import ClickStore, open_store, parse_time
+from newsrec.serving.store import ClickStore, checked_clicks, open_store
 
-__all__ = ["Ingest", "UserTransitions", "checked_clicks", "store_options"]
+__all__ = ["Ingest", "UserTransitions"]
 
 SPLITS = ("train", "dev", "test")
-
-
-def store_options(options: dict[str, Any], folder: str | os.PathLike) -> dict[str, Any]:
-    """``options`` with ``store="auto"`` made ``folder/clicks.sqlite``, and ``follow_seconds``
-    defaulted to 1 for a PostgreSQL store (several processes share it)."""
-    options = dict(options)
-    if options.get("store") == "auto":
-        options["store"] = Path(folder) / "clicks.sqlite"
-    if str(options.get("store") or "").startswith("postgres") and options.get("follow_seconds") is None:
-        options["follow_seconds"] = 1.0
-    return options
-
-
-def checked_clicks(clicks, known) -> tuple[list[str], list[str], list[float]]:
-    """``(users, news ids, times)`` of ``clicks`` (a list of ``{"user_id", "news_id", "time"}``),
-    checked whole: every problem is one ``ValueError``/``TypeError`` naming the click, and
-    ``known(news_id)`` must be true for every news id."""
-    if isinstance(clicks, (Mapping, str, bytes)) or not isinstance(clicks, Sequence):
-        raise TypeError(f"expected a list of clicks, got {type(clicks).__name__}: pass [click, ...] even for one")
-    users, news, times = [], [], []
-    for i, c in enumerate(clicks):
-        if not isinstance(c, Mapping):
-            raise TypeError(f"click {i}: expected an object with user_id, news_id and time, got {type(c).__name__}")
-        extra = sorted(set(c) - {"user_id", "news_id", "time"})
-        missing = [f for f in ("user_id", "news_id", "time") if c.get(f) is None]
-        if extra or missing:
-            raise ValueError(f"click {i}: " + (f"unknown field(s) {extra}" if extra else f"missing {missing}"))
-        user = check_text(c["user_id"], f"click {i}: user_id")
-        if not user.strip():
-            raise ValueError(f"click {i}: user_id is empty")
-        news_id = check_text(c["news_id"], f"click {i}: news_id")
-        if not known(news_id):
-            raise KeyError(f"click {i}: unknown news id {news_id!r} (add the article with POST /news first)")
-        users.append(user), news.append(news_id), times.append(parse_time(c["time"], f"click {i}: time"))
-    return users, news, times
 
 
 class Ingest:
@@ -76,8 +42,16 @@ class Ingest:
     live: LiveGraph | None = None
 
     def _start_clicks(
-        self, store: str | os.PathLike | ClickStore | None, half_life: float | None, follow_seconds: float | None
+        self,
+        store: str | os.PathLike | ClickStore | None,
+        half_life: float | None,
+        follow_seconds: float | None,
+        entity_refresh_seconds: float = 60.0,
     ) -> None:
+        if entity_refresh_seconds < 0:
+            raise ValueError(f"entity_refresh_seconds must be >= 0, got {entity_refresh_seconds}")
+        self.entity_refresh_seconds = float(entity_refresh_seconds)
+        self._stale_entities = np.zeros(0, np.int64)
         self._click_seq = self._article_seq = 0
         self._data_users: dict[str, tuple[str, int]] | None = None
         self._follower = None
@@ -101,9 +75,11 @@ class Ingest:
         self._snapshot = self.live.snapshot()
         self._swap_index(self.index.vectors, self.index.search)
         self.sync()  # what the store holds from earlier runs (and other processes)
-        if follow_seconds:
-            self._follower = threading.Thread(target=self._follow, args=(float(follow_seconds),), daemon=True)
+        self.refresh_entities()
+        periods = [p for p in (follow_seconds, self.entity_refresh_seconds) if p]
+        if periods and (follow_seconds or self.live.entities):
             self._stop = threading.Event()
+            self._follower = threading.Thread(target=self._follow, args=(follow_seconds, min(periods)), daemon=True)
             self._follower.start()
 
     # -- writes --------------------------------------------------------------------------------------
@@ -145,33 +121,52 @@ class Ingest:
             return len(log)
 
     def _install_snapshot(self, snapshot: LiveSnapshot) -> None:
-        """Make ``snapshot`` the served graph: the candidate vectors of news whose entities' live
-        neighbours changed are encoded again first; the swap itself is one assignment."""
-        index = self.index
+        """Make ``snapshot`` the served graph (one assignment). The entities whose live neighbours
+        changed are noted: the candidate vectors of their news are encoded again by
+        :meth:`refresh_entities` (now, with ``entity_refresh_seconds=0``)."""
         self._snapshot = snapshot
-        vectors, search = index.vectors, index.search
-        changed = snapshot.changed_entities
-        if len(changed) and vectors is not None and "entities" in index.arrays:
-            rows = np.flatnonzero(np.isin(index.arrays["entities"], changed).any(axis=1))
-            rows = rows[rows > 0]
-            if len(rows):
-                builder = self._serving_builder(index.arrays)
-                with torch.inference_mode():
-                    chunks = [
-                        {"news": builder.news(rows[i : i + self.batch_size])}
-                        for i in range(0, len(rows), self.batch_size)
-                    ]
-                    fresh = self.model.encode_all_news(chunks)
-                target = torch.as_tensor(rows, device=self.device)
-                vectors = index.with_vectors(fresh, target, 0)
-                if search is not None:
-                    search = search.updated(vectors.candidate.float().cpu(), torch.as_tensor(rows))
-        self._swap_index(vectors, search, keep_users=not self._reads_graph)
+        if len(snapshot.changed_entities):
+            self._stale_entities = np.union1d(self._stale_entities, snapshot.changed_entities)
+        index = self.index
+        self._swap_index(index.vectors, index.search, keep_users=not self._reads_graph)
+        if not self.entity_refresh_seconds:
+            self.refresh_entities()
 
-    def _follow(self, seconds: float) -> None:
-        while not self._stop.wait(seconds):
+    def refresh_entities(self) -> int:
+        """Encode again the candidate vectors of the news whose entities' live graph neighbours
+        changed since the last refresh (GLORY's global entity view); returns how many. Runs every
+        ``entity_refresh_seconds`` in the background, at start, and after every write when that is 0."""
+        with self._write_lock:
+            stale, index = self._stale_entities, self.index
+            self._stale_entities = np.zeros(0, np.int64)
+            if not len(stale) or index.vectors is None or "entities" not in index.arrays:
+                return 0
+            rows = np.flatnonzero(np.isin(index.arrays["entities"], stale).any(axis=1))
+            rows = rows[rows > 0]
+            if not len(rows):
+                return 0
+            builder = self._serving_builder(index.arrays)
+            step = self.batch_size
+            with torch.inference_mode():
+                fresh = self.model.encode_all_news(
+                    [{"news": builder.news(rows[i : i + step])} for i in range(0, len(rows), step)]
+                )
+            vectors = index.with_vectors(fresh, torch.as_tensor(rows, device=self.device), 0)
+            search = index.search
+            if search is not None:
+                search = search.updated(vectors.candidate.float().cpu(), torch.as_tensor(rows))
+            self._swap_index(vectors, search, keep_users=False)
+            return len(rows)
+
+    def _follow(self, follow_seconds: float | None, tick: float) -> None:
+        last_refresh = time.monotonic()
+        while not self._stop.wait(tick):
             try:
-                self.sync()
+                if follow_seconds:
+                    self.sync()
+                if self.entity_refresh_seconds and time.monotonic() - last_refresh >= self.entity_refresh_seconds:
+                    self.refresh_entities()
+                    last_refresh = time.monotonic()
             except Exception as e:  # a database that went away for a moment: say so, keep following
                 warnings.warn(f"following the click store failed: {type(e).__name__}: {e}", stacklevel=1)
 
@@ -268,10 +263,12 @@ class Ingest:
 
     @property
     def click_info(self) -> dict:
-        """``{"clicks": stored clicks, "graph_edges": live transitions}`` (``None`` without a store)."""
+        """``{"clicks": stored clicks, "graph_edges": live transitions, "stale_entities": entities
+        whose news' candidate vectors wait for :meth:`refresh_entities`}`` (``None`` without a store)."""
         if self.store is None:
-            return {"clicks": None, "graph_edges": None}
-        return {"clicks": self.store.num_clicks(), "graph_edges": self._snapshot.num_transitions}
+            return {"clicks": None, "graph_edges": None, "stale_entities": None}
+        stored, edges = self.store.num_clicks(), self._snapshot.num_transitions
+        return {"clicks": stored, "graph_edges": edges, "stale_entities": len(self._stale_entities)}
 
     # -- the data root's users --------------------------------------------------------------------------
     def _data_user(self, user_id: str) -> tuple[str, int] | None:

@@ -34,9 +34,9 @@ from newsrec.serving.index import (
     UserKey,
     check_text,
 )
-from newsrec.serving.ingest import Ingest, store_options
+from newsrec.serving.ingest import Ingest
 from newsrec.serving.search import ExactSearch, FaissSearch
-from newsrec.serving.store import ClickStore
+from newsrec.serving.store import ClickStore, store_options
 
 __all__ = ["Recommender", "Recommendations", "NEWS_FIELDS"]
 
@@ -75,19 +75,18 @@ class Recommender(Ingest):
         user_cache_size: user states kept in an LRU cache keyed by the history and user.
         batch_size: news per chunk when encoding the whole corpus, and candidates per chunk.
         shortlist_factor: a whole-index request re-scores ``k × shortlist_factor`` search hits.
-        store: where served clicks and articles are kept (a SQLite path, a ``postgresql://`` URL
-            or a :class:`~newsrec.serving.store.ClickStore`): enables :meth:`add_clicks`, users
-            by id with their stored clicks, and the live click graph
-            (:mod:`newsrec.serving.clicks`); ``None``: histories only, the training graph.
+        store: where clicks and articles are kept (a SQLite path, ``postgresql://…``, a
+            :class:`~newsrec.serving.store.ClickStore`): :meth:`add_clicks`, users by id and the
+            live click graph (:mod:`newsrec.serving.ingest`); ``None``: the training graph.
         edge_half_life: seconds for a live graph edge's weight to halve (``None``: no decay).
         follow_seconds: how often to read other processes' clicks and articles from the store
-            (``None``: only when this process writes; set it when several processes share one
-            PostgreSQL database).
+            (``None``: only when this process writes; for several processes on one PostgreSQL).
+        entity_refresh_seconds: how often the candidate vectors of news whose entities' live
+            neighbours changed are encoded again (60; 0: at every write; see :meth:`refresh_entities`).
 
     Thread-safe: requests are served one at a time under a lock (the samplers reuse buffers);
     writers (:meth:`add_news`, :meth:`add_clicks`) compute a new index or graph snapshot under
-    their own lock and swap it in only once everything is computed.
-    """
+    their own lock and swap it in once everything is computed."""
 
     def __init__(
         self,
@@ -106,6 +105,7 @@ class Recommender(Ingest):
         store: str | os.PathLike | ClickStore | None = None,
         edge_half_life: float | None = None,
         follow_seconds: float | None = None,
+        entity_refresh_seconds: float = 60.0,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -136,7 +136,7 @@ class Recommender(Ingest):
                 self._index_store.save(self.index, self.num_corpus_news)
         else:
             self._install(*loaded)
-        self._start_clicks(store, edge_half_life, follow_seconds)
+        self._start_clicks(store, edge_half_life, follow_seconds, entity_refresh_seconds)
 
     # -- construction from a checkpoint -------------------------------------------------------------
     @classmethod

@@ -26,21 +26,26 @@ import math
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from newsrec.serving.index import check_text
 
 __all__ = [
     "ClickLog",
     "ClickStore",
+    "checked_clicks",
     "PostgresClickStore",
     "SQLiteClickStore",
     "open_store",
     "parse_duration",
     "parse_time",
+    "store_options",
 ]
 
 
@@ -280,6 +285,41 @@ class PostgresClickStore(ClickStore):
                     copy.write_row(row)
             last = con.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table}").fetchone()[0]
         return int(last)
+
+
+def store_options(options: dict[str, Any], folder: str | os.PathLike) -> dict[str, Any]:
+    """``options`` with ``store="auto"`` made ``folder/clicks.sqlite``, and ``follow_seconds``
+    defaulted to 1 for a PostgreSQL store (several processes share it)."""
+    options = dict(options)
+    if options.get("store") == "auto":
+        options["store"] = Path(folder) / "clicks.sqlite"
+    if str(options.get("store") or "").startswith("postgres") and options.get("follow_seconds") is None:
+        options["follow_seconds"] = 1.0
+    return options
+
+
+def checked_clicks(clicks, known) -> tuple[list[str], list[str], list[float]]:
+    """``(users, news ids, times)`` of ``clicks`` (a list of ``{"user_id", "news_id", "time"}``),
+    checked whole: every problem is one ``ValueError``/``TypeError`` naming the click, and
+    ``known(news_id)`` must be true for every news id."""
+    if isinstance(clicks, (Mapping, str, bytes)) or not isinstance(clicks, Sequence):
+        raise TypeError(f"expected a list of clicks, got {type(clicks).__name__}: pass [click, ...] even for one")
+    users, news, times = [], [], []
+    for i, c in enumerate(clicks):
+        if not isinstance(c, Mapping):
+            raise TypeError(f"click {i}: expected an object with user_id, news_id and time, got {type(c).__name__}")
+        extra = sorted(set(c) - {"user_id", "news_id", "time"})
+        missing = [f for f in ("user_id", "news_id", "time") if c.get(f) is None]
+        if extra or missing:
+            raise ValueError(f"click {i}: " + (f"unknown field(s) {extra}" if extra else f"missing {missing}"))
+        user = check_text(c["user_id"], f"click {i}: user_id")
+        if not user.strip():
+            raise ValueError(f"click {i}: user_id is empty")
+        news_id = check_text(c["news_id"], f"click {i}: news_id")
+        if not known(news_id):
+            raise KeyError(f"click {i}: unknown news id {news_id!r} (add the article with POST /news first)")
+        users.append(user), news.append(news_id), times.append(parse_time(c["time"], f"click {i}: time"))
+    return users, news, times
 
 
 def open_store(location: str | os.PathLike) -> ClickStore:
