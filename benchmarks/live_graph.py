@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from newsrec.serving.store import parse_duration
+
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, parse_knob, table  # noqa: E402
 
@@ -88,7 +90,9 @@ def metrics(scores: list[np.ndarray], labels: list[np.ndarray], keep: np.ndarray
     return {"AUC": out["auc"], "MRR": out["mrr"], "nDCG@10": out["ndcg@10"], "impressions": len(idx)}
 
 
-def replay(seed: int, users: int, news: int, epochs: int, transitions: float, workdir: Path, knobs: dict) -> dict:
+def replay(
+    seed: int, users: int, news: int, epochs: int, transitions: float, workdir: Path, knobs: dict, half_life=None
+) -> dict:
     from newsrec.data import generate_mind
     from newsrec.serving import Recommender
 
@@ -96,7 +100,8 @@ def replay(seed: int, users: int, news: int, epochs: int, transitions: float, wo
     generate_mind(str(root), num_users=users, num_news=news, seed=seed, transition_strength=transitions, **knobs)
     model, dm = train_glory(root, seed, epochs)
     frozen = Recommender(model, dm)
-    live = Recommender(model, dm, store=workdir / f"clicks-{seed}-{transitions}.sqlite")
+    store = workdir / f"clicks-{seed}-{transitions}.sqlite"
+    live = Recommender(model, dm, store=store, edge_half_life=half_life, entity_refresh_seconds=0)
     dev, ids = dm.behaviors("dev"), dm.corpus.news_ids
     train_news = {line.split("\t", 1)[0] for line in (root / "train" / "news.tsv").read_text().splitlines()}
     fresh = np.asarray([n not in train_news for n in ids])
@@ -104,7 +109,7 @@ def replay(seed: int, users: int, news: int, epochs: int, transitions: float, wo
     hist, hlen = dev.histories(order, dm.history_length)
     cands, labels, mask = dev.impressions(order)
     out = {k: [] for k in ("glory_frozen", "glory_live", "transition_frozen", "transition_live")}
-    labels_of, fresh_click, seen = [], [], set()
+    labels_of, fresh_click, seen, reachable = [], [], set(), []
     frozen_table = frozen.dm.serving_builder(frozen.index.arrays).transition_table
     t = time.perf_counter()
     for i, row in enumerate(order):
@@ -117,6 +122,13 @@ def replay(seed: int, users: int, news: int, epochs: int, transitions: float, wo
         out["transition_live"].append(transition_score(live._snapshot.transition_table, h, c))
         labels_of.append(y)
         fresh_click.append(bool(fresh[c[y == 1]].any()))
+        if fresh_click[-1]:  # is a clicked fresh news one live transition away from a recent click?
+            table, recent = live._snapshot.transition_table, h[::-1][:10]
+            clicked = c[(y == 1) & fresh[c]]
+            reach = table.counts.lookup(recent[:, None], clicked[None, :]) + table.counts.lookup(
+                clicked[None, :], recent[:, None]
+            )
+            reachable.append(bool((reach > 0).any()))
         # this impression's clicks join the store before the next impression
         user, when = f"replay-{dev.user_ids[dev.users[row]]}", float(dev.times[row])
         clicks = [] if user in seen or not len(h) else [{"user_id": user, "news_id": ids[h[-1]], "time": when - 1}]
@@ -125,7 +137,8 @@ def replay(seed: int, users: int, news: int, epochs: int, transitions: float, wo
         live.add_clicks(clicks)
     seconds = time.perf_counter() - t
     everything, fresh_only = np.ones(len(order), bool), np.asarray(fresh_click)
-    res = {"seed": seed, "transition_strength": transitions, "replay_seconds": seconds}
+    res = {"seed": seed, "transition_strength": transitions, "replay_seconds": seconds,
+           "fresh_reachable": float(np.mean(reachable)) if reachable else 0.0}  # fmt: skip
     for name, scores in out.items():
         res[name] = {"all": metrics(scores, labels_of, everything), "fresh": metrics(scores, labels_of, fresh_only)}
     live.close()
@@ -225,6 +238,8 @@ def summary(results: list[dict]) -> str:
         lines.append(table(rows, list(rows[0])))
         gain = [r["glory_live"]["fresh"]["AUC"] - r["glory_frozen"]["fresh"]["AUC"] for r in runs]
         lines.append(f"live - frozen, fresh AUC: {np.mean(gain):+.2f} (per seed {[round(g, 2) for g in gain]})")
+        reach = [round(100 * r["fresh_reachable"], 1) for r in runs]
+        lines.append(f"fresh impressions whose clicked fresh news has a live edge to or from a recent click: {reach} %")
     return "\n".join(lines)
 
 
@@ -237,6 +252,7 @@ def main() -> None:
     p.add_argument("--strengths", type=float, nargs="+", default=[3.0, 0.0], help="transition_strength values")
     p.add_argument("--postgres", help="a PostgreSQL DSN to time the shared store too")
     p.add_argument("--requests", type=int, default=300)
+    p.add_argument("--edge_half_life", help="the live graph's half-life (e.g. 12h; default: no decay)")
     p.add_argument("--knob", action="append", default=[], help="SyntheticConfig field=value (repeatable)")
     p.add_argument("--no-quality", action="store_true")
     p.add_argument("--no-timing", action="store_true")
@@ -245,12 +261,14 @@ def main() -> None:
     torch.set_num_threads(1)
     print(machine())
     knobs = dict(parse_knob(k) for k in args.knob)
-    results: dict = {"replay": [], "timing": [], "knobs": knobs, "users": args.users, "news": args.news}
+    half_life = parse_duration(args.edge_half_life) if args.edge_half_life else None
+    results: dict = {"replay": [], "timing": [], "knobs": knobs, "users": args.users, "news": args.news,
+                     "edge_half_life": half_life}  # fmt: skip
     if not args.no_quality:
         with tempfile.TemporaryDirectory() as tmp:
             for strength in args.strengths:
                 for seed in args.seeds:
-                    res = replay(seed, args.users, args.news, args.epochs, strength, Path(tmp), knobs)
+                    res = replay(seed, args.users, args.news, args.epochs, strength, Path(tmp), knobs, half_life)
                     results["replay"].append(res)
                     print(json.dumps(res), flush=True)
         print(summary(results["replay"]))
