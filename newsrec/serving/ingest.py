@@ -135,24 +135,29 @@ class Ingest:
     def refresh_entities(self) -> int:
         """Encode again the candidate vectors of the news whose entities' live graph neighbours
         changed since the last refresh (GLORY's global entity view); returns how many. Runs every
-        ``entity_refresh_seconds`` in the background, at start, and after every write when that is 0."""
+        ``entity_refresh_seconds`` in the background, at start, and after every write when that
+        is 0. The encoding runs outside the writers' lock; if articles changed meanwhile, the
+        entities wait for the next refresh."""
         with self._write_lock:
             stale, index = self._stale_entities, self.index
             self._stale_entities = np.zeros(0, np.int64)
-            if not len(stale) or index.vectors is None or "entities" not in index.arrays:
+        if not len(stale) or index.vectors is None or "entities" not in index.arrays:
+            return 0
+        rows = np.flatnonzero(np.isin(index.arrays["entities"], stale).any(axis=1))
+        rows = rows[rows > 0]
+        builder, step = self._serving_builder(index.arrays), self.batch_size
+        with torch.inference_mode():
+            chunks = [{"news": builder.news(rows[i : i + step])} for i in range(0, len(rows), step)]
+            fresh = self.model.encode_all_news(chunks) if len(rows) else None
+        with self._write_lock:
+            current = self.index
+            if current.arrays is not index.arrays:  # add_news replaced the index: try again next time
+                self._stale_entities = np.union1d(self._stale_entities, stale)
                 return 0
-            rows = np.flatnonzero(np.isin(index.arrays["entities"], stale).any(axis=1))
-            rows = rows[rows > 0]
-            if not len(rows):
+            if fresh is None:
                 return 0
-            builder = self._serving_builder(index.arrays)
-            step = self.batch_size
-            with torch.inference_mode():
-                fresh = self.model.encode_all_news(
-                    [{"news": builder.news(rows[i : i + step])} for i in range(0, len(rows), step)]
-                )
-            vectors = index.with_vectors(fresh, torch.as_tensor(rows, device=self.device), 0)
-            search = index.search
+            vectors = current.with_vectors(fresh, torch.as_tensor(rows, device=self.device), 0)
+            search = current.search
             if search is not None:
                 search = search.updated(vectors.candidate.float().cpu(), torch.as_tensor(rows))
             self._swap_index(vectors, search, keep_users=False)
