@@ -18,10 +18,11 @@ frozen and from the live transition counts the same way. AUC / MRR / nDCG@10 ove
 impressions and over those whose clicked news is fresh; mean ± std over seeds.
 
 **Timing.** On the serving benchmark's 50k-news world (GLORY with the graph score, trained 60
-steps): clicks ingested per second through ``add_clicks`` in batches of 1,000 (SQLite, and
-PostgreSQL with ``--postgres``); and the p50 / p99 of ``recommend(history, k=10)`` over the
-whole index, idle against while a thread feeds 1,000 clicks/s (100 every 0.1 s) in the same
-process, user states recomputed on every request.
+steps): clicks ingested per second through ``add_clicks`` and through ``POST /clicks``
+(uvicorn on 127.0.0.1) in batches of 1,000 (SQLite, and PostgreSQL with ``--postgres``); and
+the p50 / p99 of ``recommend(history, k=10)`` over the whole index, idle against while a thread
+feeds 1,000 clicks/s (100 every 0.1 s) in the same process, user states recomputed on every
+request.
 """
 
 from __future__ import annotations
@@ -162,6 +163,37 @@ def ingest_rate(rec, rng, batches: int = 20, size: int = 1000) -> float:
     return batches * size / (time.perf_counter() - t)
 
 
+def http_ingest_rate(rec, rng, batches: int = 20, size: int = 1000) -> float:
+    """Clicks per second through ``POST /clicks`` (uvicorn on 127.0.0.1, one httpx client)."""
+    import socket
+
+    import httpx
+    import uvicorn
+
+    from newsrec.serving.app import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(rec), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    ids = rec.index.ids
+    bodies = [{"clicks": random_clicks(rng, ids, size, 1.9e9 + b)} for b in range(batches)]
+    for c in (c for body in bodies for c in body["clicks"]):
+        c["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(c["time"]))
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        t = time.perf_counter()
+        for body in bodies:
+            assert client.post("/clicks", json=body).json() == {"accepted": size}
+        rate = batches * size / (time.perf_counter() - t)
+    server.should_exit = True
+    thread.join(timeout=10)
+    return rate
+
+
 def recommend_latency(rec, histories: list[list[str]], stream: bool) -> tuple[float, float, int]:
     """p50, p99 (ms) of recommend(k=10), optionally while a thread feeds 1,000 clicks/s; the
     clicks actually fed."""
@@ -208,11 +240,13 @@ def timing(postgres: str | None, requests: int) -> list[dict]:
             rec = Recommender.from_checkpoint(ckpt, index_dir=Path(tmp) / "index", store=location)
             histories = dev_histories(rec, requests)
             rate = ingest_rate(rec, np.random.default_rng(0))
+            http_rate = http_ingest_rate(rec, np.random.default_rng(2))
             idle = recommend_latency(rec, histories, stream=False)
             busy = recommend_latency(rec, histories, stream=True)
             rows.append({
                 "store": kind, "news": rec.num_news, "graph edges": rec.click_info["graph_edges"],
-                "ingest clicks/s": round(rate), "idle p50 ms": idle[0], "idle p99 ms": idle[1],
+                "ingest clicks/s": round(rate), "HTTP ingest clicks/s": round(http_rate),
+                "idle p50 ms": idle[0], "idle p99 ms": idle[1],
                 "streaming p50 ms": busy[0], "streaming p99 ms": busy[1], "p99 ratio": busy[1] / idle[1],
                 "clicks fed while timing": busy[2],
             })  # fmt: skip
