@@ -8,14 +8,16 @@ the day's fresh articles, and what do clicks cost the service?
 (published after the training days: no training clicks, so no edge in the training graph) and
 click transitions (``transition_strength``, default 3; ``0`` turns the signal off). GLORY with
 the candidate-aware graph score is trained on the training days (the quality benchmark's small
-recipe) and served twice from the same weights: (a) with the graph frozen at training time,
+recipe) and served from the same weights: (a) with the graph frozen at training time,
 (b) with a click store, where before each dev impression (in time order) the clicks of every
 earlier dev impression have gone through :meth:`Recommender.add_clicks` (each reader's first
 replayed click follows the last click of their history, so that their first transition is
-counted). Each impression is scored with its own history and candidates in both modes; the
-transition baseline (:func:`newsrec.baselines.transition_scores`' formula) is computed from the
-frozen and from the live transition counts the same way. AUC / MRR / nDCG@10 over all dev
-impressions and over those whose clicked news is fresh; mean ± std over seeds.
+counted), and (c) with ``--edge_half_life``, the same clicks into a live graph whose edges age
+(the training transitions dated at the end of the training days). Each impression is scored
+with its own history and candidates in every mode; the transition baseline
+(:func:`newsrec.baselines.transition_scores`' formula) is computed from the frozen and from the
+live transition counts the same way. AUC / MRR / nDCG@10 over all dev impressions and over
+those whose clicked news is fresh; mean ± std over seeds.
 
 **Timing.** On the serving benchmark's 50k-news world (GLORY with the graph score, trained 60
 steps): clicks ingested per second through ``add_clicks`` and through ``POST /clicks``
@@ -101,48 +103,51 @@ def replay(
     generate_mind(str(root), num_users=users, num_news=news, seed=seed, transition_strength=transitions, **knobs)
     model, dm = train_glory(root, seed, epochs)
     frozen = Recommender(model, dm)
-    store = workdir / f"clicks-{seed}-{transitions}.sqlite"
-    live = Recommender(model, dm, store=store, edge_half_life=half_life, entity_refresh_seconds=0)
+    every = dict(entity_refresh_seconds=0)  # the entity view refreshed at every write: reproducible
+    lives = {"live": Recommender(model, dm, store=workdir / f"clicks-{seed}-{transitions}.sqlite", **every)}
+    if half_life is not None:  # the same clicks into a graph whose edges age
+        store = workdir / f"clicks-{seed}-{transitions}-decay.sqlite"
+        lives["live_decay"] = Recommender(model, dm, store=store, edge_half_life=half_life, **every)
     dev, ids = dm.behaviors("dev"), dm.corpus.news_ids
     train_news = {line.split("\t", 1)[0] for line in (root / "train" / "news.tsv").read_text().splitlines()}
     fresh = np.asarray([n not in train_news for n in ids])
     order = np.argsort(dev.times, kind="stable")
     hist, hlen = dev.histories(order, dm.history_length)
     cands, labels, mask = dev.impressions(order)
-    out = {k: [] for k in ("glory_frozen", "glory_live", "transition_frozen", "transition_live")}
+    out = {f"{m}_{k}": [] for m in ("glory", "transition") for k in ("frozen", *lives)}
     labels_of, fresh_click, seen, reachable = [], [], set(), []
     frozen_table = frozen.dm.serving_builder(frozen.index.arrays).transition_table
     t = time.perf_counter()
     for i, row in enumerate(order):
         h, c, y = hist[i, : hlen[i]], cands[i][mask[i]], labels[i][mask[i]]
         h_ids, c_ids = [ids[x] for x in h], [ids[x] for x in c]
-        for name, rec in (("glory_frozen", frozen), ("glory_live", live)):
+        for name, rec in (("frozen", frozen), *lives.items()):
             got = dict(rec.recommend(h_ids, k=len(c_ids), candidates=c_ids, exclude_history=False))
-            out[name].append(np.asarray([got[x] for x in c_ids]))
-        out["transition_frozen"].append(transition_score(frozen_table, h, c))
-        out["transition_live"].append(transition_score(live._snapshot.transition_table, h, c))
+            out[f"glory_{name}"].append(np.asarray([got[x] for x in c_ids]))
+            table = frozen_table if rec is frozen else rec._snapshot.transition_table
+            out[f"transition_{name}"].append(transition_score(table, h, c))
         labels_of.append(y)
         fresh_click.append(bool(fresh[c[y == 1]].any()))
         if fresh_click[-1]:  # is a clicked fresh news one live transition away from a recent click?
-            table, recent = live._snapshot.transition_table, h[::-1][:10]
+            table, recent = lives["live"]._snapshot.transition_table, h[::-1][:10]
             clicked = c[(y == 1) & fresh[c]]
-            reach = table.counts.lookup(recent[:, None], clicked[None, :]) + table.counts.lookup(
-                clicked[None, :], recent[:, None]
-            )
-            reachable.append(bool((reach > 0).any()))
+            forward = table.counts.lookup(recent[:, None], clicked[None, :])
+            reachable.append(bool((forward + table.counts.lookup(clicked[None, :], recent[:, None]) > 0).any()))
         # this impression's clicks join the store before the next impression
         user, when = f"replay-{dev.user_ids[dev.users[row]]}", float(dev.times[row])
         clicks = [] if user in seen or not len(h) else [{"user_id": user, "news_id": ids[h[-1]], "time": when - 1}]
         seen.add(user)
         clicks += [{"user_id": user, "news_id": ids[x], "time": when} for x in c[y == 1]]
-        live.add_clicks(clicks)
+        for rec in lives.values():
+            rec.add_clicks(clicks)
     seconds = time.perf_counter() - t
     everything, fresh_only = np.ones(len(order), bool), np.asarray(fresh_click)
     res = {"seed": seed, "transition_strength": transitions, "replay_seconds": seconds,
            "fresh_reachable": float(np.mean(reachable)) if reachable else 0.0}  # fmt: skip
     for name, scores in out.items():
         res[name] = {"all": metrics(scores, labels_of, everything), "fresh": metrics(scores, labels_of, fresh_only)}
-    live.close()
+    for rec in lives.values():
+        rec.close()
     return res
 
 
@@ -260,7 +265,8 @@ def summary(results: list[dict]) -> str:
     for strength in sorted({r["transition_strength"] for r in results}, reverse=True):
         runs = [r for r in results if r["transition_strength"] == strength]
         rows = []
-        for name in ("glory_frozen", "glory_live", "transition_frozen", "transition_live"):
+        names = [k for k, v in runs[0].items() if isinstance(v, dict)]
+        for name in names:
             row = {"model": name}
             for part in ("all", "fresh"):
                 for metric in ("AUC", "MRR", "nDCG@10"):
@@ -270,8 +276,11 @@ def summary(results: list[dict]) -> str:
         n = [r["glory_live"]["fresh"]["impressions"] for r in runs]
         lines.append(f"transition_strength={strength}, seeds {[r['seed'] for r in runs]}, fresh impressions {n}")
         lines.append(table(rows, list(rows[0])))
-        gain = [r["glory_live"]["fresh"]["AUC"] - r["glory_frozen"]["fresh"]["AUC"] for r in runs]
-        lines.append(f"live - frozen, fresh AUC: {np.mean(gain):+.2f} (per seed {[round(g, 2) for g in gain]})")
+        for live in [k[len("glory_") :] for k in names if k.startswith("glory_live")]:
+            for part in ("fresh", "all"):
+                gain = [r[f"glory_{live}"][part]["AUC"] - r["glory_frozen"][part]["AUC"] for r in runs]
+                per_seed = [round(g, 2) for g in gain]
+                lines.append(f"GLORY {live} - frozen, {part} AUC: {np.mean(gain):+.2f} (per seed {per_seed})")
         reach = [round(100 * r["fresh_reachable"], 1) for r in runs]
         lines.append(f"fresh impressions whose clicked fresh news has a live edge to or from a recent click: {reach} %")
     return "\n".join(lines)
