@@ -342,26 +342,21 @@ class MINDDataModule(pl.LightningDataModule):
     def serving_builder(self, arrays: dict[str, np.ndarray] | None = None, live=None) -> BatchBuilder:
         """A batch builder whose news fields come from ``arrays`` (``{field: [N', ...]}``: the
         corpus's rows, some perhaps updated, then added news at rows ``len(corpus)…``, as the
-        serving side keeps them; ``None``: the corpus itself). Without ``live``, added news have
-        no click-graph edges: they are isolated nodes of the news graph (GLORY's sampler is
-        rebuilt over the larger node set) and have no transitions. ``live``: a
+        serving side keeps them; ``None``: the corpus itself). ``live``: a serving
         :class:`~newsrec.serving.live.LiveSnapshot` whose sampler, transition counts and entity
-        neighbours replace the training graph's (those the requirements ask for). Call
-        :meth:`configure` first."""
+        neighbours replace the training graphs' (those the requirements ask for); without it,
+        added news are isolated nodes of the training graphs. Call :meth:`configure` first."""
         from torch_geometric.data import Data
 
         from newsrec.graphs import KHopSampler
 
         req = self.builder.requirements
         if live is not None:
-            return BatchBuilder(
-                self.corpus,
-                req,
-                khop_sampler=live.khop_sampler if self._news_graph is not None else None,
-                entity_table=live.entity_table if self._entity_table is not None else None,
-                transition_table=live.transition_table if self._transition_table is not None else None,
-                arrays=self.news_arrays() if arrays is None else arrays,
-            )
+            sampler, entities, counts = live.khop_sampler, live.entity_table, live.transition_table
+            return BatchBuilder(self.corpus, req, arrays=self.news_arrays() if arrays is None else arrays,
+                                khop_sampler=sampler if self._news_graph is not None else None,
+                                entity_table=entities if self._entity_table is not None else None,
+                                transition_table=counts if self._transition_table is not None else None)  # fmt: skip
         if arrays is None:
             return self._builder
         n_added = len(next(iter(arrays.values()))) - len(self.corpus)
