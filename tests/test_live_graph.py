@@ -128,23 +128,26 @@ def test_without_clicks_the_live_graph_is_the_training_graph():
     assert snap.num_transitions == TransitionTable(base, N).num_edges
 
 
-def test_decay_weighs_each_transition_by_its_age():
+def test_decay_weighs_each_transition_by_its_age_and_keeps_the_total():
     rng, base, entities = world(3)
     day = 86400.0
     live = LiveGraph(requirements(), as_ragged(base), N, news_entities=entities, num_entities=NUM_ENTITIES,
                      half_life=day, start_time=0.0)  # fmt: skip
     live.add([1, 1, 2], [5, 5, 5], [0.0, day, 3 * day])
-    want = {}
-    for s, d in zip(*[np.concatenate(x) for x in zip(*[(q[:-1], q[1:]) for q in map(np.asarray, base) if len(q) > 1])]):
-        if s != d:
-            want[(s, d)] = want.get((s, d), 0.0) + 2.0**-3  # training transitions, made at time 0, now 3 days old
+    raw, count = {}, 0
+    for q in map(np.asarray, base):
+        for s, d in zip(q[:-1], q[1:]):
+            if s != d:  # training transitions, made at time 0, now 3 days old
+                raw[(s, d)], count = raw.get((s, d), 0.0) + 2.0**-3, count + 1
     for s, d, t in [(1, 5, 0.0), (1, 5, day), (2, 5, 3 * day)]:
-        want[(s, d)] = want.get((s, d), 0.0) + 2.0 ** (-(3 * day - t) / day)
+        raw[(s, d)], count = raw.get((s, d), 0.0) + 2.0 ** (-(3 * day - t) / day), count + 1
+    norm = count / sum(raw.values())  # the aged weights sum to the number of transitions
     table = live.snapshot().transition_table
-    for (s, d), w in want.items():
-        assert table.counts.lookup(np.asarray(s), np.asarray(d)) == pytest.approx(w, rel=1e-9)
+    for (s, d), w in raw.items():
+        assert table.counts.lookup(np.asarray(s), np.asarray(d)) == pytest.approx(w * norm, rel=1e-9)
+    assert table.counts.values.sum() == pytest.approx(count, rel=1e-9)
     rows, weights = live.neighbors(1, 3)
-    assert rows[0] == 5 and weights[0] == pytest.approx(want[(1, 5)], rel=1e-9)
+    assert rows[0] == 5 and weights[0] == pytest.approx(raw[(1, 5)] * norm, rel=1e-9)
 
 
 def test_pair_weights_take_back_what_was_added():
