@@ -50,17 +50,18 @@ class MemoryLog:
                 np.asarray([s for _, s, _ in mine], np.int64))  # fmt: skip
 
 
-def feed(live: LiveGraph, base, rng, batches: int = 4, size: int = 25, users: int = 40):
+def feed(live: LiveGraph, base, rng, batches: int = 4, size: int = 25, users: int = 40, in_order: bool = False):
     """Random click batches of users 0..users-1 (users < 30 have a training sequence), with times
-    that go back now and then; returns the snapshot and the reference sequences."""
+    that go back now and then (``in_order``: never, so that every batch only adds weight);
+    returns the snapshot and the reference sequences."""
     log = MemoryLog()
     last = {f"U{i}": (int(s[-1]) if len(s) else None) for i, s in enumerate(base)}
     trans = UserTransitions(lambda u: last.get(u), log.sequence)
     snap = live.snapshot()
-    for _ in range(batches):
+    for batch in range(batches):
         users_b = [f"U{i}" for i in rng.integers(0, users, size)]
         rows = rng.integers(1, N, size)
-        times = rng.uniform(0, 1000, size)  # out of time order across batches
+        times = rng.uniform(0, 1000, size) + (1000 * batch if in_order else 0)  # else out of order across batches
         seqs = log.add(users_b, rows, times)
         snap = live.add(*trans.transitions(users_b, rows, times, seqs))
     sequences = [list(s) for s in base] + [[] for _ in range(users - len(base))]
@@ -86,12 +87,12 @@ def subgraph_edges(batch) -> list:
     "method,direction,self_loops,edges",
     [("dir_seq", "in", True, "induced"), ("undir_seq", "in", True, "induced"), ("dir_seq", "out", False, "sampled")],
 )
-@pytest.mark.parametrize("seed", [0, 1])
-def test_live_graph_equals_the_graphs_rebuilt_from_all_clicks(method, direction, self_loops, edges, seed):
+@pytest.mark.parametrize("seed,in_order", [(0, False), (1, False), (2, True)])
+def test_live_graph_equals_the_graphs_rebuilt_from_all_clicks(method, direction, self_loops, edges, seed, in_order):
     rng, base, entities = world(seed)
     req = requirements(method, direction, self_loops, edges)
     live = LiveGraph(req, as_ragged(base), N, news_entities=entities, num_entities=NUM_ENTITIES)
-    snap, sequences, _ = feed(live, base, rng)
+    snap, sequences, _ = feed(live, base, rng, batches=6 if in_order else 4, in_order=in_order)
     # the news graph and GLORY's sampler
     ref = build_news_graph(sequences, N, method, self_loops=self_loops)
     got = dict(zip(zip((live.fwd.keys >> 32).tolist(), (live.fwd.keys & 0xFFFFFFFF).tolist()), live.fwd.weights))

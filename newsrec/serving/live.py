@@ -114,6 +114,29 @@ class PairWeights:
         weights[row[keep], rank[keep]] = w[keep]
         return nbr, weights
 
+    def top_after_increase(
+        self, owners: np.ndarray, old: np.ndarray, touched: np.ndarray, m: int, pad: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`top` of the sorted distinct ``owners`` when the only change since ``old``
+        (their previous top-``m`` ids, ``pad`` where none) is that the pairs ``touched`` (keys)
+        gained weight: a pair outside the old top that was not touched cannot enter it, so only
+        the old top and the touched pairs are ranked (O(owners × m + touched), not the owners'
+        whole rows)."""
+        valid = old != pad
+        mine = np.repeat(owners, m).reshape(old.shape)[valid]
+        keys = np.unique(np.concatenate([(mine << SHIFT) | old[valid], touched]))
+        w = self.weights[np.searchsorted(self.keys, keys)]
+        row, other = np.searchsorted(owners, keys >> SHIFT), keys & LOW
+        order = np.lexsort((other, -w, row))
+        row, other, w = row[order], other[order], w[order]
+        rank = np.arange(len(row)) - np.searchsorted(row, row)
+        keep = rank < m
+        nbr = np.full((len(owners), m), pad, np.int64)
+        weights = np.zeros((len(owners), m))
+        nbr[row[keep], rank[keep]] = other[keep]
+        weights[row[keep], rank[keep]] = w[keep]
+        return nbr, weights
+
     def csr(self, num_nodes: int, direction: str, scale: float = 1.0) -> NeighborTable:
         """The pairs as a :class:`~newsrec.graphs.NeighborTable` (owner ``a``; within a node by id)."""
         indptr = np.searchsorted(self.keys, np.arange(num_nodes + 1, dtype=np.int64) << SHIFT).astype(np.int64)
@@ -258,9 +281,13 @@ class LiveGraph:
                 s, d, ww = np.concatenate([s, d[two]]), np.concatenate([d, s[two]]), np.concatenate([ww, ww[two]])
             self.fwd, self.rev = self.fwd.add(s, d, ww), self.rev.add(d, s, ww)
             by_in = self.sampling.direction == "in"
-            owners = np.arange(self.num_news) if everything else np.unique(d if by_in else s)
-            table = self.rev if by_in else self.fwd
-            nbr, weights = table.top(owners, self.sampling.num_neighbors, pad=-1)
+            owner, other = (d, s) if by_in else (s, d)
+            owners = np.arange(self.num_news) if everything else np.unique(owner)
+            table, m = (self.rev if by_in else self.fwd), self.sampling.num_neighbors
+            if everything or self.top is None or (ww < 0).any():  # a weight fell: whole rows
+                nbr, weights = table.top(owners, m, pad=-1)
+            else:
+                nbr, weights = table.top_after_increase(owners, self.top[0][owners], _keys(owner, other), m, -1)
             if self.top is None:
                 self.top = (nbr, weights)
             elif len(owners):
@@ -283,7 +310,10 @@ class LiveGraph:
         s, d = np.concatenate([e1, e2[two]]), np.concatenate([e2, e1[two]])
         self.ent = self.ent.add(s, d, np.concatenate([ww, ww[two]]))
         owners = np.arange(self.num_entities) if everything else np.unique(s)
-        nbr, _ = self.ent.top(owners, self.m_e, pad=0)
+        if everything or self.ent_top is None or (ww < 0).any():  # a weight fell: whole rows
+            nbr, _ = self.ent.top(owners, self.m_e, pad=0)
+        else:
+            nbr, _ = self.ent.top_after_increase(owners, self.ent_top[owners], _keys(s, d), self.m_e, 0)
         if self.ent_top is None:
             nbr[0] = 0  # padding has no neighbours
             self.ent_top = nbr
