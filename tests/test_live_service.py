@@ -121,6 +121,7 @@ class Serve:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
+                self.stop()
                 raise RuntimeError("newsrec serve did not start")
             time.sleep(0.2)
 
@@ -144,34 +145,35 @@ def test_sigkill_during_a_stream_loses_nothing_acknowledged(ckpt, tmp_path):
     rng = random.Random(0)
     victim = Serve(ckpt, str(tmp_path / "victim.sqlite"), tmp_path / "victim-index")
     steady = Serve(ckpt, str(tmp_path / "steady.sqlite"), tmp_path / "steady-index")
-    acked, articles, in_flight = 0, [], None
-    killer = threading.Timer(rng.uniform(1.0, 3.0), victim.kill)
-    killer.start()
-    with httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as client:
-        for step in range(100_000):
-            if step % 7 == 3:  # an article now and then, clicked at once
-                request = ("/news", {"news": [{"news_id": f"Nlive{step}", "title": f"breaking story {step}"}]})
-            else:
-                pool = ids[1:40] + articles[-3:]
-                when = f"2020-09-13T12:{step // 60 % 60:02d}:{step % 60:02d}Z"
-                batch = [{"user_id": f"U{rng.randrange(25)}", "news_id": rng.choice(pool), "time": when}
-                         for _ in range(20)]  # fmt: skip
-                request = ("/clicks", {"clicks": batch})
-            assert client.post(steady.url + request[0], json=request[1]).status_code == 200
-            try:
-                r = client.post(victim.url + request[0], json=request[1])
-            except httpx.HTTPError:  # killed (or a connection lost just before): the request is in flight
-                in_flight = request
-                break
-            assert r.status_code == 200, r.text
-            if request[0] == "/news":
-                articles.append(request[1]["news"][0]["news_id"])
-            else:
-                acked += 20
-    killer.join()
-    assert victim.proc.poll() is not None and in_flight is not None and acked > 0
-    restarted = Serve(ckpt, str(tmp_path / "victim.sqlite"), tmp_path / "victim-index")
+    restarted = None
     try:
+        acked, articles, in_flight = 0, [], None
+        killer = threading.Timer(rng.uniform(1.0, 3.0), victim.kill)
+        killer.start()
+        with httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            for step in range(100_000):
+                if step % 7 == 3:  # an article now and then, clicked at once
+                    request = ("/news", {"news": [{"news_id": f"Nlive{step}", "title": f"breaking story {step}"}]})
+                else:
+                    pool = ids[1:40] + articles[-3:]
+                    when = f"2020-09-13T12:{step // 60 % 60:02d}:{step % 60:02d}Z"
+                    batch = [{"user_id": f"U{rng.randrange(25)}", "news_id": rng.choice(pool), "time": when}
+                             for _ in range(20)]  # fmt: skip
+                    request = ("/clicks", {"clicks": batch})
+                assert client.post(steady.url + request[0], json=request[1]).status_code == 200
+                try:
+                    r = client.post(victim.url + request[0], json=request[1])
+                except httpx.HTTPError:  # killed (or a connection lost just before): the request is in flight
+                    in_flight = request
+                    break
+                assert r.status_code == 200, r.text
+                if request[0] == "/news":
+                    articles.append(request[1]["news"][0]["news_id"])
+                else:
+                    acked += 20
+        killer.join()
+        assert victim.proc.poll() is not None and in_flight is not None and acked > 0
+        restarted = Serve(ckpt, str(tmp_path / "victim.sqlite"), tmp_path / "victim-index")
         with httpx.Client(timeout=30) as client:
             stored = client.get(restarted.url + "/health").json()["clicks"]
             assert stored >= acked  # every acknowledged click
@@ -198,7 +200,9 @@ def test_sigkill_during_a_stream_loses_nothing_acknowledged(ckpt, tmp_path):
                 assert [g["news_id"] for g in got] == [w["news_id"] for w in want]
                 assert all(abs(g["score"] - w["score"]) < 1e-4 for g, w in zip(got, want))
     finally:
-        restarted.stop(), steady.stop()
+        for server in (victim, steady, restarted):
+            if server is not None:
+                server.stop()
 
 
 @pytest.mark.slow

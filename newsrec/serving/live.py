@@ -54,6 +54,20 @@ def _keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (np.asarray(a, np.int64) << SHIFT) | np.asarray(b, np.int64)
 
 
+def _ranked(row: np.ndarray, other: np.ndarray, w: np.ndarray, owners: int, m: int, pad: int):
+    """``(neighbors [owners, m], weights)`` from pairs ``(row, other, w)``: each row's ``m``
+    heaviest, ties by id (as :meth:`NeighborTable.top <newsrec.graphs.NeighborTable.top>`)."""
+    order = np.lexsort((other, -w, row))
+    row, other, w = row[order], other[order], w[order]
+    rank = np.arange(len(row)) - np.searchsorted(row, row)
+    keep = rank < m
+    nbr = np.full((owners, m), pad, np.int64)
+    weights = np.zeros((owners, m))
+    nbr[row[keep], rank[keep]] = other[keep]
+    weights[row[keep], rank[keep]] = w[keep]
+    return nbr, weights
+
+
 @dataclass(frozen=True)
 class PairWeights:
     """A weighted set of pairs ``(a, b)``: sorted distinct int64 ``keys`` (``a << 32 | b``) and
@@ -104,15 +118,7 @@ class PairWeights:
         """``(neighbors [len(owners), m], weights)``: each owner's ``m`` heaviest pairs (ties by
         id, as :meth:`NeighborTable.top <newsrec.graphs.NeighborTable.top>`), ``pad`` / 0 beyond."""
         row, other, w = self.rows(owners)
-        order = np.lexsort((other, -w, row))
-        row, other, w = row[order], other[order], w[order]
-        rank = np.arange(len(row)) - np.searchsorted(row, row)
-        keep = rank < m
-        nbr = np.full((len(owners), m), pad, np.int64)
-        weights = np.zeros((len(owners), m))
-        nbr[row[keep], rank[keep]] = other[keep]
-        weights[row[keep], rank[keep]] = w[keep]
-        return nbr, weights
+        return _ranked(row, other, w, len(owners), m, pad)
 
     def top_after_increase(
         self, owners: np.ndarray, old: np.ndarray, touched: np.ndarray, m: int, pad: int
@@ -127,15 +133,7 @@ class PairWeights:
         keys = np.unique(np.concatenate([(mine << SHIFT) | old[valid], touched]))
         w = self.weights[np.searchsorted(self.keys, keys)]
         row, other = np.searchsorted(owners, keys >> SHIFT), keys & LOW
-        order = np.lexsort((other, -w, row))
-        row, other, w = row[order], other[order], w[order]
-        rank = np.arange(len(row)) - np.searchsorted(row, row)
-        keep = rank < m
-        nbr = np.full((len(owners), m), pad, np.int64)
-        weights = np.zeros((len(owners), m))
-        nbr[row[keep], rank[keep]] = other[keep]
-        weights[row[keep], rank[keep]] = w[keep]
-        return nbr, weights
+        return _ranked(row, other, w, len(owners), m, pad)
 
     def csr(self, num_nodes: int, direction: str, scale: float = 1.0) -> NeighborTable:
         """The pairs as a :class:`~newsrec.graphs.NeighborTable` (owner ``a``; within a node by id)."""
