@@ -11,6 +11,7 @@ stored.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -59,6 +60,8 @@ class NewsIndex:
     builder: BatchBuilder
     search: object | None
     position: dict[str, int] = field(init=False)
+    #: user states computed over this index, LRU (the recommender's ``user_cache_size``)
+    users: OrderedDict = field(init=False, default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         self.position = {n: i for i, n in enumerate(self.ids)}

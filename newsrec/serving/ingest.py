@@ -35,8 +35,8 @@ SPLITS = ("train", "dev", "test")
 class Ingest:
     """The article- and click-taking part of :class:`~newsrec.serving.Recommender` (see the module docstring).
 
-    It reads the recommender's ``dm``, ``index``, ``history_length``, ``_lock`` (swaps) and
-    ``_users`` (the user-state cache), and installs indexes through ``_swap_index``."""
+    It reads the recommender's ``dm``, ``index`` and ``history_length``, and installs indexes
+    through ``_swap_index`` (one assignment; each index carries its own user-state cache)."""
 
     store: ClickStore | None = None
     live: LiveGraph | None = None

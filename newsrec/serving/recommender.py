@@ -116,7 +116,6 @@ class Recommender(Ingest):
         self.num_corpus_news = len(corpus)
         self.fields = tuple(datamodule.builder.requirements.news_fields)
         self._lock, self._write_lock, self._snapshot = threading.RLock(), threading.RLock(), None
-        self._users: OrderedDict[UserKey, tuple[Tensor, Tensor | None]] = OrderedDict()
         self.reads_users = bool(datamodule.builder.requirements.user_ids)  # user-ID embeddings (NPA, LSTUR, …)
         self._user_rows: dict[str, int] | None = None
         self.user_cache_size, self.batch_size, self.shortlist_factor = user_cache_size, batch_size, shortlist_factor
@@ -194,12 +193,9 @@ class Recommender(Ingest):
         """Make a new :class:`NewsIndex` the served one (its builder made here, and its search
         unless given: see :meth:`_new_search`)."""
         index = NewsIndex(ids, arrays, vectors, changed, self._serving_builder(arrays), search)
-        with self._lock:
-            self.index = index
-            self._users.clear()
         if search is None and vectors is not None:
-            self.index.search = self._new_search(self.index)
-            self._rows_changed_since_build = 0
+            index.search, self._rows_changed_since_build = self._new_search(index), 0
+        self.index = index  # one assignment: a request keeps the index (and user cache) it started with
 
     def _serving_builder(self, arrays: dict):
         """The batch builder over ``arrays`` that reads the live graph when there is one."""
@@ -209,10 +205,8 @@ class Recommender(Ingest):
         """Serve the same news with new ``vectors``/``search`` and a builder over the live graph."""
         index = copy.copy(self.index)
         index.vectors, index.search, index.builder = vectors, search, self._serving_builder(index.arrays)
-        with self._lock:
-            self.index = index
-            if not keep_users:
-                self._users.clear()
+        index.users = index.users if keep_users else OrderedDict()
+        self.index = index  # no lock: the swap never waits for a request in flight
 
     def _new_search(self, index: NewsIndex):
         """The search asked for over the index's vectors: exact, or an approximate one calibrated
@@ -244,6 +238,10 @@ class Recommender(Ingest):
         if search is None:
             return {"search": "forward", "recall": 1.0, "reason": "the model is not cacheable"}
         return {"search": "exact" if search.exact else "faiss", "recall": search.recall, "reason": search.reason}
+
+    @property
+    def _users(self) -> OrderedDict:
+        return self.index.users  # the served index's user-state cache
 
     @property
     def num_news(self) -> int:
@@ -347,19 +345,20 @@ class Recommender(Ingest):
 
     def _user_states(self, index: NewsIndex, keys: list[UserKey]) -> list[tuple[Tensor, Tensor | None]]:
         """Per ``(history, user row)``: the user state and the rows it must re-score (LRU-cached)."""
-        todo = list(dict.fromkeys(h for h in keys if h not in self._users))
+        cache = index.users  # the index's own: a swapped-in graph starts an empty one
+        todo = list(dict.fromkeys(h for h in keys if h not in cache))
         if todo:
             batch = index.builder.request([h for h, _ in todo], self.history_length, users=[u for _, u in todo])
             batch = batch.to(self.device)
             users = self.model.encode_users(batch, index.vectors.history.index_select(0, batch.news_rows))
             rescore = self.model.rescore_rows(batch)
             for i, h in enumerate(todo):
-                self._users[h] = (users[i], None if rescore is None else rescore[i])
-                if len(self._users) > self.user_cache_size:
-                    self._users.popitem(last=False)
+                cache[h] = (users[i], None if rescore is None else rescore[i])
+                if len(cache) > self.user_cache_size:
+                    cache.popitem(last=False)
         for h in keys:
-            self._users.move_to_end(h)
-        return [self._users[h] for h in keys]
+            cache.move_to_end(h)
+        return [cache[h] for h in keys]
 
     def _shortlist(self, index: NewsIndex, user, k: int, excluded: tuple[int, ...]) -> np.ndarray:
         """The rows a whole-index request scores: every rankable row for a model that is not
