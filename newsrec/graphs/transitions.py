@@ -122,13 +122,17 @@ class TransitionTable:
         self.in_total = np.bincount(dst, minlength=num_nodes).astype(np.float64)
 
     @classmethod
-    def from_counts(cls, counts: PairTable, out_total: np.ndarray, in_total: np.ndarray) -> TransitionTable:
+    def from_counts(
+        cls, counts: PairTable, out_total: np.ndarray, in_total: np.ndarray, reverse_keys: np.ndarray | None = None
+    ) -> TransitionTable:
         """A table over counts kept elsewhere (the live click graph of serving): ``counts`` the
         directed transitions without self-loops (its own key space may be larger than the news),
-        ``out_total`` / ``in_total`` float ``[N]`` each news' totals."""
+        ``out_total`` / ``in_total`` float ``[N]`` each news' totals, and optionally the sorted
+        ``(dst, src)`` keys of the same pairs (else :meth:`neighbors` sorts them once)."""
         table = cls.__new__(cls)
         table.num_nodes, table.counts = len(out_total), counts
         table.out_total, table.in_total = out_total, in_total
+        table._reverse_keys = reverse_keys
         return table
 
     @property

@@ -279,19 +279,18 @@ class Ingest:
     def _data_user(self, user_id: str) -> tuple[str, int] | None:
         """``(split, impression row)`` of the user's latest impression in the data root."""
         if self._data_users is None:
-            latest: dict[str, tuple[float, int, str, int]] = {}
+            names, keys = [], []  # per impression: user id; (split rank, row, time)
             for rank, split in enumerate(SPLITS):
-                if not (Path(self.dm.root) / split / "behaviors.tsv").exists() and split != "train":
+                if split != "train" and not (Path(self.dm.root) / split / "behaviors.tsv").exists():
                     continue
                 b = self.dm.behaviors(split)
-                order = np.lexsort((np.arange(len(b.users)), b.times, b.users))
-                last = order[np.r_[b.users[order][1:] != b.users[order][:-1], True]] if len(order) else order
-                for row in last.tolist():
-                    key = (float(b.times[row]), rank, split, row)
-                    user = b.user_ids[b.users[row]]
-                    if user not in latest or key[:2] > latest[user][:2]:
-                        latest[user] = key
-            self._data_users = {u: (v[2], v[3]) for u, v in latest.items()}
+                names.append(np.asarray(b.user_ids, dtype=object)[b.users])
+                keys.append(np.stack([np.full(len(b.users), rank), np.arange(len(b.users)), b.times]))
+            users, code = np.unique(np.concatenate(names), return_inverse=True)
+            rank, row, when = np.concatenate(keys, axis=1)
+            order = np.lexsort((row, rank, when, code.reshape(-1)))  # each user's latest impression last
+            last = order[np.r_[code.reshape(-1)[order][1:] != code.reshape(-1)[order][:-1], True]]
+            self._data_users = {u: (SPLITS[int(rank[i])], int(row[i])) for u, i in zip(users, last)}
         return self._data_users.get(user_id)
 
     def _data_last_click(self, user_id: str) -> int | None:

@@ -212,7 +212,7 @@ class LiveGraph:
         self.num_entities = int(num_entities)
         values, offsets = (np.asarray(x, np.int64) for x in sequences)
         pos = consecutive_positions(offsets)
-        self.trans = self.fwd = self.rev = self.ent = PairWeights.empty()
+        self.trans = self.trans_in = self.fwd = self.rev = self.ent = PairWeights.empty()
         self.count = self.mass = 0.0  # transitions a -> b (a != b) and their stored weight
         self.out_total = np.zeros(self.num_news)
         self.in_total = np.zeros(self.num_news)
@@ -267,6 +267,7 @@ class LiveGraph:
         self.count += float((w if counts is None else counts)[~loop].sum())
         self.mass += float(w[~loop].sum())
         self.trans = self.trans.add(a[~loop], b[~loop], w[~loop])
+        self.trans_in = self.trans_in.add(b[~loop], a[~loop], w[~loop])  # the same pairs by target
         self.out_total = self.out_total.copy()
         self.in_total = self.in_total.copy()
         np.add.at(self.out_total, a[~loop], w[~loop])
@@ -327,7 +328,7 @@ class LiveGraph:
         """Move the weights' reference time to ``now`` (before ``2^{(t - t_0)/h}`` overflows)."""
         factor = math.exp2(-(self.now - self.t0) / self.half_life)
         self.t0 = self.now
-        for name in ("trans", "fwd", "rev", "ent"):
+        for name in ("trans", "trans_in", "fwd", "rev", "ent"):
             pw = getattr(self, name)
             setattr(self, name, PairWeights(pw.keys, pw.weights * factor))
         self.out_total, self.in_total = self.out_total * factor, self.in_total * factor
@@ -355,7 +356,9 @@ class LiveGraph:
             top = (self.top[0], self.top[1] * scale)
             sampler = KHopSampler.from_tables(table, by_target, top, s.num_neighbors, s.num_hops, edges=s.edges)
         counts = PairTable.from_sorted(self.trans.keys, self.trans.weights * scale, KEY_SPACE)
-        transitions = TransitionTable.from_counts(counts, self.out_total * scale, self.in_total * scale)
+        transitions = TransitionTable.from_counts(
+            counts, self.out_total * scale, self.in_total * scale, reverse_keys=self.trans_in.keys
+        )
         return LiveSnapshot(
             sampler,
             transitions,
@@ -370,13 +373,6 @@ class LiveGraph:
         news read before), ``(rows, weights)``, heaviest first (aged weights with decay)."""
         if direction not in ("out", "in"):
             raise ValueError(f"direction must be 'out' or 'in', got {direction!r}")
-        if direction == "out":
-            nbr, w = self.trans.top(np.asarray([row]), k, pad=-1)
-        else:
-            owners = self.trans.keys & LOW
-            mine = owners == row
-            other, weight = self.trans.keys[mine] >> SHIFT, self.trans.weights[mine]
-            order = np.lexsort((other, -weight))[:k]
-            nbr, w = other[order][None], weight[order][None]
+        nbr, w = (self.trans if direction == "out" else self.trans_in).top(np.asarray([row]), k, pad=-1)
         keep = nbr[0] >= 0
         return nbr[0][keep], w[0][keep] * self.scale
