@@ -79,3 +79,12 @@ def parse_knob(text: str) -> tuple[str, object]:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
+
+
+def data_sizes(dm) -> dict[str, int]:
+    """The data's sizes every model takes (``newsrec.core.DATA_SIZE_ARGUMENTS``: words, entities,
+    categories, subcategories, users, news), as the CLI links them: a benchmark that forgot one
+    (GERL's news-ID table without ``num_news``) would silently run a smaller model."""
+    from newsrec.core import DATA_SIZE_ARGUMENTS
+
+    return {name: getattr(dm, name) for name in DATA_SIZE_ARGUMENTS}

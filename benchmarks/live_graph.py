@@ -43,7 +43,7 @@ import torch
 from newsrec.serving.store import parse_duration
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, parse_knob, table  # noqa: E402
+from _common import data_sizes, machine, parse_knob, table  # noqa: E402
 
 CACHE = Path(__file__).parent / ".cache"
 
@@ -60,8 +60,7 @@ def train_glory(root: Path, seed: int, epochs: int):
     pl.seed_everything(seed, verbose=False)
     cls_name, extra = MODEL_SPECS["glory_graph_score"]
     model = getattr(models, cls_name)(
-        num_words=dm.num_words, num_entity_ids=dm.num_entity_ids, num_categories=dm.num_categories,
-        num_subcategories=dm.num_subcategories, num_users=dm.num_users, **SIZES["small"], **extra,
+        **data_sizes(dm), **SIZES["small"], **extra,
     )  # fmt: skip
     quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     pl.Trainer(max_epochs=epochs, num_sanity_val_steps=0, limit_val_batches=0, **quiet).fit(model.connect_data(dm), dm)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, parse_knob, table  # noqa: E402
+from _common import data_sizes, machine, parse_knob, table  # noqa: E402
 
 SMALL = dict(word_dim=50, num_heads=4, head_dim=16, attention_hidden=32, dropout=0.2)
 SIZES = {"small": SMALL, "medium": dict(SMALL, num_heads=8, attention_hidden=64)}
@@ -128,11 +128,7 @@ def train_and_evaluate(
     pl.seed_everything(seed, verbose=False)
     cls = getattr(models, cls_name)
     m = cls(
-        num_words=dm.num_words,
-        num_entity_ids=dm.num_entity_ids,
-        num_categories=dm.num_categories,
-        num_subcategories=dm.num_subcategories,
-        num_users=dm.num_users,
+        **data_sizes(dm),
         lr=lr,
         **SIZES[size],
         **(schedule or {}),

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, table  # noqa: E402
+from _common import data_sizes, machine, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(__file__).parent / ".cache"
@@ -59,10 +59,7 @@ def make_model(name: str, dm):
     from newsrec import models
 
     common = dict(
-        num_words=dm.num_words,
-        num_categories=dm.num_categories,
-        num_subcategories=dm.num_subcategories,
-        num_entity_ids=dm.num_entity_ids,
+        **data_sizes(dm),
         pretrained_words=False,  # the papers' sizes (300-d words); the synthetic vectors are 50-d
     )
     if name == "nrms":
