@@ -17,6 +17,7 @@ from newsrec.nn import (
     MultiViewCombiner,
     TextEncoder,
     UserEncoder,
+    id_embedding,
     masked_softmax,
     pretrained_embedding,
 )
@@ -244,6 +245,15 @@ def test_gated_graph_encoder_wider_input_is_projected():
     assert out.shape == (3, 4)
     with pytest.raises(ValueError, match="size 8"):
         enc(torch.randn(3, 5), torch.tensor([[0], [1]]))
+
+
+def test_id_tables_start_small_with_an_untrained_zero_row_for_unknown_ids():
+    table = id_embedding(50, 8)
+    assert table.weight.shape == (50, 8) and (table.weight[0] == 0).all()
+    assert table.weight.abs().max() <= 0.05 and table.weight[1:].abs().mean() > 0.01
+    table(torch.tensor([0, 3, 0])).sum().backward()
+    assert (table.weight.grad[0] == 0).all() and (table.weight.grad[3] != 0).all()
+    assert id_embedding(0, 4).weight.shape == (1, 4)  # a data without users still builds
 
 
 def test_news_and_user_encoders_shapes_padding_and_gradients():

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from newsrec.core import DataRequirements
 from newsrec.models.base import NewsRecModel, gather_rows
 from newsrec.nn.cnn import CNNTextEncoder
+from newsrec.nn.embedding import id_embedding
 from newsrec.nn.user import last_states
 
 __all__ = ["LSTUR"]
@@ -78,7 +79,7 @@ class LSTUR(NewsRecModel):
         self.topic_embedding = nn.Embedding(self.num_categories, category_dim, padding_idx=0)
         self.subtopic_embedding = nn.Embedding(self.num_subcategories, category_dim, padding_idx=0)
         state = self.news_dim if variant == "ini" else self.news_dim // 2
-        self.user_embedding = nn.Embedding(max(self.num_users, 1), state, padding_idx=0)
+        self.user_embedding = id_embedding(self.num_users, state)
         self.gru = nn.GRU(self.news_dim, state, batch_first=True)
 
     def data_requirements(self) -> DataRequirements:

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from newsrec.core import DataRequirements, NewsBatch, as_batch
 from newsrec.models.base import NewsRecModel, gather_rows
-from newsrec.nn import masked_softmax
+from newsrec.nn import id_embedding, masked_softmax
 from newsrec.nn.cnn import CNNTextEncoder
 
 __all__ = ["NPA"]
@@ -94,7 +94,7 @@ class NPA(NewsRecModel):
         self.personalised = personalised
         self.cacheable = not personalised
         self.cnn = CNNTextEncoder(self.word_embedding, num_filters, window, dropout=self.dropout_rate, pooling=False)
-        self.user_embedding = nn.Embedding(max(self.num_users, 1), user_dim, padding_idx=0)
+        self.user_embedding = id_embedding(self.num_users, user_dim)
         self.word_query = PersonalisedQuery(user_dim, query_dim, num_filters)
         self.news_query = PersonalisedQuery(user_dim, query_dim, num_filters)
 

@@ -2,7 +2,7 @@
 
 from newsrec.nn.attention import AdditiveAttention, MultiHeadSelfAttention, masked_softmax
 from newsrec.nn.cnn import CNNTextEncoder
-from newsrec.nn.embedding import copy_pretrained_, pretrained_embedding
+from newsrec.nn.embedding import copy_pretrained_, id_embedding, pretrained_embedding
 from newsrec.nn.fastformer import Fastformer, FastformerAttention, FastformerLayer
 from newsrec.nn.fm import FeatureField, fm_pairwise
 from newsrec.nn.graph import (
@@ -45,6 +45,7 @@ __all__ = [
     "copy_pretrained_",
     "fm_pairwise",
     "freeze_layers",
+    "id_embedding",
     "load_pretrained_model",
     "masked_softmax",
     "pretrained_embedding",

@@ -1,4 +1,4 @@
-"""Embedding tables initialised from pretrained vectors."""
+"""Embedding tables: initialised from pretrained vectors, or ID tables that start near zero."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["pretrained_embedding", "copy_pretrained_"]
+__all__ = ["pretrained_embedding", "copy_pretrained_", "id_embedding"]
+
+#: the spread of a fresh ID table: Keras' default ``uniform(-0.05, 0.05)`` (the papers' code)
+ID_INIT_BOUND = 0.05
 
 
 def _as_matrix(vectors: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -42,3 +45,21 @@ def copy_pretrained_(embedding: nn.Embedding, vectors: np.ndarray | torch.Tensor
     embedding.weight.copy_(weight.to(embedding.weight.device))
     if embedding.padding_idx is not None:
         embedding.weight[embedding.padding_idx].zero_()
+
+
+def id_embedding(num_ids: int, dim: int, *, bound: float = ID_INIT_BOUND) -> nn.Embedding:
+    """A learned lookup table ``[max(num_ids, 1), dim]`` of IDs without pretrained vectors
+    (users, news, categories) whose rows start uniform in ``(-bound, bound)``, row 0 (the
+    unknown ID, the padding) zero and never trained.
+
+    PyTorch's default ``N(0, 1)`` rows have a norm of about ``sqrt(dim)``: where such a vector
+    is added to or concatenated with a text vector, that noise drowns the text until each ID
+    has seen enough clicks to be learnt, which a sparse ID rarely does within a few epochs.
+    Small rows add nothing until the clicks of the ID teach them something, as with the
+    papers' Keras code (``uniform(-0.05, 0.05)``).
+    """
+    table = nn.Embedding(max(num_ids, 1), dim, padding_idx=0)
+    with torch.no_grad():
+        table.weight.uniform_(-bound, bound)
+        table.weight[0] = 0.0
+    return table
