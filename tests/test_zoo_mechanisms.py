@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from newsrec.core import NewsBatch
-from newsrec.models import DKN, FIM, GERL, GRU, KRED, LSTUR, MINER, NAML, NPA, NRMS, DeepFM, HieRec, LibFM
+from newsrec.models import DKN, FIM, GERL, GRU, KRED, LSTUR, MINER, NAML, NPA, NRMS, DeepFM, GNewsRec, HieRec, LibFM
 
 TINY = dict(word_dim=16, num_heads=2, head_dim=8, attention_hidden=8, dropout=0.0, pretrained_words=False)
 CATEGORIES, NEWS, WORDS, USERS = 4, 240, 600, 24
@@ -385,11 +385,13 @@ def test_knowledge_models_win_where_entities_carry_the_signal_and_titles_do_not_
 
 
 @pytest.mark.parametrize("collaborative", [True, False])
-def test_gerl_wins_where_the_signal_is_collaborative_and_is_level_without_it(collaborative):
+@pytest.mark.parametrize("cls", [GERL, GNewsRec])
+def test_click_graph_models_win_where_the_signal_is_collaborative_and_are_level_without_it(cls, collaborative):
     """Readers belong to 4 segments; with the signal on, each reads (in the training histories
     that build the click graph) news of its own segment, whatever the titles say. Test
     candidates are news that no training sample shows, with title words never trained: only
-    their clickers in the graph reveal their segment. Off: the histories ignore segments."""
+    their clickers in the graph reveal their segment (GERL: clickers' and co-clicked news' IDs;
+    GNewsRec: its clickers' IDs in the first GNN layer). Off: the histories ignore segments."""
     from newsrec.graphs import sample_bipartite_neighbors
 
     rng = np.random.default_rng(0)
@@ -422,12 +424,43 @@ def test_gerl_wins_where_the_signal_is_collaborative_and_is_level_without_it(col
         return batch_for(news, hist, torch.ones(n, 5, dtype=torch.bool), cands, users=torch.as_tensor(u))
 
     results = {}
-    for cls, extra in ((GERL, {"num_neighbors": M}), (NRMS, {})):
+    for model_cls, extra in ((cls, {"num_neighbors": M}), (NRMS, {})):
         torch.manual_seed(0)
-        model = cls(num_words=vocab, num_categories=2, num_users=users + 1, num_news=news_count + 1, **TINY, **extra)
+        model = model_cls(
+            num_words=vocab, num_categories=2, num_users=users + 1, num_news=news_count + 1, **TINY, **extra
+        )
         train(model, lambda: draw(shown), steps=200, lr=1e-2)
-        results[cls.__name__] = auc(model, draw(hidden, n=200))
+        results[model_cls.__name__] = auc(model, draw(hidden, n=200))
+    graph = results[cls.__name__]
     if collaborative:
-        assert results["GERL"] > 0.8 and results["GERL"] > results["NRMS"] + 0.2, results
+        assert graph > 0.8 and graph > results["NRMS"] + 0.2, results
     else:
-        assert abs(results["GERL"] - results["NRMS"]) < 0.1 and results["GERL"] < 0.6, results
+        assert abs(graph - results["NRMS"]) < 0.1 and graph < 0.6, results
+
+
+def test_gerl_with_empty_id_tables_is_exactly_its_text_model():
+    """The graph views are added to the text views through bias-free projections: with every ID
+    row zero (what a fresh news and an unknown user read), GERL scores the attention-pooled
+    clicked texts against the candidate's text plus topic, nothing else."""
+    news = news_table()
+    news["news_clickers"] = torch.randint(1, USERS, (NEWS, 4))
+    news["news_coclicked"] = torch.randint(1, NEWS, (NEWS, 4))
+    model = GERL(
+        num_words=WORDS, num_categories=CATEGORIES + 1, num_users=USERS, num_news=NEWS, num_neighbors=4, **TINY
+    )
+    model.eval()
+    with torch.no_grad():
+        model.user_embedding.weight.zero_()
+        model.news_id_embedding.weight.zero_()
+    rng = np.random.default_rng(0)
+    history = torch.as_tensor(rng.integers(1, NEWS, (6, 5)))
+    mask = torch.as_tensor(rng.random((6, 5)) < 0.8)
+    mask[:, 0] = True
+    candidates = torch.as_tensor(rng.integers(1, NEWS, (6, 7)))
+    batch = batch_for(news, history, mask, candidates, users=torch.as_tensor(rng.integers(1, USERS, 6)))
+    with torch.no_grad():
+        scores = model(batch)
+        text = model.encode_history_news(news)  # [N, d]: title + topic
+        users = model.clicked_pooling(text[history], mask)
+        expected = torch.einsum("bd,bcd->bc", users, text[candidates])
+    torch.testing.assert_close(scores, expected)
