@@ -29,10 +29,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from newsrec.models import NewsCache
-
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, parse_knob, table  # noqa: E402
+from _common import data_sizes, machine, parse_knob, table  # noqa: E402
 
 PAPER = {"NRMS": (11.39, 2.16), "FUM": (13.21, 2.75)}  # FUM's Table 2, seconds per 1k samples
 
@@ -59,14 +57,7 @@ def matmul_flops(device: str, bf16: bool = False) -> float:
 def build(name: str, dm, length_buckets: int | None = None):
     from newsrec.models import FUM, GLORY, NRMS
 
-    sizes = dict(
-        length_buckets=length_buckets,
-        num_words=dm.num_words,
-        num_entity_ids=dm.num_entity_ids,
-        num_categories=dm.num_categories,
-        num_subcategories=dm.num_subcategories,
-        word_dim=300,
-    )
+    sizes = dict(length_buckets=length_buckets, **data_sizes(dm), word_dim=300)
     if name == "NRMS":
         return NRMS(**sizes)
     if name == "GLORY":
@@ -99,15 +90,9 @@ MODELS = [
 
 
 def to(batch, device):
-    """The batch on ``device``; asynchronous copies where the batch is pinned (as Lightning
-    moves batches)."""
-    out = {}
-    for k, v in batch.items():
-        if isinstance(v, dict):
-            out[k] = {kk: vv.to(device, non_blocking=True) for kk, vv in v.items()}
-        else:
-            out[k] = v.to(device, non_blocking=True)
-    return out
+    """The batch (a :class:`~newsrec.core.NewsBatch`) on ``device``; asynchronous copies where
+    the batch is pinned (as Lightning moves batches)."""
+    return batch.to(device, non_blocking=True)
 
 
 def measure(
@@ -132,20 +117,20 @@ def measure(
     if getattr(model, "neighbor_cache_every", 0):
         model.eval()
         with torch.no_grad():
-            _, model._neighbor_cache = model.encode_all_news(dm.news_dataloader(1024))
+            model._neighbor_cache = model.encode_all_news(dm.news_dataloader(1024)).history
     model.train()
     step(to(next(it), device))  # warm-up
-    from newsrec.nn import GatedGraphEncoder
+    from newsrec.nn import GatedGraphConvolution
 
     # count FLOPs with the GGNN's gather + index_add aggregation: FlopCounterMode would count
     # the sparse product of the CPU path as a dense one
-    sparse, GatedGraphEncoder.sparse_aggregation_on_cpu = GatedGraphEncoder.sparse_aggregation_on_cpu, False
+    sparse, GatedGraphConvolution.sparse_aggregation_on_cpu = GatedGraphConvolution.sparse_aggregation_on_cpu, False
     try:
         with FlopCounterMode(display=False) as counter:
             counted = to(next(it), device)
             step(counted)
     finally:
-        GatedGraphEncoder.sparse_aggregation_on_cpu = sparse
+        GatedGraphConvolution.sparse_aggregation_on_cpu = sparse
     flops_per_step = counter.get_total_flops()
     data_t = compute_t = wait_t = 0.0
     samples = 0
@@ -169,16 +154,10 @@ def measure(
     model.eval()
     t = time.perf_counter()
     with torch.inference_mode(), autocast:
-        loader = dm.news_dataloader(1024)
-        cand, hist = [], []
-        for chunk in loader:
-            news = {k: v.to(device) for k, v in chunk["news"].items()}
-            h = model.encode_history_news(news)
-            cand.append(h if model.history_is_candidate else model.encode_news(news, h))
-            hist.append(h)
+        cache = model.encode_all_news(dm.news_dataloader(1024))
         encode_t = time.perf_counter() - t
         done = 0
-        with model.cached_news(NewsCache(torch.cat(cand), torch.cat(hist))):
+        with model.cached_news(cache):
             for batch in dm.val_dataloader():
                 model(to(batch, device))
                 done += len(batch["candidates"])

@@ -24,3 +24,14 @@ def test_paper_tables_quick_prints_the_three_layouts(tmp_path):
     rows = [line for line in out.splitlines() if line.startswith("| npa ")]
     assert any("| no " in line for line in rows)  # the paper's NPA is not cacheable, measured in Table 2
     assert (tmp_path / "out.json").exists()
+
+
+@pytest.mark.slow
+def test_efficiency_benchmark_quick_runs_on_the_cpu(tmp_path):
+    """`benchmarks/efficiency.py` (FUM's Table 2 at the papers' sizes) ran only on a lent GPU and
+    broke unnoticed when batches became NewsBatch; this keeps it running."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "efficiency.py"), "--quick", "--workdir", str(tmp_path)]
+    cmd += ["--device", "cpu", "--threads", "1", "--models", "NRMS", "GLORY (approximate)"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rows = [line for line in out.splitlines() if line.startswith(("| NRMS ", "| GLORY (approximate) "))]
+    assert len(rows) == 2 and "| 11.4 " in rows[0]  # NRMS's paper figure printed beside the measured one
