@@ -37,8 +37,8 @@ class GNewsRec(NewsRecModel):
     topic tables start near zero: :func:`~newsrec.nn.id_embedding`, and ID vectors are dropped
     out, ``id_dropout``), so the model starts from the text match and the graph adds what the
     clicks teach. newsrec's first form, ``ReLU(W[...])`` over concatenations, started from a
-    random bilinear form: 65.5 AUC against 68.8 for this form on a world without a collaborative
-    signal (``benchmarks/RESULTS.md``).
+    random bilinear form: 65.5 AUC (with small ID rows) against 68.8 for this form on a world
+    without a collaborative signal (``benchmarks/RESULTS.md``).
 
     **Not cacheable** (the short-term user depends on the candidate): evaluation and serving run
     the forward, exactly; candidates are scored ``candidate_chunk`` at a time. A fresh news (no
