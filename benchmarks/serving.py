@@ -3,17 +3,21 @@ faiss; the ANN's recall@k against exact search; index build times; HTTP throughp
 ``newsrec serve`` under a bounded load from 127.0.0.1.
 
     python benchmarks/serving.py [--news 50000] [--models nrms fum glory] [--requests 300]
-                                 [--threads N] [--no-http] [--no-1m]
+                                 [--threads N] [--no-http] [--no-1m] [--checkpoints DIR]
 
 What is measured, per model:
 
 * a synthetic world of ``--news`` news is generated once (``benchmarks/.cache``), the model is
   trained for ``--steps`` steps (so its vectors have a trained model's structure; accuracy is not
-  the point here), and a checkpoint is written as ``newsrec fit`` writes it;
+  the point here), and a checkpoint is written as ``newsrec fit`` writes it (``--checkpoints``:
+  kept there and reused by a later run with the same sizes and steps);
 * **index build (50k)**: ``Recommender.from_checkpoint`` end to end (load, corpus, graphs,
   every news encoded once);
 * **latency**: ``recommend(history, k=10)`` over the whole index for ``--requests`` distinct dev
-  histories (user cache missed on every call; the cache-hit figure is printed beside it);
+  histories (user cache missed on every call; the cache-hit figure is printed beside it, and
+  the p99 of the whole-index search alone within the missed calls);
+* **the faiss indexes considered** (``_ann.py``), side by side on the same vectors: recall@10
+  against exact search on held-out dev users, build time, single-query latency;
 * **1M news**: the served index is grown to 10^6 rows whose vectors are drawn from a Gaussian
   fitted to the model's real news vectors (mean and covariance), with the real model computing
   the user vector; exact search and faiss (the default index, calibrated), both re-scored by the
@@ -40,6 +44,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _ann import ann_candidates, percentiles  # noqa: E402
 from _common import data_sizes, machine, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,13 +100,9 @@ def train(name: str, root: Path, steps: int, out: Path) -> Path:
     return out / "last.ckpt"
 
 
-def percentiles(ms: list[float]) -> tuple[float, float]:
-    a = np.asarray(ms)
-    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
-
-
-def dev_histories(rec, n: int, seed: int = 0) -> list[list[str]]:
-    b = rec.dm.behaviors("dev")
+def dev_histories(rec, n: int, seed: int = 0, split: str = "dev") -> list[list[str]]:
+    """``n`` distinct histories (news ids) of ``split``'s impressions, in a random order."""
+    b = rec.dm.behaviors(split)
     rows = np.random.default_rng(seed).permutation(len(b))
     hist, lengths = b.histories(rows, rec.history_length)
     ids = rec.dm.corpus.news_ids
@@ -116,34 +117,45 @@ def dev_histories(rec, n: int, seed: int = 0) -> list[list[str]]:
     return out
 
 
-def latency(rec, histories, k: int = 10) -> tuple[float, float, float]:
-    """p50, p99 of cache-missing calls (ms) and the median of cache-hitting calls."""
+def latency(rec, histories, k: int = 10) -> tuple[float, float, float, float]:
+    """p50, p99 of cache-missing calls (ms), the median of cache-hitting calls, and the p99 of
+    the whole-index search alone within the cache-missing calls."""
     rec._users.clear()
     rec.recommend(histories[0], k=k)  # warm-up
     rec._users.clear()
+    search, searching = rec.index.search, []
+
+    def timed(*args, _search=search.search, **kwargs):
+        t = time.perf_counter()
+        out = _search(*args, **kwargs)
+        searching.append((time.perf_counter() - t) * 1e3)
+        return out
+
+    search.search = timed  # the instance's own attribute, removed below
     miss = []
     for h in histories:
         t = time.perf_counter()
         rec.recommend(h, k=k)
         miss.append((time.perf_counter() - t) * 1e3)
+    del search.search
     hit = []
     for h in histories[:50]:
         t = time.perf_counter()
         rec.recommend(h, k=k)
         hit.append((time.perf_counter() - t) * 1e3)
     p50, p99 = percentiles(miss)
-    return p50, p99, float(np.median(hit))
+    return p50, p99, float(np.median(hit)), percentiles(searching)[1]
 
 
 def grow_to(rec, total: int, seed: int = 0) -> None:
-    """Grow the served index to ``total`` rows with vectors drawn from a Gaussian fitted to the
+    """Grow the served index to ``total`` news with vectors drawn from a Gaussian fitted to the
     model's real news vectors (news fields copied from real rows: only the vectors matter to
     the whole-index search)."""
     from newsrec.models import NewsCache
 
     index = rec.index
     n = len(index)
-    extra = total - n
+    extra = total - rec.num_news  # news, the padding row not counted
     g = torch.Generator().manual_seed(seed)
     src = torch.randint(1, n, (extra,), generator=g)
     arrays = {f: np.concatenate([a, a[src.numpy()]]) for f, a in index.arrays.items()}
@@ -231,83 +243,12 @@ def queries_of(rec, histories) -> torch.Tensor:
         return torch.stack([u[0] for u in rec._user_states(rec.index, [(r, 0) for r in rows])]).float().cpu()
 
 
-def ann_candidates(vectors: torch.Tensor, calibration: torch.Tensor, queries: torch.Tensor, k: int = 10) -> list:
-    """The faiss indexes considered, side by side on the same vectors and held-out queries:
-    build seconds, recall@k (the exact top-k found among the index's top 4k, the shortlist the
-    model re-scores) and single-query search latency."""
-    import faiss
-
-    from newsrec.serving.search import ExactSearch, FaissSearch, recall_at_k
-
-    x = np.ascontiguousarray(vectors.numpy())
-    n, d = x.shape
-    nlist = int(np.sqrt(n))
-    want = ExactSearch(vectors).search(queries, k)[1]
-    rows = []
-
-    def measure(name, build, search, note=""):
-        t = time.perf_counter()
-        index = build()
-        built = time.perf_counter() - t
-        got = search(index, queries.numpy(), 4 * k)
-        times = []
-        for q in queries.numpy()[:200]:
-            t = time.perf_counter()
-            search(index, q[None], 4 * k)
-            times.append((time.perf_counter() - t) * 1e3)
-        p50, p99 = percentiles(times)
-        rows.append({"index": name, "build s": built, "recall@10": recall_at_k(torch.as_tensor(got), want),
-                     "p50 ms": p50, "p99 ms": p99, "settings": note})  # fmt: skip
-        return index
-
-    def old_lift():  # newsrec 0.1: Euclidean IVF over [x, sqrt(M^2 - |x|^2)], queries [q, 0]
-        sq = (x * x).sum(1)
-        m = 1.05 * np.sqrt(sq.max())
-        lifted = np.hstack([x, np.sqrt(np.maximum(m * m - sq, 0))[:, None]]).astype(np.float32)
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d + 1), d + 1, nlist, faiss.METRIC_L2)
-        index.train(lifted[np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False)])
-        index.add(lifted)
-        index.nprobe = max(8, nlist // 16)
-        return index
-
-    measure("IVF-L2 on the lift, query unnormalised (0.1)", old_lift,
-            lambda i, q, kk: i.search(np.hstack([q, np.zeros((len(q), 1), np.float32)]), kk)[1],
-            f"nlist {nlist}, nprobe {max(8, nlist // 16)}")  # fmt: skip
-
-    def raw_ip():
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(x[np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False)])
-        index.add(x)
-        index.nprobe = max(8, nlist // 16)
-        return index
-
-    measure("IVF-IP on the raw vectors", raw_ip, lambda i, q, kk: i.search(np.ascontiguousarray(q), kk)[1],
-            f"nlist {nlist}, nprobe {max(8, nlist // 16)}")  # fmt: skip
-
-    def ours(kind: str, calibrate: bool):
-        def build():
-            search = FaissSearch(vectors, kind)
-            if calibrate:
-                search.calibrate(calibration, k)
-            return search
-
-        return build
-
-    for kind in ("ivf", "hnsw"):
-        for calibrate in (False, True):
-            if kind == "hnsw" and n > 200_000:
-                continue  # minutes to build per million vectors on 2 cores, and at 50k news it already needed
-                # efSearch 4096 for recall 0.94 (slower than exact search)
-            name = {"ivf": "IVF-IP on the unit-sphere lift, spherical k-means", "hnsw": "HNSW-IP"}[kind]
-            label = name + (", effort calibrated on training users" if calibrate else "")
-            search = measure(
-                label, ours(kind, calibrate), lambda i, q, kk: i.search(torch.from_numpy(q), kk)[1].numpy()
-            )
-            rows[-1]["settings"] = ("nprobe " if kind == "ivf" else "efSearch ") + str(search.effort) + (
-                f" (calibration recall {search.recall:.3f})" if calibrate else "")  # fmt: skip
-            if kind == "ivf" and calibrate:
-                rows[-1]["index"] += " (default)"
-    return rows
+def latency_row(name: str, rec, search: str, measured: tuple, built: str, recall) -> list[str]:
+    """A row of the latency table (``measured``: :func:`latency`'s figures)."""
+    p50, p99, hit, search_p99 = measured
+    recall = recall if isinstance(recall, str) else f"{recall:.3f}"
+    return [name, f"{rec.num_news:,}", search, f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}", f"{search_p99:.2f}", built,
+            recall]  # fmt: skip
 
 
 def progress_row(kind: str, row) -> None:
@@ -326,6 +267,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-http", action="store_true")
     ap.add_argument("--no-1m", action="store_true")
+    ap.add_argument("--checkpoints", default=None,
+                    help="keep the trained checkpoints here and reuse them (default: a temporary folder)")  # fmt: skip
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -337,7 +280,8 @@ def main() -> None:
     lat_rows, big_rows, http_rows, ann_rows = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.models:
-            ckpt = train(name, root, a.steps, Path(tmp) / name)
+            kept = Path(a.checkpoints or tmp) / f"{name}-{a.news}n-{a.users}u-{a.steps}steps"
+            ckpt = kept / "last.ckpt" if (kept / "last.ckpt").exists() else train(name, root, a.steps, kept)
             t = time.perf_counter()
             rec = Recommender.from_checkpoint(ckpt, index_dir=None)
             build = time.perf_counter() - t
@@ -346,12 +290,11 @@ def main() -> None:
                 rec.model.encode_all_news(rec.dm.news_dataloader(1024))
             encode = time.perf_counter() - t
             histories = dev_histories(rec, a.requests)
-            p50, p99, hit = latency(rec, histories)
-            lat_rows.append([name, f"{rec.num_news:,}", "exact", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}",
-                             f"{build:.1f} s ({rec.num_news / encode:,.0f} news/s encoding)", "1 (exact)"])  # fmt: skip
+            built = f"{build:.1f} s ({rec.num_news / encode:,.0f} news/s encoding)"
+            lat_rows.append(latency_row(name, rec, "exact", latency(rec, histories), built, "1 (exact)"))
             progress_row("latency", lat_rows[-1])
             index = rec.index
-            calibration = queries_of(rec, dev_histories(rec, 256, seed=1))
+            calibration = queries_of(rec, dev_histories(rec, 512, split="train"))  # as the Recommender's
             held_out = queries_of(rec, histories)
             for row in ann_candidates(index.vectors.candidate.float().cpu(), calibration, held_out):
                 ann_rows.append({"model": name, "news": f"{rec.num_news:,}", **row})
@@ -359,45 +302,41 @@ def main() -> None:
             rec.search_kind = "faiss"
             rec.min_approximate_news = 0
             rec._install(index.ids, index.arrays, index.vectors, index.changed)
-            p50, p99, hit = latency(rec, histories)
-            rec_k = served_recall_at_k(rec, histories)
-            lat_rows.append([name, f"{rec.num_news:,}", "faiss", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}",
-                             f"{rec.index.search.kind} effort {rec.index.search.effort}", f"{rec_k:.3f}"])  # fmt: skip
+            measured = latency(rec, histories)
+            built = f"{rec.index.search.kind} effort {rec.index.search.effort}"
+            lat_rows.append(latency_row(name, rec, "faiss", measured, built, served_recall_at_k(rec, histories)))
             progress_row("latency", lat_rows[-1])
             if not a.no_1m:
                 rec.search_kind = "exact"
                 grow_to(rec, 1_000_000)
-                p50, p99, hit = latency(rec, histories[:100])
-                big_rows.append([name, "1,000,000", "exact", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}",
-                                 f"~{1e6 / (rec.num_corpus_news / encode):.0f} s (encoding, extrapolated)",
-                                 "1 (exact)"])  # fmt: skip
+                built = f"~{1e6 / (rec.num_corpus_news / encode):.0f} s (encoding, extrapolated)"
+                big_rows.append(latency_row(name, rec, "exact", latency(rec, histories[:100]), built, "1 (exact)"))
                 progress_row("latency", big_rows[-1])
-                if name == a.models[0]:
-                    for row in ann_candidates(rec.index.vectors.candidate.float().cpu(), calibration, held_out):
-                        ann_rows.append({"model": name, "news": "1,000,000", **row})
-                        progress_row("ann", ann_rows[-1])
+                for row in ann_candidates(rec.index.vectors.candidate.float().cpu(), calibration, held_out):
+                    ann_rows.append({"model": name, "news": "1,000,000", **row})
+                    progress_row("ann", ann_rows[-1])
                 rec.search_kind = "faiss"
                 index = rec.index
                 t = time.perf_counter()
                 rec._install(index.ids, index.arrays, index.vectors, index.changed)
                 faiss_build = time.perf_counter() - t
-                p50, p99, hit = latency(rec, histories[:100])
-                rec_k = served_recall_at_k(rec, histories[:100])
+                measured = latency(rec, histories[:100])
                 search = rec.index.search
                 built = f"{faiss_build:.1f} s (build + calibration), {search.kind} effort {search.effort}"
-                big_rows.append([name, "1,000,000", "faiss", f"{p50:.1f}", f"{p99:.1f}", f"{hit:.1f}", built,
-                                 f"{rec_k:.3f}"])  # fmt: skip
+                recall = served_recall_at_k(rec, histories[:100])
+                big_rows.append(latency_row(name, rec, "faiss", measured, built, recall))
                 progress_row("latency", big_rows[-1])
             if not a.no_http:
                 for row in http_load(ckpt, root, histories, a.http_requests):
                     http_rows.append([name, row["clients"], row["requests"], f"{row['rps']:.0f}",
                                       f"{row['p50']:.1f}", f"{row['p99']:.1f}"])  # fmt: skip
             del rec
-    head = ["model", "news", "search", "p50 ms", "p99 ms", "cached-user ms", "index build", "recall@10"]
+    head = ["model", "news", "search", "p50 ms", "p99 ms", "cached-user ms", "search p99 ms", "index build",
+            "recall@10"]  # fmt: skip
     print("\nrecommend(history, k=10) over the whole index, one request at a time, user cache missed")
     print(table([dict(zip(head, r)) for r in lat_rows + big_rows], head))
     print("\nfaiss indexes considered, on the same vectors; recall@10 = the exact top 10 among the index's top 40")
-    print("(held-out dev users as queries; calibration uses other users, of training histories)")
+    print("(held-out dev users as queries; training users shape the query-weighted space and calibrate)")
     cols = ["model", "news", "index", "build s", "recall@10", "p50 ms", "p99 ms", "settings"]
     print(table(ann_rows, cols))
     if http_rows:

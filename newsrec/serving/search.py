@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["ExactSearch", "FaissSearch", "make_search", "recall_at_k"]
+__all__ = ["ExactSearch", "FaissSearch", "make_search", "query_metric", "recall_at_k"]
 
 
 class ExactSearch:
@@ -42,7 +42,28 @@ class ExactSearch:
 
 
 class FaissSearch:
-    r"""Approximate top-k by inner product with faiss, tuned on real queries.
+    r"""Approximate top-k by inner product with faiss, built and tuned on real queries.
+
+    **The query-weighted space.** Given a sample of the model's queries (user vectors
+    ``queries [Q, d]``), the index is built over :math:`\mathbf{x}' = W^{1/2}\mathbf{x}` and
+    searched with :math:`\mathbf{q}' = W^{-1/2}\mathbf{q}`, where
+
+    .. math::
+        W = (1 - \alpha)\,\Sigma + \alpha\,\frac{\operatorname{tr}\Sigma}{d} I, \qquad
+        \Sigma = \frac{1}{Q}\sum_j \hat{\mathbf{q}}_j\hat{\mathbf{q}}_j^\top
+        \quad (\hat{\mathbf{q}} = \mathbf{q}/\lVert\mathbf{q}\rVert,\ \alpha = ``isotropy``).
+
+    Every inner product is kept, :math:`\mathbf{q}'^\top\mathbf{x}' = \mathbf{q}^\top\mathbf{x}`,
+    so only the index's structure changes: k-means in that space minimises
+    :math:`\sum_i (\mathbf{x}_i - \mathbf{c})^\top W (\mathbf{x}_i - \mathbf{c})`, at
+    :math:`\alpha = 0` the expected squared error of the inner product
+    :math:`\mathbb{E}_{\hat{\mathbf{q}}}[(\hat{\mathbf{q}}^\top(\mathbf{x}_i - \mathbf{c}))^2]`
+    over the queries, so clusters split the news along the directions users' vectors point in,
+    not along the news vectors' own largest variance. A trained model's user vectors are
+    concentrated (GLORY's at 50k news: 67 % of their energy in 5 directions, where the news
+    vectors' 5 largest directions hold 13 % of their variance): in the raw space recall@10 needed
+    208 of 223 clusters, in this one 13. With isotropic queries :math:`W \propto I` and nothing
+    changes; ``isotropy`` keeps every direction in the metric for queries unlike the sample.
 
     Two kinds of index, measured side by side in ``benchmarks/serving.py``:
 
@@ -70,6 +91,10 @@ class FaissSearch:
     Args:
         vectors: ``[N, d]`` float.
         kind: ``"ivf"`` (default) or ``"hnsw"``.
+        queries: ``[Q, d]``, a sample of the queries the index will serve (the model's user
+            vectors), which shapes the space the index is built in; ``None``: the raw space.
+        isotropy: :math:`\alpha`, the identity's share of the query metric :math:`W` (0.1; 1:
+            the raw space).
         hnsw_m, ef_construction, ef_search: HNSW's links per node (32), build effort (80) and
             search effort before calibration (64).
         nlist, nprobe, train_size: IVF's clusters (``√N``), clusters scanned before calibration
@@ -88,6 +113,8 @@ class FaissSearch:
         vectors: Tensor,
         kind: str = "ivf",
         *,
+        queries: Tensor | None = None,
+        isotropy: float = 0.1,
         hnsw_m: int = 32,
         ef_construction: int = 80,
         ef_search: int = 64,
@@ -104,14 +131,21 @@ class FaissSearch:
             raise ImportError("the faiss index needs faiss-cpu: pip install 'newsrec-pyg[serve]'") from None
         if kind not in ("hnsw", "ivf"):
             raise ValueError(f"the faiss index kind must be 'hnsw' or 'ivf', got {kind!r}")
+        if not 0.0 <= isotropy <= 1.0:
+            raise ValueError(f"isotropy must be in [0, 1], got {isotropy!r}")
         self.faiss, self.kind = faiss, kind
-        self.options = dict(kind=kind, hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search,
-                            nlist=nlist, nprobe=nprobe, train_size=train_size, seed=seed,
+        self.options = dict(kind=kind, isotropy=isotropy, hnsw_m=hnsw_m, ef_construction=ef_construction,
+                            ef_search=ef_search, nlist=nlist, nprobe=nprobe, train_size=train_size, seed=seed,
                             target_recall=target_recall, fetch_factor=fetch_factor)  # fmt: skip
         self.target_recall, self.fetch_factor = target_recall, fetch_factor
         self.vectors = vectors.detach().float().cpu()  # exact scores for calibration
-        x = np.ascontiguousarray(self.vectors.numpy())
-        n, d = x.shape
+        n, d = self.vectors.shape
+        #: the query sample that shaped the space (``None``: the raw space)
+        self.queries = None if queries is None or not len(queries) else queries.detach().float().cpu()
+        self._to_space, self._query_to_space = (  # HNSW: the raw space (measured: it lost recall here)
+            (None, None) if self.queries is None or kind == "hnsw" else query_metric(self.queries, isotropy)
+        )
+        x = self._in_space(self.vectors.numpy())
         self.num_vectors = n
         #: the row of every stored vector (-1: replaced by a later vector of its row)
         self.row_of = np.arange(n, dtype=np.int64)
@@ -148,6 +182,17 @@ class FaissSearch:
         if self.kind == "ivf":
             self.index.nprobe = self._effort
 
+    def _in_space(self, x: np.ndarray, queries: bool = False) -> np.ndarray:
+        """``[n, d]`` float32 → the same in the index's space (a contiguous array; the transform
+        in blocks, so that no float64 copy of a million vectors is made)."""
+        transform = self._query_to_space if queries else self._to_space
+        if transform is None:
+            return np.ascontiguousarray(x, dtype=np.float32)
+        out = np.empty(x.shape, np.float32)
+        for start in range(0, len(x), 65536):
+            np.matmul(x[start : start + 65536], transform, out=out[start : start + 65536])
+        return out
+
     def _lift(self, x: np.ndarray, sq: np.ndarray) -> np.ndarray:
         """``[n, d]`` (squared norms ``sq [n]``) → ``[n, d + 1]`` unit vectors (IVF)."""
         extra = np.sqrt(np.maximum(1.0 - sq / self.max_norm**2, 0.0))
@@ -171,10 +216,10 @@ class FaissSearch:
         rebuilding (the IVF's clusters stay; HNSW links the new vectors in and keeps the old
         ones unreachable); a new vector longer than the IVF's ``M`` rebuilds it."""
         rows_np = rows.cpu().numpy().astype(np.int64)
-        new = np.ascontiguousarray(vectors[rows].detach().float().cpu().numpy())
+        new = self._in_space(vectors[rows].detach().float().cpu().numpy())
         sq = _squared_norms(new)
         if self.kind == "ivf" and len(new) and float(np.sqrt(sq.max())) > self.max_norm:
-            rebuilt = FaissSearch(vectors, **{**self.options, "nprobe": self.effort})
+            rebuilt = FaissSearch(vectors, queries=self.queries, **{**self.options, "nprobe": self.effort})
             rebuilt.recall = self.recall
             return rebuilt
         self.vectors = vectors.detach().float().cpu()
@@ -197,7 +242,7 @@ class FaissSearch:
         """Like :meth:`ExactSearch.search` (scores are inner products; rows that cannot be filled
         are ``-1`` with score ``-inf``)."""
         faiss = self.faiss
-        q = np.ascontiguousarray(queries.detach().float().cpu().numpy())
+        q = self._in_space(queries.detach().float().cpu().numpy(), queries=True)
         identity = not self.has_updates  # stored vector i is row i
         if identity and allowed is None:
             selector, available = None, len(self.row_of)
@@ -218,7 +263,7 @@ class FaissSearch:
             lifted = np.ascontiguousarray(np.hstack([unit, np.zeros((len(q), 1), np.float32)]))
             params = faiss.SearchParametersIVF(nprobe=self.effort, sel=selector)
             sims, stored = self.index.search(lifted, fetch, params=params)
-            scores = sims * norms[:, None] * self.max_norm
+            scores = np.where(stored >= 0, sims, 0.0) * norms[:, None] * self.max_norm  # unfilled: -FLT_MAX
         found = stored >= 0
         rows = np.where(found, self.row_of[np.maximum(stored, 0)], -1)
         scores = np.where(found, scores, -np.inf).astype(np.float32)
@@ -236,12 +281,35 @@ def recall_at_k(found: Tensor, wanted: Tensor) -> float:
     return float(np.mean(hits)) if hits else float("nan")
 
 
+def query_metric(queries: Tensor, isotropy: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    r"""The query-weighted space of :class:`FaissSearch`: ``(W^{1/2}, W^{-1/2})``, both ``[d, d]``
+    float32 (symmetric), with :math:`W = (1 - \alpha)\Sigma + \alpha (\operatorname{tr}\Sigma / d) I`
+    and :math:`\Sigma` the mean of :math:`\hat{\mathbf{q}}\hat{\mathbf{q}}^\top` over the unit
+    ``queries [Q, d]`` (zero rows ignored). News go in as ``x @ W^{1/2}``, queries as
+    ``q @ W^{-1/2}``: their inner products are the raw ones. Without a non-zero query, or at
+    ``isotropy`` 1, both are the identity."""
+    q = queries.detach().double().cpu()
+    d = q.shape[1]
+    norms = q.norm(dim=1, keepdim=True)
+    unit = q[norms[:, 0] > 0] / norms[norms[:, 0] > 0]
+    if not len(unit) or isotropy >= 1.0:
+        eye = np.eye(d, dtype=np.float32)
+        return eye, eye.copy()
+    second = unit.T @ unit / len(unit)
+    metric = (1.0 - isotropy) * second + isotropy * float(torch.trace(second)) / d * torch.eye(d, dtype=torch.float64)
+    values, basis = torch.linalg.eigh(metric)
+    values = values.clamp_min(float(values.max()) * 1e-12)  # isotropy 0: a rank-deficient sample
+    half = (basis * values.sqrt()) @ basis.T
+    inverse = (basis / values.sqrt()) @ basis.T
+    return half.float().numpy(), inverse.float().numpy()
+
+
 def _squared_norms(x: np.ndarray) -> np.ndarray:
     """``[n, d]`` float32 → ``[n]`` squared norms (no float64 copy of ``x``)."""
     return np.einsum("ij,ij->i", x, x)
 
 
-def make_search(kind: str, vectors: Tensor, **options):
+def make_search(kind: str, vectors: Tensor, **options) -> ExactSearch | FaissSearch:
     """``"exact"`` → :class:`ExactSearch`, ``"faiss"`` → :class:`FaissSearch`."""
     if kind == "exact":
         return ExactSearch(vectors)
