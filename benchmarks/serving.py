@@ -2,8 +2,9 @@
 faiss; the ANN's recall@k against exact search; index build times; HTTP throughput of
 ``newsrec serve`` under a bounded load from 127.0.0.1.
 
-    python benchmarks/serving.py [--news 50000] [--models nrms fum glory] [--requests 300]
-                                 [--threads N] [--no-http] [--no-1m] [--checkpoints DIR]
+    python benchmarks/serving.py [--news 50000] [--models nrms fum glory gru ...] [--requests 300]
+                                 [--threads N] [--no-http] [--no-1m] [--no-1m-candidates]
+                                 [--checkpoints DIR]
 
 What is measured, per model:
 
@@ -60,6 +61,21 @@ def world(news: int, users: int) -> Path:
     return path
 
 
+#: the zoo's models whose whole-index ranking is a vector search (cacheable news, one user
+#: vector), at the papers' sizes
+ZOO = {
+    "gru": ("GRU", {}),
+    "npa_cacheable": ("NPA", {"personalised": False}),
+    "naml": ("NAML", {}),
+    "lstur": ("LSTUR", {}),
+    "fastformer": ("FastformerNR", {}),
+    "libfm": ("LibFM", {}),
+    "kred": ("KRED", {}),
+    "gerl": ("GERL", {}),
+    "user_as_graph": ("UserAsGraph", {}),
+}
+
+
 def make_model(name: str, dm):
     from newsrec import models
 
@@ -75,7 +91,10 @@ def make_model(name: str, dm):
         return models.GLORY(**common)
     if name == "glory_transitions":
         return models.GLORY(graph_score=True, **common)
-    raise SystemExit(f"unknown model {name}")
+    if name in ZOO:
+        cls, options = ZOO[name]
+        return getattr(models, cls)(**options, **common)
+    raise SystemExit(f"unknown model {name}; the zoo's served by vector search: {' '.join(ZOO)}")
 
 
 def train(name: str, root: Path, steps: int, out: Path) -> Path:
@@ -267,6 +286,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-http", action="store_true")
     ap.add_argument("--no-1m", action="store_true")
+    ap.add_argument("--no-1m-candidates", action="store_true",
+                    help="at 1M news, serve the default index only (not every index considered)")  # fmt: skip
     ap.add_argument("--checkpoints", default=None,
                     help="keep the trained checkpoints here and reuse them (default: a temporary folder)")  # fmt: skip
     a = ap.parse_args()
@@ -312,7 +333,11 @@ def main() -> None:
                 built = f"~{1e6 / (rec.num_corpus_news / encode):.0f} s (encoding, extrapolated)"
                 big_rows.append(latency_row(name, rec, "exact", latency(rec, histories[:100]), built, "1 (exact)"))
                 progress_row("latency", big_rows[-1])
-                for row in ann_candidates(rec.index.vectors.candidate.float().cpu(), calibration, held_out):
+                for row in (
+                    []
+                    if a.no_1m_candidates
+                    else ann_candidates(rec.index.vectors.candidate.float().cpu(), calibration, held_out)
+                ):
                     ann_rows.append({"model": name, "news": "1,000,000", **row})
                     progress_row("ann", ann_rows[-1])
                 rec.search_kind = "faiss"
