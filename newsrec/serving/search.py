@@ -196,8 +196,10 @@ class FaissSearch:
 
     def _lift(self, x: np.ndarray, sq: np.ndarray) -> np.ndarray:
         """``[n, d]`` (squared norms ``sq [n]``) → ``[n, d + 1]`` unit vectors (IVF)."""
-        extra = np.sqrt(np.maximum(1.0 - sq / self.max_norm**2, 0.0))
-        return np.ascontiguousarray(np.hstack([x / self.max_norm, extra[:, None]]).astype(np.float32))
+        lifted = np.empty((len(x), x.shape[1] + 1), np.float32)  # written in place: no temporary copies
+        np.divide(x, self.max_norm, out=lifted[:, :-1])
+        lifted[:, -1] = np.sqrt(np.maximum(1.0 - sq / self.max_norm**2, 0.0))
+        return lifted
 
     def calibrate(self, queries: Tensor, k: int = 10) -> float:
         """Double the search effort until recall@``k`` on ``queries [Q, d]`` reaches
