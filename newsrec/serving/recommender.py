@@ -60,13 +60,11 @@ class Recommender(Ingest):
         datamodule: the data the model was trained on (its vocabularies and graphs).
         device: where the model runs.
         search: ``"exact"`` (a matrix product over every news, default) or ``"faiss"`` (an
-            approximate inverted-file index, extra ``[serve]``; for ~10^6 news). The approximate
-            index is built in the space of the model's own user vectors (of up to 256 training
-            histories; :class:`~newsrec.serving.search.FaissSearch`) and calibrated on as many
-            others until its recall@10 reaches its ``target_recall`` (0.95); with fewer than
-            ``min_approximate_news`` news an exact search serves instead, and after
-            ``add_news`` has changed more than 10 % of the rows the index is rebuilt and
-            recalibrated (:attr:`search_info` says which and the recall measured).
+            approximate inverted-file index, extra ``[serve]``; for ~10^6 news) built in the space
+            of the model's user vectors of up to 256 training histories and calibrated on as many
+            others to recall@10 ``target_recall`` (0.95); below ``min_approximate_news`` news an
+            exact search serves, and after ``add_news`` changed over 10 % of the rows the index is
+            rebuilt (:attr:`search_info` says which and the recall measured).
         search_options: keyword arguments of :class:`~newsrec.serving.search.FaissSearch`.
         min_approximate_news: below this many news ``search="faiss"`` serves exactly (20,000).
         index_dir: where the news vector index persists (``.npy`` + a checksummed manifest,
@@ -210,10 +208,9 @@ class Recommender(Ingest):
         self.index = index  # no lock: the swap never waits for a request in flight
 
     def _new_search(self, index: NewsIndex):
-        """The search asked for over the index's vectors: exact, or an approximate one built in
-        the space of the model's user vectors of (up to 256) training histories and calibrated on
-        (up to 256) others; exact, with the reason, when there are too few news for clustering to
-        pay."""
+        """The search asked for: exact, or an approximate one built in the space of the model's
+        user vectors of (up to 256) training histories and calibrated on (up to 256) others;
+        exact, with the reason, when there are too few news for clustering to pay."""
         vectors = index.vectors.candidate.float().cpu()
         if not self.model.user_is_vector:
             return ExactSearch(vectors, "the model's user state is not one vector: every news is scored exactly")
@@ -225,15 +222,12 @@ class Recommender(Ingest):
         rows = np.random.default_rng(0).permutation(len(train))[:512]
         hist, lengths = train.histories(rows, self.history_length)
         histories = list(dict.fromkeys(tuple(h[:n].tolist()) for h, n in zip(hist, lengths) if n))
-        queries = torch.zeros(0, vectors.shape[1])
-        if histories:
-            with torch.inference_mode():
-                users = self._user_states(index, [(h, 0) for h in histories])
-            queries = torch.stack([u[0] for u in users]).float().cpu()
+        with torch.inference_mode():
+            users = self._user_states(index, [(h, 0) for h in histories]) if histories else []
+        queries = torch.stack([u[0] for u in users]).float().cpu() if users else torch.zeros(0, vectors.shape[1])
         # one half shapes the index's space, the other measures its recall (never the same users)
         shaping, measuring = (queries[0::2], queries[1::2]) if len(queries) > 1 else (queries, queries)
-        options = {"queries": shaping, **self.search_options}
-        search = FaissSearch(vectors, fetch_factor=self.shortlist_factor, **options)
+        search = FaissSearch(vectors, fetch_factor=self.shortlist_factor, **{"queries": shaping, **self.search_options})
         search.calibrate(measuring)
         return search
 
