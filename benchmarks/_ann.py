@@ -96,3 +96,20 @@ def ann_candidates(vectors: torch.Tensor, training_users: torch.Tensor, queries:
             if kind == "ivf" and weighted and calibrate:
                 rows[-1]["index"] += " (default)"
     return rows
+
+
+def concentration(vectors: torch.Tensor, users: torch.Tensor, top: int = 5) -> dict:
+    """How concentrated the users are against the news: the share of the users' energy (the mean
+    of ``q̂q̂ᵀ`` over unit user vectors) in its ``top`` largest directions, and the share of the
+    news vectors' variance in theirs."""
+
+    def share(matrix: torch.Tensor) -> float:
+        values = torch.linalg.eigvalsh(matrix.double()).flip(0)
+        return float(values[:top].sum() / values.sum())
+
+    unit = users / users.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    centred = vectors[1:] - vectors[1:].mean(0)  # row 0: the padding news
+    return {
+        f"users' energy in {top} directions": share(unit.T @ unit / len(unit)),
+        f"news variance in {top} directions": share(centred.T @ centred / len(centred)),
+    }

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _ann import ann_candidates, percentiles  # noqa: E402
+from _ann import ann_candidates, concentration, percentiles  # noqa: E402
 from _common import data_sizes, machine, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -299,7 +299,7 @@ def main() -> None:
 
     print(f"machine: {machine()}")
     root = world(a.news, a.users)
-    lat_rows, big_rows, http_rows, ann_rows = [], [], [], []
+    lat_rows, big_rows, http_rows, ann_rows, spread_rows = [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.models:
             kept = Path(a.checkpoints or tmp) / f"{name}-{a.news}n-{a.users}u-{a.steps}steps"
@@ -318,6 +318,8 @@ def main() -> None:
             index = rec.index
             calibration = queries_of(rec, dev_histories(rec, 512, split="train"))  # as the Recommender's
             held_out = queries_of(rec, histories)
+            spread_rows.append({"model": name, **concentration(index.vectors.candidate.float().cpu(), calibration)})
+            progress_row("spread", spread_rows[-1])
             for row in ann_candidates(index.vectors.candidate.float().cpu(), calibration, held_out):
                 ann_rows.append({"model": name, "news": f"{rec.num_news:,}", **row})
                 progress_row("ann", ann_rows[-1])
@@ -366,6 +368,8 @@ def main() -> None:
     print("(held-out dev users as queries; training users shape the query-weighted space and calibrate)")
     cols = ["model", "news", "index", "build s", "recall@10", "p50 ms", "p99 ms", "settings"]
     print(table(ann_rows, cols))
+    print(f"\nhow concentrated the users' vectors are against the news vectors ({a.news:,} news)")
+    print(table(spread_rows, list(spread_rows[0]) if spread_rows else []))
     if http_rows:
         print("\nHTTP POST /recommend (k=10) to newsrec serve on 127.0.0.1, bounded load")
         cols = ["model", "concurrent clients", "requests", "requests/s", "p50 ms", "p99 ms"]
