@@ -229,7 +229,7 @@ def recommend_latency(rec, histories: list[list[str]], stream: bool) -> tuple[fl
 
 
 def timing(postgres: str | None, requests: int) -> list[dict]:
-    from serving import dev_histories, train, world
+    from serving import sample_histories, train, world
 
     from newsrec.serving import Recommender
 
@@ -242,7 +242,7 @@ def timing(postgres: str | None, requests: int) -> list[dict]:
         stores = [("sqlite", str(Path(tmp) / "clicks.sqlite"))] + ([("postgresql", postgres)] if postgres else [])
         for kind, location in stores:
             rec = Recommender.from_checkpoint(ckpt, index_dir=Path(tmp) / "index", store=location)
-            histories = dev_histories(rec, requests)
+            histories = sample_histories(rec, requests)
             rate = ingest_rate(rec, np.random.default_rng(0))
             http_rate = http_ingest_rate(rec, np.random.default_rng(2))
             idle = recommend_latency(rec, histories, stream=False)

@@ -120,7 +120,7 @@ def train(name: str, root: Path, steps: int, out: Path) -> Path:
     return out / "last.ckpt"
 
 
-def dev_histories(rec, n: int, seed: int = 0, split: str = "dev") -> list[list[str]]:
+def sample_histories(rec, n: int, seed: int = 0, split: str = "dev") -> list[list[str]]:
     """``n`` distinct histories (news ids) of ``split``'s impressions, in a random order."""
     b = rec.dm.behaviors(split)
     rows = np.random.default_rng(seed).permutation(len(b))
@@ -311,12 +311,12 @@ def main() -> None:
             with torch.inference_mode():
                 rec.model.encode_all_news(rec.dm.news_dataloader(1024))
             encode = time.perf_counter() - t
-            histories = dev_histories(rec, a.requests)
+            histories = sample_histories(rec, a.requests)
             built = f"{build:.1f} s ({rec.num_news / encode:,.0f} news/s encoding)"
             lat_rows.append(latency_row(name, rec, "exact", latency(rec, histories), built, "1 (exact)"))
             progress_row("latency", lat_rows[-1])
             index = rec.index
-            calibration = queries_of(rec, dev_histories(rec, 512, split="train"))  # as the Recommender's
+            calibration = queries_of(rec, sample_histories(rec, 512, split="train"))  # as the Recommender's
             held_out = queries_of(rec, histories)
             spread_rows.append({"model": name, **concentration(index.vectors.candidate.float().cpu(), calibration)})
             progress_row("spread", spread_rows[-1])
