@@ -2,7 +2,14 @@
 
 from newsrec.nn.attention import AdditiveAttention, MultiHeadSelfAttention, masked_softmax
 from newsrec.nn.cnn import CNNTextEncoder
-from newsrec.nn.embedding import copy_pretrained_, id_embedding, pretrained_embedding
+from newsrec.nn.embedding import (
+    TABLE_INITS,
+    LearnedEmbedding,
+    copy_pretrained_,
+    id_embedding,
+    learned_embedding,
+    pretrained_embedding,
+)
 from newsrec.nn.fastformer import Fastformer, FastformerAttention, FastformerLayer
 from newsrec.nn.fm import FeatureField, fm_pairwise
 from newsrec.nn.graph import (
@@ -23,6 +30,7 @@ __all__ = [
     "GRAPH_ENCODERS",
     "NEWS_ENCODERS",
     "PLM_POOLINGS",
+    "TABLE_INITS",
     "AdditiveAttention",
     "CNNTextEncoder",
     "EntityEncoder",
@@ -30,6 +38,7 @@ __all__ = [
     "FastformerAttention",
     "FastformerLayer",
     "FeatureField",
+    "LearnedEmbedding",
     "GatedGraphConvolution",
     "GatedGraphEncoder",
     "MessagePassingEncoder",
@@ -46,6 +55,7 @@ __all__ = [
     "fm_pairwise",
     "freeze_layers",
     "id_embedding",
+    "learned_embedding",
     "load_pretrained_model",
     "masked_softmax",
     "pretrained_embedding",
