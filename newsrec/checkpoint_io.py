@@ -234,5 +234,24 @@ def check_checkpoint_fits(path: str | os.PathLike, model, data) -> None:
             f"{path} holds a {named.rpartition('.')[2]} model, but the config builds a {type(model).__name__}: use "
             "the config the checkpoint was trained with"
         )
+    check_weights_fit(ckpt.get("state_dict") or {}, model, path)
     if hasattr(data, "signature"):
         check_data_signature(data.signature(), ckpt.get("newsrec_data") or {}, path)
+
+
+def check_weights_fit(state_dict: dict, model, path: str | os.PathLike) -> None:
+    """Every parameter of ``model`` is in the checkpoint's ``state_dict`` with the same shape, or
+    one error naming the first that differs (a checkpoint of an older form of the model, or of
+    other sizes), instead of a ``load_state_dict`` traceback."""
+    for name, param in model.named_parameters():
+        saved = state_dict.get(name)
+        if saved is None:
+            problem = f"it has no {name}"
+        elif tuple(saved.shape) != tuple(param.shape):
+            problem = f"its {name} is {tuple(saved.shape)}, the model's {tuple(param.shape)}"
+        else:
+            continue
+        raise ValueError(
+            f"{path} does not fit {type(model).__name__} (an older form of the model, or other sizes): {problem}; "
+            "retrain it with this version, or load it with the newsrec version that wrote it"
+        )

@@ -168,9 +168,11 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
         return {"words": [self.word_embedding]} if self.pretrained_words else {}
 
     # -- the text encoder choice (TextEncoderFactory) ------------------------------------------------
-    def text_encoder(self) -> nn.Module:
-        """A new title/abstract encoder (``[U, L] → [U, dim]``) of the configured kind."""
-        return self.text_encoders()
+    def text_encoder(self, **glove_options) -> nn.Module:
+        """A new title/abstract encoder (``[U, L] → [U, dim]``) of the configured kind
+        (``glove_options``: :class:`~newsrec.nn.TextEncoder`'s ``layer_norm``, ``key_bias``,
+        ``score_bias``)."""
+        return self.text_encoders(**glove_options)
 
     def text_field(self, text: str) -> str:
         """The news field the text encoders read for ``text`` (``title`` or ``plm_title``, …)."""

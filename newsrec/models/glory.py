@@ -46,7 +46,9 @@ class GLORY(NewsRecModel):
 
     Args:
         entity_dim: entity embedding size (100, TransE).
-        entity_heads, entity_head_dim: entity self-attention (5 × 20).
+        entity_heads, entity_head_dim: the local entity encoder's self-attention (5 × 20, the
+            official ``int(entity_dim / head_dim)`` heads); the global entity encoder uses the
+            model's ``num_heads × head_dim`` (20 × 20), as the official code.
         use_news_graph: the global news graph view (ablation: False).
         use_entity_graph: the global entity graph view (ablation: False).
         graph_method: ``"dir_seq"`` | ``"undir_seq"`` | ``"co_occurrence"``.
@@ -86,11 +88,12 @@ class GLORY(NewsRecModel):
             clicked news before the user encoder (:class:`~newsrec.nn.UserEncoder`'s
             ``recency_positions``), so the user vector can weigh the last clicks more.
         pretrained_entities: initialise the entity table from TransE.
-        **kwargs: the :class:`NewsRecModel` arguments (``lr`` defaults to 2e-4, the paper's).
+        **kwargs: the :class:`NewsRecModel` arguments (``lr`` defaults to 2e-4 and
+            ``lr_schedule`` to ``"warmup_constant"`` with 10 % warm-up: the official code's Adam).
     """
 
     history_is_candidate = False
-    base_defaults = {"lr": 2e-4}
+    base_defaults = {"lr": 2e-4, "lr_schedule": "warmup_constant"}
 
     def __init__(
         self,
@@ -125,8 +128,13 @@ class GLORY(NewsRecModel):
         self.use_news_graph, self.use_entity_graph = use_news_graph, use_entity_graph
         dim, hidden, dropout = self.dim, self.attention_hidden, self.dropout_rate
         self.entity_embedding = nn.Embedding(self.num_entity_ids, entity_dim, padding_idx=0)
-        self.title_encoder = self.text_encoder()
-        self.entity_encoder = EntityEncoder(self.entity_embedding, dim, entity_heads, entity_head_dim, hidden, dropout)
+        # the official code's blocks: two LayerNorms in each text and entity encoder, no key
+        # bias in the self-attention, a score bias in every attention pooling
+        official = {"layer_norm": True, "key_bias": False, "score_bias": True}
+        self.title_encoder = self.text_encoder(**official)
+        self.entity_encoder = EntityEncoder(
+            self.entity_embedding, dim, entity_heads, entity_head_dim, hidden, dropout, **official
+        )
         weighting = _EDGE_WEIGHTINGS.get(ggnn_edge_weights) if isinstance(ggnn_edge_weights, (bool, str)) else None
         if weighting is None:
             raise ValueError(
@@ -144,15 +152,24 @@ class GLORY(NewsRecModel):
             if use_news_graph
             else None
         )
+        # the global entity encoder: the model's heads (20 x 20 = dim) over the neighbours, no projection
         self.global_entity_encoder = (
-            EntityEncoder(self.entity_embedding, dim, entity_heads, entity_head_dim, hidden, dropout)
+            EntityEncoder(
+                self.entity_embedding, dim, self.num_heads, self.head_dim, hidden, dropout, project=False, **official
+            )
             if use_entity_graph
             else None
         )
-        self.history_aggregator = MultiViewCombiner(dim, hidden)
-        self.candidate_aggregator = MultiViewCombiner(dim, hidden)
+        self.history_aggregator = MultiViewCombiner(dim, hidden, score_bias=True)
+        self.candidate_aggregator = MultiViewCombiner(dim, hidden, project=True, score_bias=True)
         self.user_encoder = UserEncoder(
-            dim, self.num_heads, self.head_dim, hidden, recency_positions=graph_score_clicks if user_recency else 0
+            dim,
+            self.num_heads,
+            self.head_dim,
+            hidden,
+            recency_positions=graph_score_clicks if user_recency else 0,
+            key_bias=False,
+            score_bias=True,
         )
         if graph_score_clicks < 1:
             raise ValueError(f"graph_score_clicks must be >= 1, got {graph_score_clicks}")

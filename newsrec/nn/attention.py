@@ -52,6 +52,9 @@ class MultiHeadSelfAttention(nn.Module):
         head_dim: size of each head :math:`d_h`; the output size is ``num_heads * head_dim``.
         dropout: dropout on the attention weights (training only).
         bias: whether the Q/K/V projections have a bias.
+        key_bias: whether the key projection has one (``None``: as ``bias``). A key bias adds
+            the same amount to every logit of a query, so it never changes the weights; the
+            official GLORY code leaves it out (``key_bias=False``).
 
     Shapes:
         - **x**: ``[B, L, in_dim]`` (any number of leading batch dimensions).
@@ -62,13 +65,19 @@ class MultiHeadSelfAttention(nn.Module):
 
     @renamed_arguments(dim_in="in_dim")
     def __init__(
-        self, in_dim: int, num_heads: int = 20, head_dim: int = 20, dropout: float = 0.0, bias: bool = True
+        self,
+        in_dim: int,
+        num_heads: int = 20,
+        head_dim: int = 20,
+        dropout: float = 0.0,
+        bias: bool = True,
+        key_bias: bool | None = None,
     ) -> None:
         super().__init__()
         self.in_dim, self.num_heads, self.head_dim, self.dropout = in_dim, num_heads, head_dim, dropout
         self.out_dim = num_heads * head_dim
         self.query = nn.Linear(in_dim, self.out_dim, bias=bias)
-        self.key = nn.Linear(in_dim, self.out_dim, bias=bias)
+        self.key = nn.Linear(in_dim, self.out_dim, bias=bias if key_bias is None else key_bias)
         self.value = nn.Linear(in_dim, self.out_dim, bias=bias)
         self.reset_parameters()
 
@@ -119,6 +128,9 @@ class AdditiveAttention(nn.Module):
     Args:
         in_dim: input feature size (the output has the same size).
         hidden_dim: size of the attention hidden layer (200 in NRMS/GLORY/FUM).
+        score_bias: a bias on the score :math:`\mathbf{q}^\top(\cdot) + c` (the official GLORY
+            code's ``Linear(hidden, 1)``); it adds the same to every logit, so it never changes
+            the weights, only the parameter count.
 
     Shapes:
         - **x**: ``[..., L, in_dim]``.
@@ -128,17 +140,19 @@ class AdditiveAttention(nn.Module):
     """
 
     @renamed_arguments(dim="in_dim")
-    def __init__(self, in_dim: int, hidden_dim: int = 200) -> None:
+    def __init__(self, in_dim: int, hidden_dim: int = 200, score_bias: bool = False) -> None:
         super().__init__()
         self.in_dim, self.hidden_dim = in_dim, hidden_dim
         self.proj = nn.Linear(in_dim, hidden_dim)
-        self.query = nn.Linear(hidden_dim, 1, bias=False)
+        self.query = nn.Linear(hidden_dim, 1, bias=score_bias)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
         nn.init.xavier_uniform_(self.query.weight)
+        if self.query.bias is not None:
+            nn.init.zeros_(self.query.bias)
 
     def forward(self, x: Tensor, mask: Tensor | None = None, return_weights: bool = False):
         logits = self.query(torch.tanh(self.proj(x))).squeeze(-1)

@@ -92,8 +92,10 @@ class TextEncoderFactory:
         """The language model if it was loaded already (never loads it)."""
         return self._backbone
 
-    def __call__(self) -> TextEncoder | PretrainedTextEncoder:
-        """A new text encoder over the shared word table or language model."""
+    def __call__(self, **glove_options) -> TextEncoder | PretrainedTextEncoder:
+        """A new text encoder over the shared word table or language model; ``glove_options``
+        (``layer_norm``, ``key_bias``, ``score_bias``) go to the :class:`TextEncoder` of
+        ``"glove"`` and are ignored by ``"plm"``."""
         if self.kind == "plm":
             return PretrainedTextEncoder(
                 self.backbone,
@@ -106,7 +108,13 @@ class TextEncoderFactory:
                 self.plm_gradient_checkpointing,
             )
         return TextEncoder(
-            self.word_embedding, self.num_heads, self.head_dim, self.hidden_dim, self.dropout, self.length_buckets
+            self.word_embedding,
+            self.num_heads,
+            self.head_dim,
+            self.hidden_dim,
+            self.dropout,
+            self.length_buckets,
+            **glove_options,
         )
 
     def field(self, text: str) -> str:

@@ -26,6 +26,8 @@ class UserEncoder(nn.Module):
             most recent click, clamped at ``R − 1``) to its news vector before the
             self-attention, so the user vector can tell the last click from the first (beyond
             the paper: NRMS's user encoder is order-free). 0 (default) = off.
+        key_bias, score_bias: the self-attention's key bias and the pooling's score bias
+            (neither changes a result; GLORY's official code: no key bias, a score bias).
 
     Shapes:
         - **news**: ``[B, H, in_dim]`` clicked news vectors (oldest first).
@@ -43,12 +45,14 @@ class UserEncoder(nn.Module):
         hidden_dim: int = 200,
         dropout: float = 0.0,
         recency_positions: int = 0,
+        key_bias: bool | None = None,
+        score_bias: bool = False,
     ) -> None:
         super().__init__()
         self.recency = nn.Embedding(recency_positions, in_dim) if recency_positions > 0 else None
         self.dropout = nn.Dropout(dropout)
-        self.attention = MultiHeadSelfAttention(in_dim, num_heads, head_dim)
-        self.pooling = AdditiveAttention(num_heads * head_dim, hidden_dim)
+        self.attention = MultiHeadSelfAttention(in_dim, num_heads, head_dim, key_bias=key_bias)
+        self.pooling = AdditiveAttention(num_heads * head_dim, hidden_dim, score_bias=score_bias)
         self.out_dim = num_heads * head_dim
         if self.recency is not None:
             nn.init.zeros_(self.recency.weight)  # starts as the order-free paper encoder

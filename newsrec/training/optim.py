@@ -2,7 +2,8 @@
 
 :func:`configure_adam` is what :meth:`NewsRecModel.configure_optimizers
 <newsrec.models.NewsRecModel.configure_optimizers>` returns: Adam over the model's parameter
-groups and, for ``"linear"``, a per-step :class:`WarmupLinearDecay` schedule. The schedule is a
+groups and, for ``"linear"`` (warm-up then linear decay) and ``"warmup_constant"`` (warm-up then
+constant: the official GLORY code), a per-step :class:`WarmupLinearDecay` schedule. The schedule is a
 callable object, so its plan (total and warm-up steps) is part of the scheduler's
 ``state_dict``: a resumed fit restores the plan with the scheduler and keeps it even when the
 new run would plan another number of steps (:class:`~newsrec.training.LearningRatePlanCheck`
@@ -21,13 +22,14 @@ from torch import nn
 __all__ = ["LR_SCHEDULES", "WarmupLinearDecay", "configure_adam", "parameter_groups"]
 
 #: the schedules :func:`configure_adam` knows
-LR_SCHEDULES = ("linear", "constant")
+LR_SCHEDULES = ("linear", "constant", "warmup_constant")
 
 
 class WarmupLinearDecay:
     r"""The learning-rate factor of step :math:`t` for ``torch.optim.lr_scheduler.LambdaLR``:
     :math:`(t + 1) / W` for :math:`t < W` (linear warm-up), then
-    :math:`\max(0, (T - t) / \max(T - W, 1))` (linear decay to zero at :math:`T`).
+    :math:`\max(0, (T - t) / \max(T - W, 1))` (linear decay to zero at :math:`T`), or 1 with
+    ``decay=False`` (warm-up then constant, as the official GLORY code's ``LambdaLR``).
 
     A plain object with two integers, so ``LambdaLR.state_dict`` stores it and a resumed fit
     gets the plan back (a function or lambda would be left out).
@@ -35,14 +37,17 @@ class WarmupLinearDecay:
     Args:
         total_steps: ``T``, the planned optimiser steps.
         warmup_steps: ``W``.
+        decay: decay linearly after the warm-up (``False``: stay at 1).
     """
 
-    def __init__(self, total_steps: int, warmup_steps: int) -> None:
-        self.total_steps, self.warmup_steps = int(total_steps), int(warmup_steps)
+    def __init__(self, total_steps: int, warmup_steps: int, decay: bool = True) -> None:
+        self.total_steps, self.warmup_steps, self.decay = int(total_steps), int(warmup_steps), bool(decay)
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return (step + 1) / self.warmup_steps
+        if not getattr(self, "decay", True):  # a plan saved before ``decay`` existed decays
+            return 1.0
         return max(0.0, (self.total_steps - step) / max(self.total_steps - self.warmup_steps, 1))
 
 
@@ -61,7 +66,8 @@ def configure_adam(
         parameter_groups: the optimiser's parameter groups (a group may carry its own ``lr``).
         lr: Adam's learning rate.
         weight_decay: Adam's weight decay.
-        schedule: ``"linear"`` or ``"constant"``.
+        schedule: ``"linear"`` (warm-up, then linear decay), ``"constant"`` (no warm-up) or
+            ``"warmup_constant"`` (warm-up, then constant).
         warmup_fraction: the share of the planned steps spent warming up.
         planned_steps: the fit's optimiser steps (``trainer.estimated_stepping_batches``);
             unknown or infinite falls back to a constant rate, with a warning.
@@ -79,7 +85,7 @@ def configure_adam(
         warnings.warn("unknown number of training steps: using a constant learning rate", stacklevel=2)
         return optimizer
     total = int(planned_steps)
-    plan = WarmupLinearDecay(total, max(int(round(warmup_fraction * total)), 0))
+    plan = WarmupLinearDecay(total, max(int(round(warmup_fraction * total)), 0), decay=schedule == "linear")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, plan)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
