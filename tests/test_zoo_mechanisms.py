@@ -162,11 +162,10 @@ def test_miner_aggregation_and_disagreement_follow_their_definitions(aggregation
                 a = torch.softmax(torch.tanh(model.poly_attention.proj(h)) @ code, 0)
                 interests.append((a[:, None] * h).sum(0))
             products = torch.stack(interests) @ vec[cands[b]].T  # [K, C]
-            ref = {
-                "max": products.amax(0),
-                "mean": products.mean(0),
-                "weighted": (torch.softmax(products, 0) * products).sum(0),
-            }[aggregation]
+            ref = {"max": products.amax(0), "mean": products.mean(0)}.get(aggregation)
+            if aggregation == "weighted":  # target-aware: softmax_j(c^T GELU(W v_j)), as newsreclib
+                projected = torch.nn.functional.gelu(model.target_attention.proj(torch.stack(interests)))  # [K, d]
+                ref = (torch.softmax(vec[cands[b]] @ projected.T, 1) * products.T).sum(1)
             torch.testing.assert_close(got[b], ref, atol=1e-5, rtol=1e-5)
     # the regulariser: beta × the mean pairwise cosine of each user's interests, added in training
     model.train()

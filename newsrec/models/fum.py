@@ -7,20 +7,31 @@ from torch import Tensor, nn
 
 from newsrec.core import DataRequirements
 from newsrec.models.base import NewsRecModel, gather_rows
-from newsrec.nn import AdditiveAttention, Fastformer, MultiHeadSelfAttention, PretrainedTextEncoder, UserEncoder
+from newsrec.nn import (
+    AdditiveAttention,
+    Fastformer,
+    MultiHeadSelfAttention,
+    PretrainedTextEncoder,
+    UserEncoder,
+    learned_embedding,
+)
 
 __all__ = ["FUM", "FUM_GENRES"]
 
 #: text genres the fine-grained user model can read, per clicked news
 FUM_GENRES = ("title", "abstract", "category", "subcategory", "entity_text")
+#: the genres that are one token per news (the others are token sequences)
+TOKEN_GENRES = ("category", "subcategory")
+#: how the fine-grained model pools a clicked news' tokens
+FINE_NEWS_POOLINGS = ("official", "tokens")
 
 
 def _category_tower(num_categories: int, category_dim: int, dropout: float) -> nn.Sequential:
-    """Category id → embedding → Dense → ReLU → dropout (``[U]`` → ``[U, category_dim]``)."""
+    """Category id → embedding (Keras' ±0.05 start) → Dense (linear, as the official code) →
+    dropout (``[U]`` → ``[U, category_dim]``)."""
     return nn.Sequential(
-        nn.Embedding(num_categories, category_dim, padding_idx=0),
+        learned_embedding(num_categories, category_dim),
         nn.Linear(category_dim, category_dim),
-        nn.ReLU(),
         nn.Dropout(dropout),
     )
 
@@ -126,6 +137,20 @@ class FUM(NewsRecModel):
     Score :math:`r = u^\top n`. Padding (short titles, short histories) is masked everywhere, and
     a user vector never depends on the candidates (cacheable).
 
+    Per clicked news the fine-grained model pools as the official code (``fine_news_pooling=
+    "official"``): attention pooling over the text genres' tokens, concatenated with the outputs
+    at the category and subcategory tokens, then a linear Dense(``fine_news_dim`` = 40) and
+    dropout; the users' pooling runs over these, then Dense(``fine_user_dim``) and dropout.
+    ``"tokens"`` is the paper's eq. 5, :math:`f_i` = attention pooling over all of news
+    :math:`i`'s tokens. The category / subcategory tables (news encoder and fine-grained tokens)
+    start uniform ±0.05 (Keras' default, the official code's); the category towers are linear
+    (Embedding → Dense → dropout) as the official code's.
+
+    Differences from the official code, kept deliberately: padding is masked everywhere (the
+    official code passes no masks); the tokens are projected to ``fine_dim`` by a Linear before
+    Fastformer's query and key layers (the official Keras layer projects the 300-d tokens to
+    120 directly, with no biases): 80,400 parameters against 87,120 at FUM's sizes.
+
     FUM's own arguments follow; the shared ones (vocabulary sizes, ``word_dim`` = 300,
     ``num_heads`` × ``head_dim`` = 20 × 20 = ``dim``, ``attention_hidden`` = 200, ``dropout`` =
     0.2, ``length_buckets``, ``pretrained_words`` (both word tables: the news encoder's and the
@@ -157,6 +182,8 @@ class FUM(NewsRecModel):
         fine_encoder: ``"fastformer"`` (default) or ``"mhsa"`` (standard self-attention, for the
             paper's Figure 4 comparison).
         fine_dim, fine_heads, fine_layers: fine-grained encoder size (120 = 3 × 40, 1 layer).
+        fine_news_pooling: ``"official"`` (default) or ``"tokens"`` (the paper's eq. 5).
+        fine_news_dim: the per-click Dense's size for ``"official"`` (40).
         use_fine, use_coarse: the paper's Figure 3 ablations.
         fusion: ``"sum"`` or ``"concat"``; ``fine_user_dim``: the fine part's size for concat (30).
         pretrained_entities: initialise the entity table from TransE.
@@ -180,6 +207,8 @@ class FUM(NewsRecModel):
         fine_dim: int = 120,
         fine_heads: int = 3,
         fine_layers: int = 1,
+        fine_news_pooling: str = "official",
+        fine_news_dim: int = 40,
         use_fine: bool = True,
         use_coarse: bool = True,
         fusion: str = "sum",
@@ -200,6 +229,9 @@ class FUM(NewsRecModel):
             raise ValueError(f"fine_encoder must be 'fastformer' or 'mhsa', got {fine_encoder!r}")
         if use_fine and not genres:
             raise ValueError("the fine-grained model needs at least one genre")
+        if fine_news_pooling not in FINE_NEWS_POOLINGS:
+            raise ValueError(f"fine_news_pooling must be one of {FINE_NEWS_POOLINGS}, got {fine_news_pooling!r}")
+        self.fine_news_pooling_kind = fine_news_pooling
         self.pretrained_entities = pretrained_entities
         self.genres, self.use_fine, self.use_coarse, self.fusion = genres, use_fine, use_coarse, fusion
         dim, hidden, dropout, word_dim = self.dim, self.attention_hidden, self.dropout_rate, self.word_dim
@@ -236,8 +268,8 @@ class FUM(NewsRecModel):
                     self.text_encoders.backbone, None, "cls", trainable_layers=self.text_encoders.plm_trainable_layers
                 )
                 self.fine_plm_input = nn.Linear(self.fine_plm.hidden_size, word_dim)
-            self.fine_category_embedding = nn.Embedding(self.num_categories, word_dim, padding_idx=0)
-            self.fine_subcategory_embedding = nn.Embedding(self.num_subcategories, word_dim, padding_idx=0)
+            self.fine_category_embedding = learned_embedding(self.num_categories, word_dim)
+            self.fine_subcategory_embedding = learned_embedding(self.num_subcategories, word_dim)
             self.fine_dropout = nn.Dropout(dropout)
             self.fine_input = nn.Linear(word_dim, fine_dim)
             if fine_encoder == "fastformer":
@@ -245,8 +277,15 @@ class FUM(NewsRecModel):
             else:
                 self.fine_encoder = _StackedSelfAttention(fine_dim, fine_heads, fine_layers)
             self.fine_news_pooling = AdditiveAttention(fine_dim, hidden)
-            self.fine_user_pooling = AdditiveAttention(fine_dim, hidden)
-            self.fine_proj = nn.Linear(fine_dim, fine_out)
+            news_dim, self.fine_news_dense = fine_dim, None
+            if fine_news_pooling == "official":
+                pooled = 1 if set(genres) - set(TOKEN_GENRES) else 0
+                parts = pooled + sum(g in TOKEN_GENRES for g in genres)
+                self.fine_news_dense, news_dim = nn.Linear(parts * fine_dim, fine_news_dim), fine_news_dim
+                if not pooled:
+                    self.fine_news_pooling = None
+            self.fine_user_pooling = AdditiveAttention(news_dim, hidden)
+            self.fine_proj = nn.Linear(news_dim, fine_out)
 
     def data_requirements(self) -> DataRequirements:
         fields = {"title", "abstract", "category", "subcategory", "entities"}
@@ -267,10 +306,13 @@ class FUM(NewsRecModel):
     def encode_news(self, news: dict[str, Tensor], history_news: Tensor | None = None) -> Tensor:
         return self.news_encoder(news)
 
-    def fine_tokens(self, news: dict[str, Tensor], history: Tensor) -> tuple[Tensor, Tensor]:
+    def fine_tokens(
+        self, news: dict[str, Tensor], history: Tensor, return_widths: bool = False
+    ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, list[int]]:
         """Embedded tokens of every genre of the clicked news, ``[B, H, T, word_dim]``, and their
-        mask ``[B, H, T]`` (``T`` = tokens per news over all genres; 0 ids are padding). With a
-        PLM, the text genres' rows are projected PLM token states of the distinct clicked news."""
+        mask ``[B, H, T]`` (``T`` = tokens per news over all genres; 0 ids are padding), and with
+        ``return_widths`` each genre's number of tokens (in :attr:`genres` order). With a PLM,
+        the text genres' rows are projected PLM token states of the distinct clicked news."""
         parts, masks = [], []
         for g in self.genres:
             if self.fine_plm is not None and g in ("title", "abstract"):
@@ -292,7 +334,7 @@ class FUM(NewsRecModel):
             masks.append(ids != 0)
         x = torch.cat(parts, dim=2)  # [B, H, T, D]
         mask = torch.cat(masks, dim=2)  # [B, H, T]
-        return x, mask
+        return (x, mask, [m.shape[2] for m in masks]) if return_widths else (x, mask)
 
     def encode_users(self, batch: dict, history_news: Tensor) -> Tensor:
         hist, hmask = batch["history"], batch["history_mask"]
@@ -301,18 +343,31 @@ class FUM(NewsRecModel):
             u = self.coarse_user(gather_rows(history_news, hist), hmask)
             out.append(self.coarse_proj(u) if self.coarse_proj is not None else u)
         if self.use_fine:
-            x, mask = self.fine_tokens(batch["news"], hist)
-            mask = mask & hmask.unsqueeze(-1)
-            B, H, T, D = x.shape
-            h = self.fine_input(self.fine_dropout(x)).reshape(B, H * T, -1)
-            h = self.fine_encoder(h, mask.reshape(B, H * T))
-            h = self.fine_dropout(h).reshape(B, H, T, -1)
-            per_news = self.fine_news_pooling(h, mask)  # [B, H, fine_dim]
-            u = self.fine_user_pooling(per_news, mask.any(-1))
-            out.append(self.fine_proj(u))
+            out.append(self.fine_user(batch["news"], hist, hmask))
         if len(out) == 1:
             return out[0]
         return out[0] + out[1] if self.fusion == "sum" else torch.cat(out, dim=-1)
+
+    def fine_user(self, news: dict[str, Tensor], hist: Tensor, hmask: Tensor) -> Tensor:
+        """The fine-grained user vector ``[B, fine_out]`` of the histories ``hist [B, H]``."""
+        x, mask, widths = self.fine_tokens(news, hist, return_widths=True)
+        mask = mask & hmask.unsqueeze(-1)
+        B, H, T, D = x.shape
+        h = self.fine_input(self.fine_dropout(x)).reshape(B, H * T, -1)
+        h = self.fine_encoder(h, mask.reshape(B, H * T))
+        h = self.fine_dropout(h).reshape(B, H, T, -1)
+        if self.fine_news_dense is None:  # the paper's eq. 5: pooling over all the news' tokens
+            per_news = self.fine_news_pooling(h, mask)  # [B, H, fine_dim]
+        else:  # the official code: pooled text tokens; the category tokens; Dense
+            token = [g in TOKEN_GENRES for g, w in zip(self.genres, widths) for _ in range(w)]
+            token = torch.tensor(token, device=h.device)
+            parts = (
+                [] if self.fine_news_pooling is None else [self.fine_news_pooling(h[:, :, ~token], mask[:, :, ~token])]
+            )
+            parts.append(h[:, :, token].flatten(2))  # [B, H, n_tokens * fine_dim], zero where padded
+            per_news = self.fine_dropout(self.fine_news_dense(torch.cat(parts, -1)))  # [B, H, fine_news_dim]
+        u = self.fine_proj(self.fine_user_pooling(per_news, mask.any(-1)))
+        return u if self.fine_news_dense is None else self.fine_dropout(u)
 
 
 class _StackedSelfAttention(nn.Module):

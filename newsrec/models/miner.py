@@ -8,9 +8,9 @@ from torch import Tensor, nn
 
 from newsrec.core import DataRequirements, NewsBatch, as_batch
 from newsrec.models.base import NewsRecModel, gather_rows
-from newsrec.nn import masked_softmax
+from newsrec.nn import learned_embedding, masked_softmax
 
-__all__ = ["MINER", "PolyAttention"]
+__all__ = ["MINER", "PolyAttention", "TargetAwareAttention"]
 
 AGGREGATIONS = ("max", "mean", "weighted")
 
@@ -36,8 +36,9 @@ class PolyAttention(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.proj.weight)
-        nn.init.xavier_uniform_(self.codes)
+        # as the reference (newsreclib): PyTorch's Linear default, codes Glorot with tanh's gain
+        self.proj.reset_parameters()
+        nn.init.xavier_uniform_(self.codes, gain=nn.init.calculate_gain("tanh"))
 
     def logits(self, h: Tensor) -> Tensor:
         return torch.einsum("kc,bhc->bkh", self.codes, torch.tanh(self.proj(h)))
@@ -47,31 +48,69 @@ class PolyAttention(nn.Module):
         return torch.einsum("bkh,bhd->bkd", weights, h)
 
 
+class TargetAwareAttention(nn.Module):
+    r"""MINER's target-aware attention over the ``K`` interest·candidate products (the
+    reference implementations', newsreclib's ``TargetAwareAttention``):
+
+    .. math::
+        w_j = \operatorname{softmax}_j\big(\mathbf{c}^\top \operatorname{GELU}(\mathbf{W}\mathbf{v}_j)\big),
+        \qquad s = \sum_j w_j\, y_j
+
+    Shapes: ``interests [..., K, d]``, ``candidates [..., d]``, ``products [..., K]`` → ``[...]``
+    (``interests`` broadcast over the candidate dimensions of ``products``).
+    """
+
+    def __init__(self, in_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(in_dim, in_dim, bias=False)
+
+    def reset_parameters(self) -> None:
+        self.proj.reset_parameters()
+
+    def forward(self, interests: Tensor, candidates: Tensor, products: Tensor) -> Tensor:
+        logits = torch.einsum("...kd,...d->...k", F.gelu(self.proj(interests)), candidates)
+        return (torch.softmax(logits, -1) * products).sum(-1)
+
+
 class MINER(NewsRecModel):
     r"""MINER: ``K`` interest vectors from poly attention over the clicked news; a candidate is
     matched with each and the ``K`` products are aggregated.
 
     .. math::
         y_j = \mathbf{v}_j^\top \mathbf{c}, \qquad
-        s = \max_j y_j \ \big|\ \tfrac{1}{K}\sum_j y_j \ \big|\ \sum_j \operatorname{softmax}_j(y)_j\, y_j,
+        s = \max_j y_j \ \big|\ \tfrac{1}{K}\sum_j y_j \ \big|\ \sum_j \operatorname{softmax}_j\big(\mathbf{c}^\top
+        \operatorname{GELU}(\mathbf{W}\mathbf{v}_j)\big)\, y_j,
         \qquad \mathcal{L} = \mathcal{L}_{\text{rank}} + \beta\,
         \tfrac{1}{K^2}\sum_{j, j'} \cos(\mathbf{v}_j, \mathbf{v}_{j'})
 
-    (``aggregation`` max, mean or weighted; the disagreement regularisation with ``beta`` keeps
-    the interests apart). With ``category_aware=True`` each attention logit adds
-    :math:`\lambda \cos(\mathbf{e}_{cat(i)}, \mathbf{e}_{cat(c)})`: the interests then depend on the
-    candidate, so the model is **not cacheable** (evaluation and serving run the plain forward,
-    exact) and a candidate's products are :math:`y_j = \sum_i a_{j,i}(c)\,(\mathbf{h}_i^\top\mathbf{c})`
-    (never ``[B, C, K, d]``). Without it (default) MINER is cacheable; its user state is the
-    ``K`` vectors (``user_is_vector = False``: serving scores every news from them). The paper's
-    news encoder is a PLM (``news_encoder: plm``); with GloVe it is newsrec's title encoder.
+    (``aggregation`` max, mean or weighted, the last the target-aware attention of the open
+    implementations, :class:`TargetAwareAttention`; the disagreement regularisation with ``beta``
+    keeps the interests apart). With ``category_aware=True`` each attention logit adds
+    :math:`\lambda \cos(\mathbf{e}_{cat(i)}, \mathbf{e}_{cat(c)})`, per candidate as the paper
+    describes it: the interests then depend on the candidate, so the model is **not cacheable**
+    (evaluation and serving run the plain forward, exact); the products are
+    :math:`y_j = \sum_i a_{j,i}(c)\,(\mathbf{h}_i^\top\mathbf{c})` and, for ``"weighted"``, the
+    candidate's interests ``[B, C, K, d]`` are built a few candidates at a time. Without it (the
+    class default, so that MINER stays cacheable) its user state is the ``K`` vectors
+    (``user_is_vector = False``: serving scores every news from them);
+    ``configs/miner_mind_small.yaml`` turns the term on, as the paper and the reference
+    implementation (newsreclib's ``use_categ_bias``) do. The paper's news encoder is a PLM
+    (``news_encoder: plm``); with GloVe it is newsrec's title encoder.
+
+    Differences from the reference (newsreclib), kept deliberately: padded clicks are masked
+    (it fills their logits with ``1e-30``, which leaves them in the softmax); the category term
+    is per candidate (it averages the similarity over every candidate of the batch, other users'
+    included, so a user's interests depend on the other rows); the category table is learned
+    from small rows (it loads category-name vectors); the disagreement's weight ``beta`` is 0.8
+    (it adds the term with weight 1).
 
     Args:
         num_codes: ``K`` (32).
         code_dim: the context codes' size (200).
         aggregation: ``"max"``, ``"mean"`` or ``"weighted"`` (default).
         category_aware: add the category similarity to the attention logits (False).
-        category_dim: category embedding size for it (100); ``category_weight`` :math:`\lambda` (1.0).
+        category_dim: category embedding size for it (100; the table starts ±0.05);
+            ``category_weight`` :math:`\lambda` (1.0).
         beta: the disagreement regularisation's weight (0.8).
         **kwargs: the :class:`NewsRecModel` arguments.
 
@@ -102,7 +141,8 @@ class MINER(NewsRecModel):
         self.cacheable = not category_aware
         self.news_encoder = self.text_encoder()
         self.poly_attention = PolyAttention(self.dim, num_codes, code_dim)
-        self.category_embedding = nn.Embedding(self.num_categories, category_dim) if category_aware else None
+        self.target_attention = TargetAwareAttention(self.dim) if aggregation == "weighted" else None
+        self.category_embedding = learned_embedding(self.num_categories, category_dim) if category_aware else None
         self._disagreement: Tensor | None = None
 
     def data_requirements(self) -> DataRequirements:
@@ -124,16 +164,19 @@ class MINER(NewsRecModel):
         unit = F.normalize(interests, dim=-1)
         return torch.einsum("bkd,bjd->bkj", unit, unit).mean()
 
-    def aggregate(self, products: Tensor) -> Tensor:
-        """``[..., K] → [...]``: max, mean or the softmax-weighted sum of the ``K`` products."""
+    def aggregate(self, products: Tensor, interests: Tensor | None = None, candidates: Tensor | None = None) -> Tensor:
+        """``products [..., K] → [...]``: their max, mean, or the target-aware weighted sum
+        (which reads ``interests [..., K, d]`` and ``candidates [..., d]``)."""
         if self.aggregation == "max":
             return products.amax(-1)
         if self.aggregation == "mean":
             return products.mean(-1)
-        return (torch.softmax(products, -1) * products).sum(-1)
+        return self.target_attention(interests, candidates, products)
 
     def score(self, users: Tensor, candidates: Tensor) -> Tensor:
-        return self.aggregate(torch.einsum("bkd,bcd->bck", users, candidates))
+        """``users [B, K, d]``, ``candidates [B, C, d]`` → ``[B, C]``."""
+        products = torch.einsum("bkd,bcd->bck", users, candidates)
+        return self.aggregate(products, users.unsqueeze(1), candidates)
 
     def forward(self, batch: NewsBatch) -> Tensor:
         if not self.category_aware:
@@ -153,12 +196,20 @@ class MINER(NewsRecModel):
         weights = masked_softmax(
             logits.unsqueeze(1) + self.category_weight * similarity.unsqueeze(2), mask[:, None, None, :]
         )  # [B, C, K, H]
-        matched = torch.einsum("bhd,bcd->bch", clicked, gather_rows(news, batch["candidates"]))
+        candidates = gather_rows(news, batch["candidates"])  # [B, C, d]
+        matched = torch.einsum("bhd,bcd->bch", clicked, candidates)
         products = torch.einsum("bckh,bch->bck", weights, matched)
         if self.training:
             interests = torch.einsum("bckh,bhd->bckd", weights[:, :1], clicked)[:, 0]  # the clicked candidate's
             self._disagreement = self.disagreement(interests)
-        return self.aggregate(products)
+        if self.aggregation != "weighted":
+            return self.aggregate(products)
+        step = 16  # each candidate has its own K interests: [B, step, K, d] at a time
+        return torch.cat([
+            self.aggregate(products[:, i : i + step], torch.einsum("bckh,bhd->bckd", weights[:, i : i + step], clicked),
+                           candidates[:, i : i + step])
+            for i in range(0, max(candidates.shape[1], 1), step)
+        ], 1)  # fmt: skip
 
     def training_loss(self, batch: NewsBatch, batch_idx: int = 0) -> Tensor:
         """The ranking loss plus ``beta`` × the disagreement of the batch's interests."""

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from newsrec.nn.attention import masked_softmax
+from newsrec.nn.embedding import LearnedEmbedding
 from newsrec.utils import renamed_arguments
 
 __all__ = ["FastformerAttention", "FastformerLayer", "Fastformer"]
@@ -39,6 +40,9 @@ class FastformerAttention(nn.Module):
             (default). With False, a separate :math:`\mathbf{W}_v` is learnt.
         share_query_key: the Fastformer paper's query-key sharing: :math:`\mathbf{W}_k = \mathbf{W}_q`.
         query_residual: add :math:`\mathbf{q}_i` to the output (official code; default True).
+        score_bias: a bias on the score layers :math:`\mathbf{w}_\alpha, \mathbf{w}_\beta` (the
+            official PyTorch code's ``nn.Linear``; FUM's Keras code has none). A per-head constant
+            cancels in the softmax over tokens: it changes only the parameter count.
 
     Shapes:
         - **x**: ``[B, L, in_dim]``; **mask**: bool ``[B, L]`` (True = real) or ``None``.
@@ -54,6 +58,7 @@ class FastformerAttention(nn.Module):
         value_from_query: bool = True,
         share_query_key: bool = False,
         query_residual: bool = True,
+        score_bias: bool = False,
     ) -> None:
         super().__init__()
         if in_dim % num_heads:
@@ -67,9 +72,9 @@ class FastformerAttention(nn.Module):
         self.query = nn.Linear(in_dim, in_dim)
         self.key = None if share_query_key else nn.Linear(in_dim, in_dim)
         self.value = None if value_from_query else nn.Linear(in_dim, in_dim)
-        # no bias: a per-head constant cancels in the softmax over tokens (it would get no gradient)
-        self.query_score = nn.Linear(in_dim, num_heads, bias=False)
-        self.key_score = nn.Linear(in_dim, num_heads, bias=False)
+        # a per-head bias cancels in the softmax over tokens (it gets no gradient): off unless asked
+        self.query_score = nn.Linear(in_dim, num_heads, bias=score_bias)
+        self.key_score = nn.Linear(in_dim, num_heads, bias=score_bias)
         self.output = nn.Linear(in_dim, in_dim)
         self.reset_parameters()
 
@@ -111,11 +116,29 @@ class FastformerAttention(nn.Module):
 
 
 class FastformerLayer(nn.Module):
-    """One Fastformer block: :class:`FastformerAttention`, optionally followed by the BERT-style
-    output (dropout, residual + LayerNorm) and feed-forward sub-layer.
+    r"""One Fastformer block: :class:`FastformerAttention`, optionally followed by the BERT-style
+    self-output (``output_dense``: a dense layer :math:`\mathbf{W}_s`, dropout, residual and
+    ``layer_norm``) and feed-forward sub-layer (``feed_forward``: dense → GELU → dense, dropout,
+    residual and ``layer_norm``), as the official PyTorch ``FastformerLayer`` (``FastAttention``
+    = ``FastSelfAttention`` + ``BertSelfOutput``, then ``BertIntermediate`` + ``BertOutput``):
 
-    FUM uses the bare attention (``layer_norm=False, feed_forward=False``): the Fastformer
-    authors found LayerNorm and position embeddings unhelpful for news recommendation.
+    .. math::
+        \mathbf{a} = \operatorname{LN}\big(\mathbf{x} + \operatorname{drop}(\mathbf{W}_s\,
+        \operatorname{Fastformer}(\mathbf{x}))\big), \qquad
+        \mathbf{y} = \operatorname{LN}\big(\mathbf{a} + \operatorname{drop}(\mathbf{W}_2
+        \operatorname{GELU}(\mathbf{W}_1\mathbf{a}))\big)
+
+    FUM's official (Keras) code uses the bare attention (all three off, the default). The
+    official repository's README (``wuch15/Fastformer``) notes that for news recommendation the
+    authors found Fastformer better without LayerNorm and position embeddings, while its PyTorch
+    code builds the full block; :class:`~newsrec.models.FastformerNR` follows the code.
+
+    Args:
+        in_dim, num_heads: as :class:`FastformerAttention`; ``dropout``: the block's dropout.
+        layer_norm: the residual LayerNorms (eps ``1e-12``, BERT's).
+        feed_forward: the feed-forward sub-layer, ``hidden_dim`` wide (default ``4 × in_dim``).
+        output_dense: the self-output dense layer after the attention.
+        **attention_kwargs: passed to :class:`FastformerAttention`.
 
     Shapes: ``x [B, L, in_dim]``, ``mask [B, L]`` → ``[B, L, in_dim]`` (padded positions zero).
     """
@@ -130,18 +153,20 @@ class FastformerLayer(nn.Module):
         layer_norm: bool = False,
         feed_forward: bool = False,
         hidden_dim: int | None = None,
+        output_dense: bool = False,
         **attention_kwargs,
     ) -> None:
         super().__init__()
         self.attention = FastformerAttention(in_dim, num_heads, **attention_kwargs)
+        self.dense = nn.Linear(in_dim, in_dim) if output_dense else None
         self.dropout = nn.Dropout(dropout)
-        self.norm1 = nn.LayerNorm(in_dim) if layer_norm else None
+        self.norm1 = nn.LayerNorm(in_dim, eps=1e-12) if layer_norm else None
         self.ffn = None
         if feed_forward:
             self.ffn = nn.Sequential(
                 nn.Linear(in_dim, hidden_dim or 4 * in_dim), nn.GELU(), nn.Linear(hidden_dim or 4 * in_dim, in_dim)
             )
-            self.norm2 = nn.LayerNorm(in_dim) if layer_norm else None
+            self.norm2 = nn.LayerNorm(in_dim, eps=1e-12) if layer_norm else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -149,15 +174,18 @@ class FastformerLayer(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.LayerNorm):
                 m.reset_parameters()
-        if self.ffn is not None:
-            for m in self.ffn:
-                if isinstance(m, nn.Linear):
-                    nn.init.normal_(m.weight, std=0.02)
-                    nn.init.zeros_(m.bias)
+        dense = [] if self.dense is None else [self.dense]
+        for m in [*dense, *(self.ffn or ())]:
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         h = self.attention(x, mask)
-        if self.norm1 is not None:
+        if self.dense is not None:
+            h = self.dense(h)
+            h = self.norm1(x + self.dropout(h)) if self.norm1 is not None else x + self.dropout(h)
+        elif self.norm1 is not None:
             h = self.norm1(x + self.dropout(h))
         if self.ffn is not None:
             f = self.dropout(self.ffn(h))
@@ -168,13 +196,18 @@ class FastformerLayer(nn.Module):
 
 
 class Fastformer(nn.Module):
-    """A stack of :class:`FastformerLayer` (optionally one layer's weights shared by all, as in
-    the Fastformer paper's cross-layer sharing).
+    r"""A stack of :class:`FastformerLayer` (optionally one layer's weights shared by all, as in
+    the Fastformer paper's cross-layer sharing), optionally after the official
+    ``FastformerEncoder``'s input embedding: learned position embeddings added to the input, a
+    LayerNorm and dropout, :math:`\mathbf{x}'_i = \operatorname{drop}(\operatorname{LN}(\mathbf{x}_i + \mathbf{p}_i))`.
 
     Args:
         in_dim, num_heads, dropout: as :class:`FastformerLayer`.
         num_layers: how many layers.
         share_layers: reuse one layer's parameters for all layers.
+        max_positions: the position table's size (``None``: no position embeddings, FUM's code);
+            rows start :math:`\mathcal{N}(0, 0.02^2)` as the official code's. Longer inputs are an error.
+        input_norm: the LayerNorm (and dropout) over the input (+ positions).
         **layer_kwargs: passed to every :class:`FastformerLayer`.
 
     Shapes: ``x [B, L, in_dim]``, ``mask [B, L]`` → ``[B, L, in_dim]``.
@@ -189,18 +222,35 @@ class Fastformer(nn.Module):
         dropout: float = 0.0,
         *,
         share_layers: bool = False,
+        max_positions: int | None = None,
+        input_norm: bool = False,
         **layer_kwargs,
     ) -> None:
         super().__init__()
         self.num_layers = num_layers
         n = 1 if share_layers else num_layers
+        self.positions = None
+        if max_positions:
+            self.positions = LearnedEmbedding(max_positions, in_dim, init="normal", std=0.02, padding_idx=None)
+        self.input_norm = nn.LayerNorm(in_dim, eps=1e-12) if input_norm else None
+        self.input_dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(FastformerLayer(in_dim, num_heads, dropout, **layer_kwargs) for _ in range(n))
 
     def reset_parameters(self) -> None:
-        for layer in self.layers:
-            layer.reset_parameters()
+        for m in (self.positions, self.input_norm, *self.layers):
+            if m is not None:
+                m.reset_parameters()
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        if self.positions is not None:
+            if x.shape[1] > self.positions.num_embeddings:
+                raise ValueError(
+                    f"Fastformer got a sequence of {x.shape[1]} positions but its position table has "
+                    f"{self.positions.num_embeddings}: raise max_positions or shorten the input"
+                )
+            x = x + self.positions.weight[: x.shape[1]]
+        if self.input_norm is not None:
+            x = self.input_dropout(self.input_norm(x))
         for i in range(self.num_layers):
             x = self.layers[i % len(self.layers)](x, mask)
         return x
