@@ -6,7 +6,8 @@ synthetic MIND world; ``newsrec prepare ROOT`` builds the cached corpus and beha
 ``newsrec convert ebnerd|adressa SRC OUT`` writes a MIND-format root from EB-NeRD or
 Adressa; ``newsrec baselines ROOT`` prints the popularity, click-transition and item-kNN baselines and
 (for synthetic worlds) the oracle on the dev split; ``newsrec demo`` does all three on a small
-world. Errors in input files are reported as one line and a non-zero exit code (``--debug``,
+world. ``--threads N`` (anywhere on the line, every command) or ``NEWSREC_THREADS=N`` sets
+torch's CPU threads. Errors in input files are reported as one line and a non-zero exit code (``--debug``,
 ``--verbose`` or ``NEWSREC_DEBUG=1`` show the traceback).
 """
 
@@ -26,8 +27,15 @@ __all__ = ["main", "format_table"]
 
 def _synth(args: argparse.Namespace) -> None:
     from newsrec.data import generate_mind
+    from newsrec.data.synthetic import check_knobs
 
-    knobs = json.loads(args.knobs) if args.knobs else {}
+    try:
+        knobs = json.loads(args.knobs) if args.knobs else {}
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"--knobs is not JSON ({e}): give an object such as '{{\"transition_strength\": 0}}'"
+        ) from None
+    knobs = check_knobs(knobs, reserved=("num_users", "num_news", "seed"))  # those are --users, --news, --seed
     path = generate_mind(
         args.out, num_users=args.users, num_news=args.news, seed=args.seed, show_progress=True, **knobs
     )
@@ -87,8 +95,10 @@ def _serve(args: argparse.Namespace) -> None:
     except ImportError:
         raise SystemExit("newsrec serve needs fastapi and uvicorn: pip install 'newsrec-pyg[serve]'") from None
     from newsrec.serving import Recommender
-    from newsrec.serving.store import parse_duration
+    from newsrec.serving.store import checked_interval, parse_duration
 
+    checked_interval(args.follow_seconds, "--follow_seconds")  # before the model loads: one line
+    checked_interval(args.entity_refresh_seconds, "--entity_refresh_seconds")
     rec = Recommender.from_checkpoint(
         args.ckpt_path,
         root=args.root,
@@ -150,6 +160,9 @@ def _demo(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="newsrec", description=__doc__.split("\n\n")[0])
     parser.add_argument("--verbose", "--debug", action="store_true", help="show tracebacks (also NEWSREC_DEBUG=1)")
+    parser.add_argument(
+        "--threads", type=int, help="torch's CPU threads for every command (also NEWSREC_THREADS; anywhere on the line)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("synth", help="write a synthetic MIND world")
     p.add_argument("--out", required=True)
@@ -222,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     # --debug / --verbose (anywhere on the line) or NEWSREC_DEBUG=1: show tracebacks
     verbose = "--verbose" in argv or "--debug" in argv or os.environ.get("NEWSREC_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a not in ("--verbose", "--debug")]
+    try:  # --threads N (anywhere on the line) or NEWSREC_THREADS: torch's CPU threads, every command
+        argv = _apply_threads(argv)
+    except ValueError as e:
+        print(f"newsrec: error: {e}", file=sys.stderr)
+        return 1
     if argv and argv[0] in LIGHTNING_COMMANDS:
         from newsrec.lightning_cli import run_lightning_cli
 
@@ -252,6 +270,27 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     return 0
+
+
+def _apply_threads(argv: list[str]) -> list[str]:
+    """Take ``--threads N`` / ``--threads=N`` out of ``argv`` and set torch's CPU threads to N
+    (else to ``NEWSREC_THREADS`` when set); returns the rest of the line."""
+    from newsrec.training.quiet import apply_threads
+
+    rest, threads, i = [], None, 0
+    while i < len(argv):
+        if argv[i] == "--threads":
+            if i + 1 >= len(argv):
+                raise ValueError("--threads needs a number of CPU threads, e.g. --threads 4")
+            threads, i = argv[i + 1], i + 2
+            continue
+        if argv[i].startswith("--threads="):
+            threads = argv[i].split("=", 1)[1]
+        else:
+            rest.append(argv[i])
+        i += 1
+    apply_threads(threads)
+    return rest
 
 
 def useful_message(message: str) -> str:

@@ -25,7 +25,7 @@ from newsrec.checkpoint_io import (
 )
 from newsrec.data.datamodule import MINDDataModule
 from newsrec.models.base import NewsRecModel
-from newsrec.training import PredictionFileWriter, training_callbacks
+from newsrec.training import PredictionFileWriter, ScoresFileWriter, quiet_dependency_notices, training_callbacks
 from newsrec.utils import format_table
 
 __all__ = ["NewsRecCLI", "PredictionFileWriter", "run_lightning_cli"]
@@ -45,6 +45,12 @@ class NewsRecCLI(LightningCLI):
             "--prediction_file",
             default="prediction.zip",
             help="where `predict` writes the leaderboard file (.zip or .txt)",
+        )
+        parser.add_argument(
+            "--scores_file",
+            default=None,
+            help="`predict` also writes every candidate's score here (parquet: impression_id, user_id, news_id, "
+            "position, score, label where the split has labels)",
         )
         parser.add_argument(
             "--submission_file",
@@ -123,6 +129,9 @@ class NewsRecCLI(LightningCLI):
         path = self.config[self.subcommand].get("prediction_file", "prediction.zip")
         submission = self.config[self.subcommand].get("submission_file")
         self.trainer.callbacks.append(PredictionFileWriter(path, submission))
+        scores = self.config[self.subcommand].get("scores_file")
+        if scores:
+            self.trainer.callbacks.append(ScoresFileWriter(scores))
 
     def before_test(self) -> None:
         """Connect the model to its data, and say which split ``test`` evaluates when it is not
@@ -202,6 +211,7 @@ class _QuietNotices(logging.Filter):
 def _quiet_defaults() -> None:
     if os.environ.get("NEWSREC_DEBUG", "") not in ("", "0"):
         return
+    quiet_dependency_notices()
     for pattern in _QUIET_MESSAGES:
         warnings.filterwarnings("ignore", message=pattern)
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero", "lightning_fabric"):

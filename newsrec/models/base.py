@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from newsrec.core import DATA_SIZE_ARGUMENTS, DataRequirements, ModelInputs, NewsBatch, as_batch
 from newsrec.models.evaluation import EvaluationMixin, NewsCache
+from newsrec.models.sizes import DataSizesMixin
 from newsrec.nn import TextEncoderFactory
 from newsrec.nn.embedding import copy_pretrained_
 from newsrec.training.optim import LR_SCHEDULES, configure_adam, parameter_groups
@@ -29,7 +30,7 @@ def gather_rows(vectors: Tensor, index: Tensor) -> Tensor:
     return vectors.index_select(0, index.reshape(-1)).reshape(*index.shape, *vectors.shape[1:])
 
 
-class NewsRecModel(EvaluationMixin, pl.LightningModule):
+class NewsRecModel(DataSizesMixin, EvaluationMixin, pl.LightningModule):
     """Base class of every newsrec model.
 
     **The protocol** a model implements (its file holds nothing else):
@@ -186,6 +187,7 @@ class NewsRecModel(EvaluationMixin, pl.LightningModule):
     def connect_data(self, data, stage: str = "fit") -> NewsRecModel:
         """``data.configure(self.data_requirements())``, then :meth:`attach_data` with
         ``data.model_inputs()`` (``init_pretrained`` for ``stage="fit"``). Returns the model."""
+        self.check_data_sizes(data)  # a table built with other sizes than the data's: one clear error
         data.configure(self.data_requirements())
         self.attach_data(data.model_inputs(), init_pretrained=stage == "fit")
         return self

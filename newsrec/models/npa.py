@@ -55,9 +55,10 @@ class NPA(NewsRecModel):
 
     - ``personalised=True`` (default, the paper): every news, the candidates included, is read
       with the user's own word query, so a news vector depends on the user: **not cacheable**
-      (evaluation and serving run the plain forward, exact and slower). The forward never
-      materialises ``[B, C, L, F]``: a candidate's score is
-      :math:`\sum_l \alpha_{l}\,(\mathbf{c}_l^\top\mathbf{u})`.
+      (evaluation and serving run the plain forward, exact and slower). The forward gathers
+      only the word features each user reads (its clicks' and its candidates', never every
+      news of the batch for every user), as batched matrix products; without gradients it
+      works in chunks of users, so evaluation memory is bounded whatever the batch.
     - ``personalised=False`` (the cacheable form FUM's Table 2 timed): the words of every news
       are pooled with the shared query of the unknown user, and only the news-level attention is
       personalised. Cacheable.
@@ -110,6 +111,29 @@ class NPA(NewsRecModel):
         weights = masked_softmax(torch.einsum("...lf,...f->...l", features, key), mask)
         return torch.einsum("...l,...lf->...f", weights, features)
 
+    #: word features gathered at once when no gradient is kept (elements; bounds evaluation memory)
+    chunk_elements: int = 1 << 22
+
+    def _personal_news(self, features: Tensor, word_mask: Tensor, rows: Tensor, keys: Tensor) -> Tensor:
+        r"""News vectors read with each user's own word query: ``features [U, L, F]``,
+        ``word_mask [U, L]``, ``rows [b, n]`` (rows of ``features``) and ``keys [b, F]`` →
+        ``[b, n, F]`` (:math:`\sum_l \alpha_l \mathbf{c}_l`, a fully padded news → 0).
+
+        Only the ``[b, n, L, F]`` features the users read are gathered, as two batched matrix
+        products; without gradients, in chunks of users of at most :attr:`chunk_elements`."""
+        b, n = rows.shape
+        length, dim = features.shape[1:]
+        step = b if torch.is_grad_enabled() else max(1, self.chunk_elements // max(n * length * dim, 1))
+        out = []
+        for s in range(0, b, step):
+            r, k = rows[s : s + step], keys[s : s + step]
+            m = len(r)
+            g = features.index_select(0, r.reshape(-1)).view(m, n * length, dim)  # [m, n·L, F]
+            logits = torch.bmm(g, k.unsqueeze(-1)).view(m * n, 1, length)
+            weights = masked_softmax(logits, word_mask.index_select(0, r.reshape(-1)).view(m * n, 1, length))
+            out.append(torch.bmm(weights, g.view(m * n, length, dim)).view(m, n, dim))
+        return out[0] if len(out) == 1 else torch.cat(out)
+
     def encode_news(self, news: dict[str, Tensor], history_news: Tensor | None = None) -> Tensor:
         """Unpersonalised news vectors ``[U, F]``: the unknown user's word query."""
         tokens = news["title"]
@@ -128,13 +152,8 @@ class NPA(NewsRecModel):
         tokens = batch["news"]["title"]
         features, word_mask = self.cnn.word_features(tokens), tokens != 0  # [U, L, F], [U, L]
         word_keys = self._keys(batch["history_users"], self.word_query)  # [B_u, F]
-        clicked = gather_rows(features, batch["history"])  # [B_u, H, L, F]: each user reads their clicks
-        clicked = self._pool(clicked, gather_rows(word_mask, batch["history"]), word_keys[:, None])
+        clicked = self._personal_news(features, word_mask, batch["history"], word_keys)  # [B_u, H, F]
         users = self._pool(clicked, batch["history_mask"], self._keys(batch["history_users"], self.news_query))
-        users, word_keys = users.index_select(0, batch["user_index"]), word_keys.index_select(0, batch["user_index"])
-        # a candidate's vector is Σ_l α_l c_l, so its score is Σ_l α_l (c_l · u): no [B, C, L, F]
-        logits = torch.einsum("ulf,bf->bul", features, word_keys)  # [B, U, L]
-        projected = torch.einsum("ulf,bf->bul", features, users)
-        index = batch["candidates"].unsqueeze(-1).expand(-1, -1, tokens.shape[-1])  # [B, C, L]
-        weights = masked_softmax(logits.gather(1, index), word_mask[batch["candidates"]])
-        return (weights * projected.gather(1, index)).sum(-1)
+        index = batch["user_index"]
+        candidates = self._personal_news(features, word_mask, batch["candidates"], word_keys.index_select(0, index))
+        return self.score_candidates(users.index_select(0, index), candidates, batch)  # [B, C]

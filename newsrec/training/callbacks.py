@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 import warnings
 
 import pytorch_lightning as pl
@@ -21,6 +22,7 @@ __all__ = [
     "ReleaseSpawnedProcessGroup",
     "ReseedEveryStep",
     "ResumeLoaderPosition",
+    "TrainingThroughput",
     "release_spawned_process_group",
     "training_callbacks",
 ]
@@ -127,8 +129,49 @@ class ReleaseSpawnedProcessGroup(pl.Callback):
             release_spawned_process_group()
 
 
+class TrainingThroughput(pl.Callback):
+    """Logs ``train/samples_per_s``: training samples (impressions' clicked news, each with its
+    negatives) per second of this rank since the epoch began, validation excluded; shown in the
+    progress bar and written to the loggers (per step and per epoch)."""
+
+    def __init__(self) -> None:
+        self._samples = 0
+        self._seconds = 0.0
+        self._batch_start: float | None = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._samples, self._seconds = 0, 0.0
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        self._batch_start = time.perf_counter()
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
+        if self._batch_start is None:
+            return
+        self._seconds += time.perf_counter() - self._batch_start
+        self._batch_start = None
+        candidates = batch.get("candidates") if hasattr(batch, "get") else None
+        self._samples += len(candidates) if candidates is not None else 0
+        if self._seconds > 0:
+            rate = self._samples / self._seconds
+            pl_module.log("train/samples_per_s", rate, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+
+    @property
+    def samples_per_second(self) -> float:
+        """The running epoch's rate so far (0 before the first batch)."""
+        return self._samples / self._seconds if self._seconds > 0 else 0.0
+
+
 def training_callbacks() -> list[pl.Callback]:
     """The callbacks every newsrec run wants (the CLI installs them):
-    :class:`ReseedEveryStep`, :class:`ResumeLoaderPosition`, :class:`LearningRatePlanCheck` and
-    :class:`ReleaseSpawnedProcessGroup`."""
-    return [ReseedEveryStep(), ResumeLoaderPosition(), LearningRatePlanCheck(), ReleaseSpawnedProcessGroup()]
+    :class:`ReseedEveryStep`, :class:`ResumeLoaderPosition`, :class:`LearningRatePlanCheck`,
+    :class:`ReleaseSpawnedProcessGroup` and :class:`TrainingThroughput`."""
+    return [
+        ReseedEveryStep(),
+        ResumeLoaderPosition(),
+        LearningRatePlanCheck(),
+        ReleaseSpawnedProcessGroup(),
+        TrainingThroughput(),
+    ]

@@ -13,6 +13,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torch import Tensor
 
 from newsrec.core.files import atomic_path, atomic_write
+from newsrec.training.scores import gather_predictions
 
 __all__ = ["PredictionFileWriter", "candidate_ranks", "write_prediction_file"]
 
@@ -65,17 +66,8 @@ class PredictionFileWriter(BasePredictionWriter):
         self.path, self.submission_path = path, submission_path
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
-        outs = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
-        ids = np.concatenate([o["impression_ids"] for o in outs]) if outs else np.zeros(0, np.int64)
-        scores = [s for o in outs for s in o["scores"]]
-        if trainer.world_size > 1:  # every rank predicted a shard; rank 0 alone collects them
-            import torch.distributed as dist
-
-            shards = [None] * trainer.world_size if trainer.is_global_zero else None
-            dist.gather_object((ids, scores), shards, dst=0)
-            if trainer.is_global_zero:
-                ids = np.concatenate([sh[0] for sh in shards])
-                scores = [x for sh in shards for x in sh[1]]
+        gathered = gather_predictions(trainer, predictions)  # rank 0 alone collects every shard
+        ids, scores = gathered if gathered is not None else (None, None)
         if trainer.is_global_zero:
             order = np.argsort(ids, kind="stable")
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
