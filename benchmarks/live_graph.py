@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,9 @@ CACHE = Path(__file__).parent / ".cache"
 
 
 # -- replay -----------------------------------------------------------------------------------------
-def train_glory(root: Path, seed: int, epochs: int):
+def train_glory(root: Path, seed: int, epochs: int, spec: str = "glory_graph_score"):
+    """A model of the quality benchmark's ``MODEL_SPECS`` (GLORY with the graph score by
+    default; ``"nrms"`` for the content model beside it) trained with its small recipe."""
     import pytorch_lightning as pl
     from quality import MODEL_SPECS, SIZES
 
@@ -58,7 +61,7 @@ def train_glory(root: Path, seed: int, epochs: int):
 
     dm = MINDDataModule(str(root), batch_size=32, eval_batch_size=256, seed=seed)
     pl.seed_everything(seed, verbose=False)
-    cls_name, extra = MODEL_SPECS["glory_graph_score"]
+    cls_name, extra = MODEL_SPECS[spec]
     model = getattr(models, cls_name)(
         **data_sizes(dm), **SIZES["small"], **extra,
     )  # fmt: skip
@@ -93,27 +96,45 @@ def metrics(scores: list[np.ndarray], labels: list[np.ndarray], keep: np.ndarray
 
 
 def replay(
-    seed: int, users: int, news: int, epochs: int, transitions: float, workdir: Path, knobs: dict, half_life=None
+    seed: int,
+    users: int,
+    news: int,
+    epochs: int,
+    transitions: float,
+    workdir: Path,
+    knobs: dict,
+    half_life=None,
+    spec: str = "glory_graph_score",
+    content: str | None = "nrms",
 ) -> dict:
+    from newsrec.baselines import popularity_scores, read_oracle
     from newsrec.data import generate_mind
+    from newsrec.freshness import fresh_news
     from newsrec.serving import Recommender
 
-    root = workdir / f"world-{seed}-{transitions}"
-    generate_mind(str(root), num_users=users, num_news=news, seed=seed, transition_strength=transitions, **knobs)
-    model, dm = train_glory(root, seed, epochs)
+    tag = zlib.crc32(json.dumps(knobs, sort_keys=True).encode())
+    root = workdir / f"world-{users}-{news}-{seed}-{transitions}-{tag:08x}"
+    for old in workdir.glob(f"clicks-{seed}-{transitions}*.sqlite*"):  # a reused workdir's last replay
+        old.unlink()
+    if not (root / "world.json").exists():
+        generate_mind(str(root), num_users=users, num_news=news, seed=seed, transition_strength=transitions, **knobs)
+    model, dm = train_glory(root, seed, epochs, spec)
     frozen = Recommender(model, dm)
+    text = Recommender(*train_glory(root, seed, epochs, content)) if content else None
     every = dict(entity_refresh_seconds=0)  # the entity view refreshed at every write: reproducible
     lives = {"live": Recommender(model, dm, store=workdir / f"clicks-{seed}-{transitions}.sqlite", **every)}
     if half_life is not None:  # the same clicks into a graph whose edges age
         store = workdir / f"clicks-{seed}-{transitions}-decay.sqlite"
         lives["live_decay"] = Recommender(model, dm, store=store, edge_half_life=half_life, **every)
     dev, ids = dm.behaviors("dev"), dm.corpus.news_ids
-    train_news = {line.split("\t", 1)[0] for line in (root / "train" / "news.tsv").read_text().splitlines()}
-    fresh = np.asarray([n not in train_news for n in ids])
+    fresh = fresh_news(dm.behaviors("train").click_counts(len(ids)))  # no training click
+    popularity = popularity_scores(dm.behaviors("train"), len(ids))
+    oracle = read_oracle(root / "dev" / "oracle.tsv")  # file order
     order = np.argsort(dev.times, kind="stable")
     hist, hlen = dev.histories(order, dm.history_length)
     cands, labels, mask = dev.impressions(order)
     out = {f"{m}_{k}": [] for m in ("glory", "transition") for k in ("frozen", *lives)}
+    out |= {"popularity": [], "oracle": []} | ({content: []} if content else {})
     labels_of, fresh_click, seen, reachable = [], [], set(), []
     frozen_table = frozen.dm.serving_builder(frozen.index.arrays).transition_table
     t = time.perf_counter()
@@ -125,6 +146,11 @@ def replay(
             out[f"glory_{name}"].append(np.asarray([got[x] for x in c_ids]))
             table = frozen_table if rec is frozen else rec._snapshot.transition_table
             out[f"transition_{name}"].append(transition_score(table, h, c))
+        if text is not None:
+            got = dict(text.recommend(h_ids, k=len(c_ids), candidates=c_ids, exclude_history=False))
+            out[content].append(np.asarray([got[x] for x in c_ids]))
+        out["popularity"].append(popularity[c])
+        out["oracle"].append(oracle[row])
         labels_of.append(y)
         fresh_click.append(bool(fresh[c[y == 1]].any()))
         if fresh_click[-1]:  # is a clicked fresh news one live transition away from a recent click?
@@ -147,6 +173,7 @@ def replay(
         res[name] = {"all": metrics(scores, labels_of, everything), "fresh": metrics(scores, labels_of, fresh_only)}
     for rec in lives.values():
         rec.close()
+    res["models"] = {"glory": spec, "content": content}
     return res
 
 
@@ -275,6 +302,13 @@ def summary(results: list[dict]) -> str:
         n = [r["glory_live"]["fresh"]["impressions"] for r in runs]
         lines.append(f"transition_strength={strength}, seeds {[r['seed'] for r in runs]}, fresh impressions {n}")
         lines.append(table(rows, list(rows[0])))
+        for other in [k for k in names if not k.startswith(("glory_", "transition_", "popularity", "oracle"))]:
+            for live in [k for k in names if k.startswith("glory_")]:
+                for part in ("fresh", "all"):
+                    gap = [r[live][part]["AUC"] - r[other][part]["AUC"] for r in runs]
+                    lines.append(
+                        f"{live} - {other}, {part} AUC: {np.mean(gap):+.2f} (per seed {[round(g, 2) for g in gap]})"
+                    )
         for live in [k[len("glory_") :] for k in names if k.startswith("glory_live")]:
             for part in ("fresh", "all"):
                 gain = [r[f"glory_{live}"][part]["AUC"] - r["glory_frozen"][part]["AUC"] for r in runs]
@@ -296,6 +330,9 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=300)
     p.add_argument("--edge_half_life", help="the live graph's half-life (e.g. 12h; default: no decay)")
     p.add_argument("--knob", action="append", default=[], help="SyntheticConfig field=value (repeatable)")
+    p.add_argument("--glory", default="glory_graph_score", help="quality.py MODEL_SPECS name of the graph model")
+    p.add_argument("--content", default="nrms", help="the content model scored beside it ('none': skip)")
+    p.add_argument("--workdir", help="keep the worlds here (reused by a later run with the same seeds)")
     p.add_argument("--no-quality", action="store_true")
     p.add_argument("--no-timing", action="store_true")
     p.add_argument("--json", help="also write the results here")
@@ -307,10 +344,13 @@ def main() -> None:
     results: dict = {"replay": [], "timing": [], "knobs": knobs, "users": args.users, "news": args.news,
                      "edge_half_life": half_life}  # fmt: skip
     if not args.no_quality:
+        content = None if args.content == "none" else args.content
         with tempfile.TemporaryDirectory() as tmp:
+            work = Path(args.workdir or tmp)
             for strength in args.strengths:
                 for seed in args.seeds:
-                    res = replay(seed, args.users, args.news, args.epochs, strength, Path(tmp), knobs, half_life)
+                    res = replay(seed, args.users, args.news, args.epochs, strength, work, knobs, half_life,
+                                 args.glory, content)  # fmt: skip
                     results["replay"].append(res)
                     print(json.dumps(res), flush=True)
         print(summary(results["replay"]))

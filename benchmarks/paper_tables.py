@@ -93,17 +93,20 @@ FUM_TABLE2 = {
 #: the GLORY paper's baselines in its table's order (part 2 and 3 of the zoo bring the missing)
 GLORY_ORDER = ["libfm", "deepfm", "dkn", "npa", "naml", "lstur", "nrms", "fim", "hierec", "miner", "glory"]
 METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
+#: the dev impressions whose clicked news had no training click (benchmarks/quality.py's fresh_columns)
+FRESH = ("fresh_auc", "fresh_ndcg@10")
 
 
 def mean_std(runs: list[dict], key: str, scale: float = 100.0) -> str:
     values = np.array([r[key] for r in runs if key in r], dtype=float) * scale
+    values = values[~np.isnan(values)]  # a world without fresh impressions has NaN fresh metrics
     return f"{values.mean():.2f} ± {values.std():.2f}" if len(values) else ""
 
 
 def table1(results: dict[str, list[dict]]) -> list[dict]:
     rows = []
     for model, runs in results.items():
-        row = {"model": model, **{m: mean_std(runs, m) for m in METRICS}}
+        row = {"model": model, **{m: mean_std(runs, m) for m in (*METRICS, *FRESH)}}
         published = FUM_TABLE1.get(model)
         row["published on MIND (FUM Table 1)"] = " / ".join(f"{v:.2f}" for v in published) if published else ""
         rows.append(row)
@@ -118,10 +121,10 @@ def glory_table(results: dict[str, list[dict]]) -> list[dict]:
             note = "not in this run"  # every row of GLORY's table is in the zoo
             rows.append({"model": name, "auc": note})
             continue
-        rows.append({"model": name, **{m: mean_std(runs, m) for m in METRICS}})
+        rows.append({"model": name, **{m: mean_std(runs, m) for m in (*METRICS, *FRESH)}})
     for name in ("glory_transitions", *REFERENCES, "oracle"):
         if name in results:
-            rows.append({"model": name, **{m: mean_std(results[name], m) for m in METRICS}})
+            rows.append({"model": name, **{m: mean_std(results[name], m) for m in (*METRICS, *FRESH)}})
     return rows
 
 
@@ -155,9 +158,9 @@ def beyond(results: dict[str, list[dict]]) -> list[dict]:
 def print_tables(results: dict[str, list[dict]], header: str) -> None:
     print(header)
     print("\n## FUM Table 1 layout (×100, mean ± std over seeds; published figures are MIND's, not this world's)\n")
-    print(table(table1(results), ["model", *METRICS, "published on MIND (FUM Table 1)"]))
+    print(table(table1(results), ["model", *METRICS, *FRESH, "published on MIND (FUM Table 1)"]))
     print("\n## GLORY main-table layout (its baselines in its order; GLORY's published figures not verified here)\n")
-    print(table(glory_table(results), ["model", *METRICS]))
+    print(table(glory_table(results), ["model", *METRICS, *FRESH]))
     print("\n## FUM Table 2 layout (measured side by side in this run; the paper's on its GPU, per 1k samples)\n")
     cols = ["model", "train s / 1k samples", "inference s / 1k impressions", "cacheable"]
     print(table(table2(results), [*cols, "paper (GPU): train / inference / cacheable"]))

@@ -40,7 +40,7 @@ SAMPLED = dict(GLORY_SMALL, graph_edges="sampled")
 
 #: beyond-accuracy columns (top-10 of each impression; diversity in the mean-GloVe title space)
 BEYOND_COLUMNS = ("ild@10", "category_diversity@10", "personalisation@10", "novelty@10", "coverage@10", "gini@10")
-COLUMNS = ["model", "auc", "mrr", "ndcg@10", *BEYOND_COLUMNS, "train s"]
+COLUMNS = ["model", "auc", "mrr", "ndcg@10", "fresh auc", "fresh ndcg@10", *BEYOND_COLUMNS, "train s"]
 
 #: --lr_schedule: one schedule for every model, so that a comparison is not one of schedules
 SCHEDULES = {
@@ -66,6 +66,12 @@ MODEL_SPECS = {
     },
     # beyond the paper: candidate-aware click-graph score (c), recency in the user encoder (b)
     "glory_graph_score": ("GLORY", dict(SAMPLED, graph_score=True)),
+    # the graph score's first form: "no edge yet" read as "nobody wants this" (#49)
+    "glory_graph_score_first": ("GLORY", dict(SAMPLED, graph_score=True, graph_score_fresh=False)),
+    # fresh-aware without hiding (the exposure alone) and with other shares hidden
+    "glory_graph_score_hide0": ("GLORY", dict(SAMPLED, graph_score=True, graph_score_fresh_dropout=0.0)),
+    "glory_graph_score_hide05": ("GLORY", dict(SAMPLED, graph_score=True, graph_score_fresh_dropout=0.05)),
+    "glory_graph_score_hide4": ("GLORY", dict(SAMPLED, graph_score=True, graph_score_fresh_dropout=0.4)),
     "glory_recency": ("GLORY", dict(SAMPLED, user_recency=True)),
     "glory_transitions": ("GLORY", dict(SAMPLED, graph_score=True, user_recency=True)),
     "glory_transitions_approx": ("GLORY", dict(SAMPLED, graph_score=True, user_recency=True, neighbor_cache_every=20)),
@@ -116,14 +122,15 @@ def train_and_evaluate(
     dm = MINDDataModule(str(root), batch_size=batch_size, eval_batch_size=256, seed=seed)
     train, dev = dm.behaviors("train"), dm.behaviors("dev")
     beyond = BeyondAccuracyMetrics(10, **dm.beyond_accuracy_inputs())
-    if model == "popularity":
-        return evaluate_scores(dev, popularity_scores(train, len(dm.corpus)), beyond)
-    if model == "transition":
-        return evaluate_scores(dev, transition_scores(train, dev, len(dm.corpus)), beyond)
-    if model == "item_knn":
-        return evaluate_scores(dev, item_knn_scores(train, dev, len(dm.corpus)), beyond)
-    if model == "oracle":
-        return evaluate_scores(dev, read_oracle(root / "dev" / "oracle.tsv"), beyond)
+    counts = {
+        "popularity": lambda: popularity_scores(train, len(dm.corpus)),
+        "transition": lambda: transition_scores(train, dev, len(dm.corpus)),
+        "item_knn": lambda: item_knn_scores(train, dev, len(dm.corpus)),
+        "oracle": lambda: read_oracle(root / "dev" / "oracle.tsv"),
+    }
+    if model in counts:
+        scores = counts[model]()
+        return evaluate_scores(dev, scores, beyond) | fresh_columns(dm, per_impression(dev, scores))
     cls_name, extra = MODEL_SPECS[model]
     pl.seed_everything(seed, verbose=False)
     cls = getattr(models, cls_name)
@@ -154,7 +161,39 @@ def train_and_evaluate(
     res["train_seconds"], res["eval_seconds"] = seconds, time.perf_counter() - t
     res["train_samples"], res["impressions"] = len(dm.training_samples()) * epochs, len(dev)
     res["cacheable"] = bool(m.cacheable)
-    return res
+    return res | fresh_columns(dm, model_scores(m, dm, quiet))
+
+
+def per_impression(dev, scores) -> list[np.ndarray]:
+    """A baseline's scores as one array per dev impression (file order)."""
+    if isinstance(scores, np.ndarray):  # one score per news
+        scores = scores[dev.candidates]
+        return np.split(scores, dev.candidate_offsets[1:-1])
+    return list(scores)
+
+
+def model_scores(model, dm, quiet: dict) -> list[np.ndarray]:
+    """A trained model's scores of every dev impression (file order), through its predict step."""
+    import pytorch_lightning as pl
+
+    model.beyond_accuracy = "test"  # predict logs nothing
+    out = pl.Trainer(**quiet).predict(model, dataloaders=dm.val_dataloader())
+    dev = dm.behaviors("dev")
+    by_id = {int(i): s for part in out for i, s in zip(part["impression_ids"], part["scores"])}
+    return [by_id[int(i)] for i in dev.impression_ids]
+
+
+def fresh_columns(dm, scores: list[np.ndarray]) -> dict:
+    """``fresh_auc``, ``fresh_ndcg@10``, ``fresh_impressions``: the metrics over the dev
+    impressions whose clicked news had no training click (:mod:`newsrec.freshness`)."""
+    from newsrec.freshness import fresh_impressions, fresh_news, split_metrics
+
+    train, dev = dm.behaviors("train"), dm.behaviors("dev")
+    fresh = fresh_news(train.click_counts(len(dm.corpus)))
+    rows = fresh_impressions(dev.candidates, dev.candidate_offsets, dev.labels, fresh)
+    labels = np.split(dev.labels.astype(np.int64), dev.candidate_offsets[1:-1])
+    got = split_metrics(scores, labels, rows)["fresh"]
+    return {"fresh_auc": got["auc"], "fresh_ndcg@10": got["ndcg@10"], "fresh_impressions": got["impressions"]}
 
 
 def run(
@@ -191,6 +230,9 @@ def summarise(results: dict[str, list[dict]]) -> list[dict]:
         for k in ("auc", "mrr", "ndcg@10"):
             vals = np.array([r[k] for r in runs]) * 100
             row[k] = f"{vals.mean():.2f} ± {vals.std():.2f}"
+        for k in ("auc", "ndcg@10"):  # impressions whose clicked news had no training click
+            vals = np.array([r[f"fresh_{k}"] for r in runs if f"fresh_{k}" in r]) * 100
+            row[f"fresh {k}"] = f"{np.nanmean(vals):.2f} ± {np.nanstd(vals):.2f}" if len(vals) else ""
         for k in BEYOND_COLUMNS:  # runs recorded before the beyond-accuracy metrics lack them
             vals = [r[k] for r in runs if k in r]
             row[k] = f"{np.mean(vals):.3f}" if vals else ""

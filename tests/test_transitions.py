@@ -56,7 +56,7 @@ def test_transition_features_equal_a_counting_reference():
     rmask = rng.random((5, 3)) < 0.8
     cands = rng.integers(0, nodes, size=(5, 4))
     f = table.features(recent, rmask, cands)
-    assert f.shape == (5, 4, 3, 4) and f.dtype == np.float32
+    assert f.shape == (5, 4, 3, 5) and f.dtype == np.float32
     for r in range(5):
         for c in range(4):
             for j in range(3):
@@ -65,7 +65,19 @@ def test_transition_features_equal_a_counting_reference():
                 p_fwd = fwd / out_tot[h] if out_tot[h] else 0
                 p_bwd = bwd / in_tot[h] if in_tot[h] else 0
                 want = np.array([np.log1p(fwd), p_fwd, np.log1p(bwd), p_bwd]) * rmask[r, j]
-                np.testing.assert_allclose(f[r, c, j], want, rtol=1e-6, atol=1e-7)
+                np.testing.assert_allclose(f[r, c, j, :4], want, rtol=1e-6, atol=1e-7)
+                # the candidate's exposure: its transitions in and out, at every position
+                np.testing.assert_allclose(f[r, c, j, 4], np.log1p(in_tot[k] + out_tot[k]), rtol=1e-6)
+
+
+def test_unseen_news_are_silent_and_always_among_the_rows_to_rescore():
+    # 1 -> 2 -> 3; news 4 clicked alone (no transition), 5 never: both silent, as is an added 6
+    table = TransitionTable([np.array([1, 2, 3]), np.array([4])], 6)
+    np.testing.assert_array_equal(table.silent(), [4, 5])
+    np.testing.assert_array_equal(table.neighbors(np.array([1])), [2, 4, 5])
+    np.testing.assert_array_equal(table.neighbors(np.array([1]), silent=False), [2])
+    f = table.features(np.array([[1]]), np.array([[True]]), np.array([[2, 3, 4, 6]]))
+    np.testing.assert_allclose(f[0, :, 0, 4], np.log1p([2, 1, 0, 0]), rtol=1e-6)
 
 
 def test_user_future_edges_equal_a_counting_reference():
@@ -106,6 +118,9 @@ def test_training_features_leave_out_the_users_own_later_clicks():
     left_out = table.features(recent, rmask, cands, sub)
     assert left_out[0, 0, 0, 0] == pytest.approx(np.log1p(1))  # only user 1's transition
     assert left_out[0, 0, 0, 1] == pytest.approx(1.0)  # 1 -> 2 is all of 1's remaining onward clicks
+    # the exposure of 2 (1 -> 2 twice, 2 -> 3 once) leaves out user 0's own click into and out of it
+    assert plain[0, 0, 0, 4] == pytest.approx(np.log1p(3))
+    assert left_out[0, 0, 0, 4] == pytest.approx(np.log1p(1))
     # with the whole sequence as history (n = 3) nothing lies in the future
     sub3 = (
         fut.counts([0], [3], [3], recent[:, None, :], cands[:, :, None]),
@@ -188,6 +203,32 @@ def test_transition_scorer_falls_back_to_zero_and_ignores_masked_clicks():
         scorer(torch.rand(1, 2, 6, 4), torch.ones(1, 6, dtype=torch.bool))
 
 
+def test_a_fresh_aware_scorer_tells_unseen_from_seen_without_an_edge():
+    torch.manual_seed(0)
+    scorer = TransitionScorer(num_features=4, num_recent=3, hidden_dim=8, fresh_aware=True, fresh_dropout=0.5)
+    with torch.no_grad():
+        scorer.fresh_bias.fill_(0.7)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    f = torch.zeros(2, 4, 3, 5)
+    f[:, 0, :, :4] = torch.rand(2, 3, 4)  # candidate 0: edges, exposed
+    f[:, :2, :, 4] = 2.0  # candidates 0 and 1 seen; 1 without an edge to these clicks
+    scorer.eval()
+    out = scorer(f, mask)
+    assert torch.equal(out[:, 1], torch.zeros(2))  # seen, no edge: exactly the dot product
+    assert torch.equal(out[:, 2:], torch.full((2, 2), 0.7))  # unseen (fresh): the learned constant
+    assert not torch.equal(out[:, 0], torch.zeros(2))
+    torch.testing.assert_close(scorer(f[1:], mask[1:]), out[1:])  # rows are independent
+    torch.testing.assert_close(scorer(f, mask), out)  # deterministic in evaluation
+    scorer.train()  # training hides about half of the candidates' graph, as if fresh
+    torch.manual_seed(1)
+    hidden = scorer(f[:1, :2].expand(500, -1, -1, -1), mask[:1].expand(500, -1)) == 0.7
+    assert 0.4 < hidden.float().mean() < 0.6
+    with pytest.raises(ValueError, match="columns"):
+        scorer(f[..., :4], mask)
+    with pytest.raises(ValueError, match="fresh_aware"):
+        TransitionScorer(fresh_dropout=0.1)
+
+
 def test_user_recency_makes_the_user_vector_order_aware():
     torch.manual_seed(0)
     news = torch.randn(2, 5, 8)
@@ -214,7 +255,7 @@ def test_batches_carry_transition_features_and_training_ones_leave_the_future_ou
     batch = ds[(0, idx)]
     f, m = batch["transition_features"], batch["transition_mask"]
     B, C = batch["candidates"].shape
-    assert f.shape == (B, C, 6, 4) and m.shape == (B, 6)
+    assert f.shape == (B, C, 6, 5) and m.shape == (B, 6)
     # the same samples built without their users' identities count the users' later clicks in
     with_future = dm.builder(*_train_inputs(ds, idx))["transition_features"]
     assert (with_future[..., 0] >= f[..., 0] - 1e-6).all()

@@ -21,10 +21,14 @@ __all__ = [
     "UserFutureEdges",
     "recent_clicks",
     "NUM_TRANSITION_FEATURES",
+    "NUM_PAIR_FEATURES",
 ]
 
-#: features per (candidate, recent click) pair, see :meth:`TransitionTable.features`
-NUM_TRANSITION_FEATURES = 4
+#: features per (candidate, recent click) pair, see :meth:`TransitionTable.features` (four of
+#: the pair, then the candidate's exposure, the same at every recent click)
+NUM_TRANSITION_FEATURES = 5
+#: of which the pair's own (the first four)
+NUM_PAIR_FEATURES = 4
 
 
 class PairTable:
@@ -102,8 +106,10 @@ class TransitionTable:
              \log(1 + n_{c\to h}),\ n_{c\to h} / n_{\cdot\to h}\big]
 
     — how often readers went on from :math:`h` to :math:`c`, the share of :math:`h`'s onward
-    clicks that went to :math:`c`, and the same for :math:`c` coming just before :math:`h`. A news
-    without edges (a fresh article, a candidate nobody reached by a click) gets zeros.
+    clicks that went to :math:`c`, and the same for :math:`c` coming just before :math:`h` — and
+    a fifth, the candidate's exposure in the graph, :math:`\log(1 + n_{\cdot\to c} + n_{c\to\cdot})`,
+    which tells "seen, and no reader went from :math:`h` to it" (exposure > 0, pair features 0)
+    from "the graph has never seen it" (a fresh article: everything 0).
 
     Args:
         sequences: training click sequences, one per user (any form :func:`as_ragged` takes).
@@ -139,13 +145,25 @@ class TransitionTable:
     def num_edges(self) -> int:
         return len(self.counts)
 
-    def neighbors(self, nodes: np.ndarray) -> np.ndarray:
+    def silent(self) -> np.ndarray:
+        """Sorted news rows ``1..N-1`` without any transition (fresh, or never clicked after or
+        before another news): the graph knows nothing of them (computed once per table)."""
+        if getattr(self, "_silent", None) is None:
+            degree = self.in_total + self.out_total
+            self._silent = np.flatnonzero(degree[1:] == 0).astype(np.int64) + 1
+        return self._silent
+
+    def neighbors(self, nodes: np.ndarray, silent: bool = True) -> np.ndarray:
         """Sorted distinct news with a transition to or from any of ``nodes`` (ids outside the
-        table have none): the only candidates whose features are not all zero."""
+        table have none) and, with ``silent``, the news without any transition (:meth:`silent`):
+        the only candidates whose graph-score term can differ from that of a seen news without an
+        edge to ``nodes`` (the pair features are all zero elsewhere, and a fresh-aware scorer
+        gives unseen news its own term)."""
+        extra = self.silent() if silent else np.zeros(0, np.int64)
         nodes = np.unique(np.asarray(nodes, np.int64))
         nodes = nodes[(nodes >= 0) & (nodes < self.num_nodes)]
         if not len(nodes) or not len(self.counts):
-            return np.zeros(0, np.int64)
+            return extra.copy()
         n = self.counts.num_nodes  # the key space (a from_counts table's may exceed the news)
         if getattr(self, "_reverse_keys", None) is None:  # (dst, src) keys, sorted, built once
             keys = self.counts.keys
@@ -155,7 +173,7 @@ class TransitionTable:
             lo, hi = np.searchsorted(keys, nodes * n), np.searchsorted(keys, (nodes + 1) * n)
             take = np.repeat(lo - np.cumsum(np.r_[0, (hi - lo)[:-1]]), hi - lo) + np.arange(int((hi - lo).sum()))
             out.append(keys[take] % n)
-        return np.unique(np.concatenate(out))
+        return np.unique(np.concatenate([*out, extra]))
 
     def neighbours(self, nodes: np.ndarray) -> np.ndarray:
         """Deprecated spelling of :meth:`neighbors` (removed in the next release)."""
@@ -181,7 +199,11 @@ class TransitionTable:
                 :class:`UserFutureEdges`).
 
         Returns:
-            float32 ``[R, C, m, 4]`` (the class docstring's features), 0 at masked clicks.
+            float32 ``[R, C, m, 5]`` (the class docstring's features): the four pair features, 0
+            at masked clicks, and the candidate's exposure (the same at every position, masked or
+            not). With ``subtract``, the exposure leaves out twice the row user's own future
+            transitions from its last click to the candidate (the click into it and, but for a
+            user's very last click, the one out of it).
         """
         h = recent[:, None, :]  # [R, 1, m]
         c = candidates[:, :, None]  # [R, C, 1]
@@ -190,11 +212,14 @@ class TransitionTable:
         known = np.minimum(h, self.num_nodes - 1)  # news added after the build have no clicks
         out_h = np.broadcast_to(np.where(h < self.num_nodes, self.out_total[known], 0.0), fwd.shape)
         in_h = np.broadcast_to(np.where(h < self.num_nodes, self.in_total[known], 0.0), fwd.shape)
+        cand = np.minimum(candidates, self.num_nodes - 1)
+        degree = np.where(candidates < self.num_nodes, self.in_total[cand] + self.out_total[cand], 0.0)  # [R, C]
         if subtract is not None:
             fwd = np.maximum(fwd - subtract[0], 0.0)
             bwd = np.maximum(bwd - subtract[1], 0.0)
             out_h = np.maximum(out_h - subtract[0], 0.0)
             in_h = np.maximum(in_h - subtract[1], 0.0)
+            degree = np.maximum(degree - 2 * subtract[0][:, :, 0], 0.0)
         feats = np.stack(
             [
                 np.log1p(fwd),
@@ -205,7 +230,8 @@ class TransitionTable:
             axis=-1,
         )
         feats *= recent_mask[:, None, :, None]
-        return feats.astype(np.float32)
+        exposure = np.broadcast_to(np.log1p(degree)[:, :, None, None], (*fwd.shape, 1))
+        return np.concatenate([feats, exposure], axis=-1).astype(np.float32)
 
 
 class UserFutureEdges:

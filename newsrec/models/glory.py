@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from newsrec.core import DataRequirements, NewsGraphBuild, NewsGraphSampling
-from newsrec.graphs.transitions import NUM_TRANSITION_FEATURES
+from newsrec.graphs.transitions import NUM_PAIR_FEATURES
 from newsrec.models.base import NewsRecModel, gather_rows
 from newsrec.nn import (
     EntityEncoder,
@@ -84,6 +84,13 @@ class GLORY(NewsRecModel):
             :math:`g = 0`). The paper's score is the dot product alone.
         graph_score_clicks: ``m``, recent clicks the term looks at (50 = the history length).
         graph_score_hidden: hidden size of the term's MLP (16).
+        graph_score_fresh: the term knows what the graph has not seen
+            (:class:`~newsrec.nn.TransitionScorer`'s ``fresh_aware``): the candidate's exposure
+            beside the pair counts, and a learned constant for a candidate without any
+            transition (a fresh article), so that "no edge yet" is not read as "nobody wants
+            this" (True; False: the first form, which ranked fresh news below chance).
+        graph_score_fresh_dropout: share of training candidates whose graph features are hidden
+            as if fresh, which teaches that constant (0.2).
         user_recency: **beyond the paper** (opt-in): a learned recency embedding added to each
             clicked news before the user encoder (:class:`~newsrec.nn.UserEncoder`'s
             ``recency_positions``), so the user vector can weigh the last clicks more.
@@ -119,6 +126,8 @@ class GLORY(NewsRecModel):
         graph_score: bool = False,
         graph_score_clicks: int = 50,
         graph_score_hidden: int = 16,
+        graph_score_fresh: bool = True,
+        graph_score_fresh_dropout: float = 0.2,
         user_recency: bool = False,
         **kwargs,
     ) -> None:
@@ -174,7 +183,10 @@ class GLORY(NewsRecModel):
         if graph_score_clicks < 1:
             raise ValueError(f"graph_score_clicks must be >= 1, got {graph_score_clicks}")
         if graph_score:
-            self.transition_scorer = TransitionScorer(NUM_TRANSITION_FEATURES, graph_score_clicks, graph_score_hidden)
+            self.transition_scorer = TransitionScorer(
+                NUM_PAIR_FEATURES, graph_score_clicks, graph_score_hidden, graph_score_fresh,
+                graph_score_fresh_dropout if graph_score_fresh else 0.0,
+            )  # fmt: skip
         self.neighbor_cache_every = neighbor_cache_every
         self._neighbor_cache: Tensor | None = None
         self._neighbor_cache_step = -1
