@@ -5,13 +5,16 @@ ablations), FUM and the oracle, over several seeds, with one planted signal swit
     python benchmarks/quality.py [--users 1500] [--news 1200] [--seeds 0 1 2] [--epochs 3]
         [--models popularity nrms glory fum] [--knob transition_strength=3 --knob ...]
         [--size small|medium] [--accelerator cpu|gpu] [--lr_schedule constant|linear|model]
-        [--json results.json]
+        [--json results.json] [--sparse_sweep]
 
 Prints dev-split AUC / MRR / nDCG@10 means (± std over seeds). Small model sizes (CPU); every
 model trains with the same learning-rate schedule (``--lr_schedule``; constant by default —
 ``model`` gives each model its own default, as the tables recorded before 2026-11-30 did);
 ``--json`` also writes every run's metrics, so runs made in parallel processes can be merged
-(``python benchmarks/quality.py --merge a.json b.json ...``).
+(``python benchmarks/quality.py --merge a.json b.json ...``). Every row has a ``fresh`` column
+too: the metrics over the dev impressions whose clicked news had no training click
+(:mod:`newsrec.freshness`). ``--sparse_sweep`` runs the models on worlds with fewer readers per
+news and weaker transitions and prints each model minus NRMS.
 """
 
 from __future__ import annotations
@@ -268,12 +271,20 @@ def main() -> None:
     ap.add_argument("--accelerator", default="cpu", help="Lightning accelerator (cpu, gpu)")
     ap.add_argument("--json", help="also write the runs' metrics to this file")
     ap.add_argument("--merge", nargs="+", help="print the tables of --json files (grouped by world) and exit")
+    ap.add_argument(
+        "--sparse_sweep",
+        action="store_true",
+        help="the worlds of SPARSE_WORLDS (fewer readers per news, weaker transitions), each model's "
+        "AUC and fresh AUC minus NRMS's per world (put nrms in --models)",
+    )
     a = ap.parse_args()
     if a.merge:
         return merge(a.merge)
     os.environ.setdefault("NEWSREC_PROGRESS", "0")
     knobs = dict(parse_knob(kv) for kv in a.knob)
     schedule = SCHEDULES[a.lr_schedule]
+    if a.sparse_sweep:
+        return sparse_sweep(a, knobs, schedule)
     results = run(
         a.users,
         a.news,
@@ -297,6 +308,36 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"world: {world}; seeds {a.seeds}")
     print(table(summarise(results), COLUMNS))
+
+
+#: --sparse_sweep: (share of --users, transition_strength): readers per news and the planted
+#: transitions turned down together, as a new user's thinner data might be (#49)
+SPARSE_WORLDS = ((1.0, 3.0), (0.5, 1.5), (0.25, 1.0), (0.25, 0.0))
+
+
+def sparse_sweep(a, knobs: dict, schedule: dict | None) -> None:
+    """Every model on each world of :data:`SPARSE_WORLDS`; prints, per world, each model's AUC and
+    fresh AUC minus NRMS's (mean and per seed): a graph term must back off where counts are thin."""
+    if "nrms" not in a.models:
+        raise SystemExit("--sparse_sweep compares with NRMS: put nrms in --models")
+    out = {}
+    print(f"machine: {machine()}")
+    for share, strength in SPARSE_WORLDS:
+        users, world_knobs = max(50, int(round(a.users * share))), dict(knobs, transition_strength=strength)
+        results = run(users, a.news, a.seeds, a.epochs, a.models, world_knobs, a.lr, a.batch_size,
+                      Path(a.workdir), a.size, a.accelerator, schedule)  # fmt: skip
+        name = f"{users} users, {a.news} news, transition_strength {strength}"
+        out[name] = results
+        print(f"\nworld: {name}; {a.epochs} epochs, seeds {a.seeds}")
+        print(table(summarise(results), COLUMNS))
+        for model in a.models:
+            if model == "nrms":
+                continue
+            for key in ("auc", "fresh_auc"):
+                gap = [100 * (r[key] - n[key]) for r, n in zip(results[model], results["nrms"])]
+                print(f"{model} - nrms, {key}: {np.mean(gap):+.2f} (per seed {[round(g, 2) for g in gap]})")
+        if a.json:
+            Path(a.json).write_text(json.dumps({"machine": machine(), "worlds": out}))
 
 
 def merge(paths: list[str]) -> None:
