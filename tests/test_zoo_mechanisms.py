@@ -43,7 +43,8 @@ def test_naml_category_view_wins_where_only_categories_carry_the_signal():
         draw, test = same_category_task(news, seed=1)
         train(model, draw, steps=120)
         results[views] = auc(model, test())
-    assert results[("title", "category")] > 0.9
+    # the category tables start at Keras' ±0.05 as the original's (0.85 here; N(0, 1) rows: 0.9+)
+    assert results[("title", "category")] > 0.8
     assert results[("title", "category")] > results[("title",)] + 0.2, results
 
 
@@ -106,38 +107,74 @@ def test_hierec_score_equals_a_reference_written_with_loops():
     news["subcategory"] = (news["category"] * 2 + torch.arange(NEWS) % 2).clamp_max(2 * CATEGORIES + 1)
     news["subcategory"][0] = 0
     torch.manual_seed(0)
-    model = HieRec(num_words=WORDS, num_categories=CATEGORIES + 1, num_subcategories=2 * CATEGORIES + 2, **TINY).eval()
+    sizes = dict(num_words=WORDS, num_entity_ids=30, num_categories=CATEGORIES + 1)
+    model = HieRec(**sizes, num_subcategories=2 * CATEGORIES + 2, **TINY).eval()
+    with torch.no_grad():  # the official scores and tables start at zero: give them values to check
+        for p in (model.subtopic_pooling, model.topic_pooling, model.user_pooling):
+            p.score.weight.normal_()
+        model.topic_embedding.weight.normal_()
+        model.subtopic_embedding.weight.normal_()
     history = torch.tensor([[5, 6, 7, 8, 0], [9, 9, 12, 0, 0], [0, 0, 0, 0, 0]])
     mask = history != 0
     cands = torch.tensor([[5, 20, 30], [9, 40, 41], [1, 2, 3]])
     batch = batch_for(news, history, mask, cands)
+    T = CATEGORIES + 1
     with torch.no_grad():
         got = model(batch)
         vec = model.encode_news(news)
+        tables = model.encode_users(batch, vec)
         want = torch.zeros_like(got)
         for b in range(3):
             clicks = [int(x) for x in history[b][mask[b]]]
-            table = model.encode_users(batch, vec)[b]  # checked below against loops, entry by entry
-            T = CATEGORIES + 1
+            table = tables[b]
+            n = max(len(clicks), 1)
+
+            def subtopic_interest(s, clicks=clicks):
+                h = vec[[x for x in clicks if int(news["subcategory"][x]) == s]]
+                a = torch.softmax(model.subtopic_pooling.score(h)[:, 0], 0)
+                return (a[:, None] * h).sum(0) + model.subtopic_embedding.weight[s]
+
+            def topic_interest(t, clicks=clicks):  # its subtopic interests, scored linearly + by their click counts
+                subs = sorted({int(news["subcategory"][x]) for x in clicks if int(news["category"][x]) == t})
+                v = torch.stack([subtopic_interest(s) for s in subs])
+                counts = torch.tensor([sum(int(news["subcategory"][x]) == s for x in clicks) for s in subs])
+                a = torch.softmax(model.topic_pooling.score(v)[:, 0] + model.count_score(counts), 0)
+                return (a[:, None] * v).sum(0) + model.topic_embedding.weight[t]
+
             for c_i, c in enumerate(cands[b].tolist()):
                 t, s = int(news["category"][c]), int(news["subcategory"][c])
                 in_t = [x for x in clicks if int(news["category"][x]) == t]
                 in_s = [x for x in clicks if int(news["subcategory"][x]) == s]
-                n = max(len(clicks), 1)
                 u, tv, sv = table[0, :-1], table[1 + t, :-1], table[1 + T + s, :-1]
                 assert table[1 + t, -1] == pytest.approx(len(in_t) / n)
                 assert table[1 + T + s, -1] == pytest.approx(len(in_s) / n)
-                if in_s:  # the subtopic interest: attention over its clicks + the subtopic embedding
-                    h = vec[in_s]
-                    a = torch.softmax(model.subtopic_pooling.query(torch.tanh(model.subtopic_pooling.proj(h)))[:, 0], 0)
-                    ref = (a[:, None] * h).sum(0) + model.subtopic_embedding.weight[s]
-                    torch.testing.assert_close(sv, ref, atol=1e-5, rtol=1e-5)
+                if in_s:
+                    torch.testing.assert_close(sv, subtopic_interest(s), atol=1e-5, rtol=1e-5)
+                if in_t:
+                    torch.testing.assert_close(tv, topic_interest(t), atol=1e-5, rtol=1e-5)
                 c_vec = vec[c]
                 want[b, c_i] = (
                     0.15 * (len(in_t) / n) * (tv @ c_vec) + 0.7 * (len(in_s) / n) * (sv @ c_vec) + 0.15 * (u @ c_vec)
                 )
+        if clicks := [int(x) for x in history[0][mask[0]]]:  # the user level: topics by their click counts
+            topics = sorted({int(news["category"][x]) for x in clicks})
+            v = tables[0, [1 + t for t in topics], :-1]
+            counts = torch.tensor([sum(int(news["category"][x]) == t for x in clicks) for t in topics])
+            a = torch.softmax(model.user_pooling.score(v)[:, 0] + model.count_score(counts), 0)
+            torch.testing.assert_close(tables[0, 0, :-1], (a[:, None] * v).sum(0), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     assert torch.all(got[2] == 0)  # an empty history: no interest, score 0
+    # training, as the official code: the weights divided by λ_u; interest_mask=1 leaves u·c alone
+    users = tables
+    for mask_prob, expect in ((1.0, "user"), (0.0, "all")):
+        model.interest_mask = mask_prob
+        model.train()
+        trained = model.score_candidates(users, vec[cands], batch)
+        model.eval()
+        if expect == "user":
+            torch.testing.assert_close(trained, torch.einsum("bd,bcd->bc", users[:, 0, :-1], vec[cands]))
+        else:
+            torch.testing.assert_close(trained, got / 0.15, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("aggregation", ["max", "mean", "weighted"])
@@ -304,7 +341,7 @@ def test_knowledge_models_win_where_entities_carry_the_signal_and_titles_do_not_
         return batch_for(news, hist, torch.ones(n, 5, dtype=torch.bool), cands)
 
     extra = {
-        "DKN": (DKN, {"entity_dim": 16, "num_filters": 8, "attention_dim": 32}),
+        "DKN": (DKN, {"entity_dim": 16, "num_filters": 8, "windows": (1, 2, 3), "attention_dim": 32}),
         "KRED": (KRED, {"entity_dim": 16, "num_entity_neighbors": 3}),
     }
     results = {}

@@ -29,13 +29,13 @@ class KCNN(nn.Module):
     Args:
         word_dim, entity_dim: input sizes.
         num_filters: filters per window (100).
-        windows: window sizes (1, 2, 3).
+        windows: window sizes (1, 2, 3, 4: the paper's).
 
     Shapes: ``words [U, L, word_dim]``, ``entities [U, L, entity_dim]``, ``context [U, L,
     entity_dim]``, ``mask [U, L]`` → ``[U, num_filters · len(windows)]``.
     """
 
-    def __init__(self, word_dim: int, entity_dim: int, num_filters: int = 100, windows: tuple[int, ...] = (1, 2, 3)):
+    def __init__(self, word_dim: int, entity_dim: int, num_filters: int = 100, windows: tuple[int, ...] = (1, 2, 3, 4)):
         super().__init__()
         self.transform = nn.Linear(entity_dim, word_dim)
         self.convs = nn.ModuleList(nn.Conv2d(3, num_filters, (w, word_dim)) for w in windows)
@@ -84,7 +84,7 @@ class DKN(NewsRecModel):
 
     Args:
         entity_dim: entity vector size (100, TransE's on MIND).
-        num_filters: KCNN filters per window (100); ``windows`` (1, 2, 3).
+        num_filters: KCNN filters per window (100); ``windows`` (1, 2, 3, 4), the paper's.
         attention_dim: hidden size of :math:`\mathcal{H}` and :math:`\mathcal{G}` (64).
         num_entity_neighbors: context entities per entity (10).
         candidate_chunk: candidates scored at a time (64).
@@ -102,7 +102,7 @@ class DKN(NewsRecModel):
         self,
         entity_dim: int = 100,
         num_filters: int = 100,
-        windows: tuple[int, ...] = (1, 2, 3),
+        windows: tuple[int, ...] = (1, 2, 3, 4),
         attention_dim: int = 64,
         num_entity_neighbors: int = 10,
         candidate_chunk: int = 64,

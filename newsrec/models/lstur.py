@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from newsrec.core import DataRequirements
 from newsrec.models.base import NewsRecModel, gather_rows
 from newsrec.nn.cnn import CNNTextEncoder
-from newsrec.nn.embedding import id_embedding
+from newsrec.nn.embedding import id_embedding, learned_embedding
 from newsrec.nn.user import last_states
 
 __all__ = ["LSTUR"]
@@ -76,8 +76,9 @@ class LSTUR(NewsRecModel):
             self.title_encoder = CNNTextEncoder(
                 self.word_embedding, num_filters, window, self.attention_hidden, self.dropout_rate, self.length_buckets
             )
-        self.topic_embedding = nn.Embedding(self.num_categories, category_dim, padding_idx=0)
-        self.subtopic_embedding = nn.Embedding(self.num_subcategories, category_dim, padding_idx=0)
+        # Keras' default Embedding start, uniform ±0.05, as the paper's and Microsoft's Keras code
+        self.topic_embedding = learned_embedding(self.num_categories, category_dim)
+        self.subtopic_embedding = learned_embedding(self.num_subcategories, category_dim)
         state = self.news_dim if variant == "ini" else self.news_dim // 2
         self.user_embedding = id_embedding(self.num_users, state)
         self.gru = nn.GRU(self.news_dim, state, batch_first=True)

@@ -9,6 +9,7 @@ from newsrec.core import DataRequirements
 from newsrec.models.base import NewsRecModel, gather_rows
 from newsrec.nn import AdditiveAttention, MultiViewCombiner
 from newsrec.nn.cnn import CNNTextEncoder
+from newsrec.nn.embedding import learned_embedding
 
 __all__ = ["NAML"]
 
@@ -73,9 +74,7 @@ class NAML(NewsRecModel):
             )
         self.category_views = nn.ModuleDict(
             {
-                v: nn.Sequential(
-                    nn.Embedding(n, category_dim, padding_idx=0), nn.Linear(category_dim, num_filters), nn.ReLU()
-                )
+                v: nn.Sequential(learned_embedding(n, category_dim), nn.Linear(category_dim, num_filters), nn.ReLU())
                 for v, n in (("category", self.num_categories), ("subcategory", self.num_subcategories))
                 if v in views
             }

@@ -57,7 +57,9 @@ class CNNTextEncoder(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        self.conv.reset_parameters()
+        # Keras' Conv1D start (glorot uniform, zero bias), as the papers' and Microsoft's code
+        nn.init.xavier_uniform_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
         if self.pooling is not None:
             self.pooling.reset_parameters()
 
