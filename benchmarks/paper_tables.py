@@ -61,7 +61,7 @@ ZOO_SPECS = {
     "fum": ("FUM", FUM_SMALL),
 }
 MODEL_SPECS.update(ZOO_SPECS)
-REFERENCES = ["popularity", "transition", "item_knn"]
+REFERENCES = ["popularity", "recency_popularity", "transition", "item_knn"]
 DEFAULT_MODELS = [*REFERENCES, *ZOO_SPECS, "oracle"]
 
 #: FUM's Table 1 (MIND; AUC, MRR, nDCG@5, nDCG@10) and Table 2 (training / inference seconds per

@@ -117,6 +117,7 @@ def train_and_evaluate(
         item_knn_scores,
         popularity_scores,
         read_oracle,
+        recency_popularity_scores,
         transition_scores,
     )
     from newsrec.data import MINDDataModule
@@ -127,6 +128,7 @@ def train_and_evaluate(
     beyond = BeyondAccuracyMetrics(10, **dm.beyond_accuracy_inputs())
     counts = {
         "popularity": lambda: popularity_scores(train, len(dm.corpus)),
+        "recency_popularity": lambda: recency_popularity_scores(train, dev, len(dm.corpus)),
         "transition": lambda: transition_scores(train, dev, len(dm.corpus)),
         "item_knn": lambda: item_knn_scores(train, dev, len(dm.corpus)),
         "oracle": lambda: read_oracle(root / "dev" / "oracle.tsv"),

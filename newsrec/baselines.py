@@ -1,7 +1,7 @@
-"""Non-neural reference points: popularity, the click graph's own counts (``transition`` and
-``item_knn``) and the synthetic world's oracle. Any graph model is judged against the count
-baselines: simple neighbourhood methods are known to beat neural sequence models in
-session-based recommendation."""
+"""Non-neural reference points: popularity (and recency-weighted popularity), the click graph's
+own counts (``transition`` and ``item_knn``) and the synthetic world's oracle. Any graph model is
+judged against the count baselines: simple neighbourhood methods are known to beat neural
+sequence models in session-based recommendation."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from newsrec.metrics import BEYOND_ACCURACY_NAMES, BeyondAccuracyMetrics, Impres
 
 __all__ = [
     "popularity_scores",
+    "recency_popularity_scores",
+    "first_seen_times",
     "transition_scores",
     "item_knn_scores",
     "evaluate_scores",
@@ -30,6 +32,62 @@ def popularity_scores(train: Behaviors, num_news: int) -> np.ndarray:
     """Click counts of every news in the training impressions and histories (+1 smoothing,
     log-scaled), a float64 ``[num_news]`` array."""
     return np.log1p(train.click_counts(num_news).astype(np.float64))
+
+
+def first_seen_times(splits: list[Behaviors], num_news: int) -> np.ndarray:
+    """float64 ``[num_news]``: the earliest impression time (seconds) at which each news was
+    shown in any of ``splits`` (``inf`` if never): the publish time where the data has none
+    (MIND has no publish time; an article cannot be shown before it is published)."""
+    first = np.full(num_news, np.inf)
+    for b in splits:
+        if len(b.candidates):
+            when = np.repeat(b.times.astype(np.float64), b.num_candidates)
+            np.minimum.at(first, b.candidates, when)
+    return first
+
+
+def recency_popularity_scores(
+    train: Behaviors,
+    behaviors: Behaviors,
+    num_news: int,
+    *,
+    half_life_hours: float = 24.0,
+    prior: float = 1.0,
+    publish_times: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    r"""Recency-weighted popularity: a candidate's training clicks, each weighing less the older
+    it is, plus a prior for a newly published article that fades with its age,
+
+    .. math::
+        s(c, t) = \log\Big(1 + 2^{-(t - T)/h} \sum_{\text{clicks } \tau \text{ of } c} 2^{-(T - \tau)/h}
+                   + \text{prior} \cdot 2^{-(t - p_c)/h}\Big)
+
+    with :math:`t` the impression's time, :math:`T` the end of the training clicks (the counts
+    frozen there, as a frozen graph), :math:`\tau` a training impression click's time,
+    :math:`h` the half-life and :math:`p_c` the news' publish time: ``publish_times`` where the
+    data has them (EB-NeRD, Adressa), else the first time it was shown
+    (:func:`first_seen_times` over ``train`` and ``behaviors``; MIND has no publish time). A fresh
+    article (no training click) thus ranks by its age from its first second, and a stale one
+    fades. History clicks carry no time and are not counted. One score array per impression of
+    ``behaviors`` (file order).
+    """
+    if half_life_hours <= 0 or prior < 0:
+        raise ValueError(f"half_life_hours must be > 0 and prior >= 0, got {half_life_hours}, {prior}")
+    h = 3600.0 * half_life_hours
+    clicked = train.labels == 1
+    when = np.repeat(train.times.astype(np.float64), train.num_candidates)[clicked]
+    end = float(when.max()) if len(when) else 0.0
+    decayed = np.bincount(train.candidates[clicked], weights=np.exp2(-(end - when) / h), minlength=num_news)
+    if publish_times is None:
+        publish_times = first_seen_times([train, behaviors], num_news)
+    publish = np.asarray(publish_times, np.float64)
+    if publish.shape != (num_news,):
+        raise ValueError(f"publish_times must have one entry per news ({num_news}), got shape {publish.shape}")
+    t = np.repeat(behaviors.times.astype(np.float64), behaviors.num_candidates)
+    c = behaviors.candidates
+    age = np.maximum(t - np.where(np.isfinite(publish[c]), publish[c], -np.inf), 0.0)  # unknown: no prior
+    flat = np.log1p(decayed[c] * np.exp2(-(t - end) / h) + prior * np.exp2(-age / h))
+    return np.split(flat, behaviors.candidate_offsets[1:-1]) if len(behaviors) else []
 
 
 def _tie_break(train: Behaviors, num_news: int) -> np.ndarray:

@@ -57,26 +57,55 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def _baselines(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    import dataclasses
+
+    import numpy as np
+
     from newsrec.baselines import (
         evaluate_scores,
         item_knn_scores,
         popularity_scores,
         read_oracle,
+        recency_popularity_scores,
         transition_scores,
     )
     from newsrec.data.prepare import prepare
+    from newsrec.freshness import fresh_impressions, fresh_news
 
     data = prepare(args.root, show_progress=False)
     corpus, train, dev = data["corpus"], data["train"], data.get("dev")
     if dev is None:
         raise SystemExit(f"{args.root} has no dev split to evaluate on")
-    rows = {"popularity": evaluate_scores(dev, popularity_scores(train, len(corpus)))}
-    rows["transition"] = evaluate_scores(dev, transition_scores(train, dev, len(corpus)))
-    rows["item_knn"] = evaluate_scores(dev, item_knn_scores(train, dev, len(corpus)))
+    # fresh: the impressions whose clicked news had no training click (newsrec.freshness)
+    fresh = fresh_impressions(
+        dev.candidates, dev.candidate_offsets, dev.labels, fresh_news(train.click_counts(len(corpus)))
+    )
+    keep = np.repeat(fresh, dev.num_candidates)  # the fresh impressions alone
+    sub = dataclasses.replace(
+        dev, impression_ids=dev.impression_ids[fresh], users=dev.users[fresh], times=dev.times[fresh],
+        history_offsets=np.zeros(int(fresh.sum()) + 1, np.int64), history=np.zeros(0, np.int64),
+        candidates=dev.candidates[keep], labels=dev.labels[keep],
+        candidate_offsets=np.concatenate([[0], np.cumsum(dev.num_candidates[fresh])]).astype(np.int64),
+    )  # fmt: skip
+
+    def both(scores) -> dict[str, float]:
+        flat = scores if isinstance(scores, np.ndarray) else [s for s, f in zip(scores, fresh) if f]
+        out = evaluate_scores(dev, scores)
+        return out | {f"fresh_{k}": evaluate_scores(sub, flat)[k] for k in ("auc", "ndcg@10")} if fresh.any() else out
+
+    rows = {"popularity": both(popularity_scores(train, len(corpus)))}
+    # MIND has no publish time: a news' first impression stands for it (newsrec.baselines.first_seen_times)
+    rows["recency_popularity"] = both(recency_popularity_scores(train, dev, len(corpus)))
+    rows["transition"] = both(transition_scores(train, dev, len(corpus)))
+    rows["item_knn"] = both(item_knn_scores(train, dev, len(corpus)))
     oracle = Path(args.root) / "dev" / "oracle.tsv"
     if oracle.exists():
-        rows["oracle"] = evaluate_scores(dev, read_oracle(oracle))
+        rows["oracle"] = both(read_oracle(oracle))
     print(format_table(rows))
+    print(f"\nfresh: the {int(fresh.sum())} of {len(dev)} impressions whose clicked news had no training click")
+    for name, row in rows.items():
+        if "fresh_auc" in row:
+            print(f"{name:<20}  fresh auc {row['fresh_auc']:.4f}  fresh ndcg@10 {row['fresh_ndcg@10']:.4f}")
     return rows
 
 
@@ -166,7 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root")
     p.add_argument("--missing", choices=["error", "drop"], default="error")
     p.set_defaults(func=_prepare)
-    p = sub.add_parser("baselines", help="popularity, transition, item-kNN and oracle metrics on the dev split")
+    p = sub.add_parser(
+        "baselines",
+        help="popularity, recency-weighted popularity, transition, item-kNN and oracle metrics on the dev split "
+        "(and on its fresh impressions: the clicked news had no training click)",
+    )
     p.add_argument("root")
     p.set_defaults(func=_baselines)
     p = sub.add_parser("serve", help="serve a trained model over HTTP (extra [serve]: fastapi + uvicorn)")

@@ -36,3 +36,39 @@ def test_split_metrics_reports_all_and_fresh_impressions():
     assert got["fresh"]["ndcg@10"] == pytest.approx((1 / np.log2(4) + 1 / np.log2(3)) / 2)
     none = split_metrics(scores, labels, np.zeros(3, bool))["fresh"]
     assert none["impressions"] == 0 and np.isnan(none["auc"])
+
+
+def _behaviors(times, candidates, labels):
+    from newsrec.data.behaviors import Behaviors
+
+    offsets = np.concatenate([[0], np.cumsum([len(c) for c in candidates])]).astype(np.int64)
+    n = len(times)
+    return Behaviors(
+        impression_ids=np.arange(n, dtype=np.int64), users=np.zeros(n, np.int32), user_ids=["U0"],
+        times=np.asarray(times, np.int64), history=np.zeros(0, np.int64), history_offsets=np.zeros(n + 1, np.int64),
+        candidates=np.concatenate(candidates).astype(np.int64), candidate_offsets=offsets,
+        labels=np.concatenate(labels).astype(np.int8),
+    )  # fmt: skip
+
+
+def test_recency_popularity_decays_clicks_and_ranks_a_fresh_article_by_its_age():
+    from newsrec.baselines import first_seen_times, recency_popularity_scores
+
+    hour = 3600
+    # training: news 1 clicked at 0 h, news 3 at 1 h (the end of training); 2 shown, not clicked
+    train = _behaviors([0, hour], [[1, 2], [1, 3]], [[1, 0], [0, 1]])
+    # dev at 2 h: news 1 (first shown at 0 h), 3 (at 1 h) and 4, fresh, first shown now
+    dev = _behaviors([2 * hour], [[1, 3, 4]], [[0, 0, 1]])
+    np.testing.assert_array_equal(first_seen_times([train, dev], 6), [np.inf, 0, 0, hour, 2 * hour, np.inf])
+    (got,) = recency_popularity_scores(train, dev, 6, half_life_hours=1.0)
+    # 1: 0.5 click (1 h old at the end) halved again + prior 2 h old; 3: 1 click halved + prior 1 h
+    # old; 4: no click, the whole prior
+    np.testing.assert_allclose(got, np.log1p([0.5 * 0.5 + 0.25, 1.0 * 0.5 + 0.5, 1.0]))
+    # given publish times (4 published an hour before it was first shown) and no prior
+    publish = np.array([np.nan, 0, 0, hour, hour, 0])
+    (late,) = recency_popularity_scores(train, dev, 6, half_life_hours=1.0, publish_times=publish)
+    assert late[2] == pytest.approx(np.log1p(0.5))
+    (plain,) = recency_popularity_scores(train, dev, 6, half_life_hours=1.0, prior=0.0)
+    np.testing.assert_allclose(plain, np.log1p([0.25, 0.5, 0.0]))
+    with pytest.raises(ValueError, match="one entry per news"):
+        recency_popularity_scores(train, dev, 6, publish_times=np.zeros(3))
