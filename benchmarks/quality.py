@@ -75,6 +75,19 @@ MODEL_SPECS = {
     "glory_graph_score_hide0": ("GLORY", dict(SAMPLED, graph_score=True, graph_score_fresh_dropout=0.0)),
     "glory_graph_score_hide05": ("GLORY", dict(SAMPLED, graph_score=True, graph_score_fresh_dropout=0.05)),
     "glory_graph_score_hide4": ("GLORY", dict(SAMPLED, graph_score=True, graph_score_fresh_dropout=0.4)),
+    # the graph score on the graph-free GLORY (the term alone, cheap): its forms side by side
+    **{
+        f"glory_score_only{suffix}": (
+            "GLORY",
+            dict(GLORY_SMALL, use_news_graph=False, use_entity_graph=False, graph_score=True, **flags),
+        )
+        for suffix, flags in (
+            ("", {}),
+            ("_first", {"graph_score_fresh": False}),
+            ("_hide0", {"graph_score_fresh_dropout": 0.0}),
+            ("_hide4", {"graph_score_fresh_dropout": 0.4}),
+        )
+    },  # fmt: skip
     "glory_recency": ("GLORY", dict(SAMPLED, user_recency=True)),
     "glory_transitions": ("GLORY", dict(SAMPLED, graph_score=True, user_recency=True)),
     "glory_transitions_approx": ("GLORY", dict(SAMPLED, graph_score=True, user_recency=True, neighbor_cache_every=20)),
