@@ -54,21 +54,21 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def peer_python() -> Path:
+def peer_python(venv: Path = VENV, version: tuple[int, ...] = tuple(sys.version_info[:3])) -> Path:
     """The peer's interpreter, its environment made once (pinned); one line when impossible."""
-    python = VENV / "bin" / "python"
-    if (VENV / ".complete").exists():
+    python = venv / "bin" / "python"
+    if (venv / ".complete").exists():
         return python
-    if sys.version_info[:2] not in ((3, 9), (3, 10), (3, 11)):
-        fail(f"the peer needs Python 3.9-3.11 for tensorflow-cpu 2.15.1, this is {sys.version.split()[0]}")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    steps = [[sys.executable, "-m", "venv", str(VENV)], [str(python), "-m", "pip", "install", "-q", *PINS]]
+    if tuple(version[:2]) not in ((3, 9), (3, 10), (3, 11)):
+        fail(f"the peer needs Python 3.9-3.11 for tensorflow-cpu 2.15.1, this is {'.'.join(map(str, version))}")
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    steps = [[sys.executable, "-m", "venv", str(venv)], [str(python), "-m", "pip", "install", "-q", *PINS]]
     for cmd in steps:
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode:
             last = [line for line in res.stderr.splitlines() if line.strip() and "WARNING" not in line]
             fail(f"could not install the peer ({' '.join(PINS)}): {last[-1] if last else res.returncode}")
-    (VENV / ".complete").touch()
+    (venv / ".complete").touch()
     return python
 
 
