@@ -183,15 +183,7 @@ class NewsRecModel(DataSizesMixin, EvaluationMixin, pl.LightningModule):
         """``DataRequirements.text_tokenizer`` of the text encoders (``None`` for GloVe)."""
         return self.text_encoders.tokenizer()
 
-    # -- the handshake ------------------------------------------------------------------------------
-    def connect_data(self, data, stage: str = "fit") -> NewsRecModel:
-        """``data.configure(self.data_requirements())``, then :meth:`attach_data` with
-        ``data.model_inputs()`` (``init_pretrained`` for ``stage="fit"``). Returns the model."""
-        self.check_data_sizes(data)  # a table built with other sizes than the data's: one clear error
-        data.configure(self.data_requirements())
-        self.attach_data(data.model_inputs(), init_pretrained=stage == "fit")
-        return self
-
+    # -- the handshake (connect_data, from_data: newsrec.models.sizes) -----------------------------
     def attach_data(self, inputs: ModelInputs, *, init_pretrained: bool = False) -> None:
         """Keep the data's :class:`~newsrec.core.ModelInputs`; ``init_pretrained``: copy its
         pretrained matrices into :meth:`pretrained_embeddings`."""

@@ -1,6 +1,7 @@
-"""The data's sizes in a model (a part of :class:`~newsrec.models.NewsRecModel`): build a model
-with them in one call (:meth:`DataSizesMixin.from_data`), and refuse, in one line, a model whose
-tables were built with other sizes than the data it is connected to."""
+"""The data's half of the handshake of :class:`~newsrec.models.NewsRecModel`: ``connect_data``,
+and the data's sizes: build a model with them in one call (:meth:`DataSizesMixin.from_data`), and
+refuse, in one line, a model whose tables were built with other sizes than the data it is
+connected to."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ __all__ = ["DataSizesMixin"]
 
 
 class DataSizesMixin:
-    """``from_data``, ``data_sizes_used`` and ``check_data_sizes`` (called by ``connect_data``)."""
+    """``connect_data``, ``from_data``, ``data_sizes_used`` and ``check_data_sizes``."""
+
+    def connect_data(self, data, stage: str = "fit"):
+        """``data.configure(self.data_requirements())``, then ``attach_data`` with
+        ``data.model_inputs()`` (``init_pretrained`` for ``stage="fit"``). Returns the model.
+        A size the model's tables were built with that is not the data's is one clear error
+        (:meth:`check_data_sizes`)."""
+        self.check_data_sizes(data)
+        data.configure(self.data_requirements())
+        self.attach_data(data.model_inputs(), init_pretrained=stage == "fit")
+        return self
 
     @classmethod
     def from_data(cls, data, stage: str = "fit", **hparams):
