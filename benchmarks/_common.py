@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -73,12 +74,24 @@ def _fmt(v) -> str:
 
 
 def parse_knob(text: str) -> tuple[str, object]:
-    """``field=value`` with a JSON value (``3``, ``[5, 40]``) or, failing that, a plain string."""
-    key, _, value = text.partition("=")
+    """``field=value`` with a JSON value (``3``, ``[5, 40]``) or, failing that, a plain string,
+    checked against the synthetic world's config (:func:`newsrec.data.synthetic.check_knob`): an
+    unknown knob, a missing value or a value of the wrong type ends the script with one line."""
+    from newsrec.data.synthetic import check_knob, knob_names
+
+    key, eq, value = text.partition("=")
     try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+        if not eq or not value.strip():
+            if key not in knob_names():
+                check_knob(key, None)  # an unknown knob: the error names the valid ones
+            raise ValueError(f"--knob {key} has no value: write --knob {key}=VALUE")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        return key, check_knob(key, parsed, reserved=("num_users", "num_news", "seed"))
+    except ValueError as e:
+        raise SystemExit(f"{Path(sys.argv[0]).name}: error: {e}") from None
 
 
 def data_sizes(dm) -> dict[str, int]:

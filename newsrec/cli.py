@@ -27,8 +27,15 @@ __all__ = ["main", "format_table"]
 
 def _synth(args: argparse.Namespace) -> None:
     from newsrec.data import generate_mind
+    from newsrec.data.synthetic import check_knobs
 
-    knobs = json.loads(args.knobs) if args.knobs else {}
+    try:
+        knobs = json.loads(args.knobs) if args.knobs else {}
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"--knobs is not JSON ({e}): give an object such as '{{\"transition_strength\": 0}}'"
+        ) from None
+    knobs = check_knobs(knobs, reserved=("num_users", "num_news", "seed"))  # those are --users, --news, --seed
     path = generate_mind(
         args.out, num_users=args.users, num_news=args.news, seed=args.seed, show_progress=True, **knobs
     )
@@ -117,8 +124,10 @@ def _serve(args: argparse.Namespace) -> None:
     except ImportError:
         raise SystemExit("newsrec serve needs fastapi and uvicorn: pip install 'newsrec-pyg[serve]'") from None
     from newsrec.serving import Recommender
-    from newsrec.serving.store import parse_duration
+    from newsrec.serving.store import checked_interval, parse_duration
 
+    checked_interval(args.follow_seconds, "--follow_seconds")  # before the model loads: one line
+    checked_interval(args.entity_refresh_seconds, "--entity_refresh_seconds")
     rec = Recommender.from_checkpoint(
         args.ckpt_path,
         root=args.root,

@@ -93,8 +93,10 @@ def test_users_by_id_history_then_stored_clicks_and_cold_start(glory_ckpt, tiny_
     data_history = [rec.dm.corpus.news_ids[r] for r in hist[0, : n[0]]]
     assert rec.user_history(user) == data_history
     fresh = [rec.index.ids[i] for i in (7, 8)]
-    rec.add_clicks([{"user_id": user, "news_id": fresh[1], "time": 2e9},
-                    {"user_id": user, "news_id": fresh[0], "time": 1.9e9}])  # fmt: skip
+    late, early = 1.7e9, 1.69e9  # 2023: in the past (a click from the future is refused)
+    rec.add_clicks(
+        [{"user_id": user, "news_id": fresh[1], "time": late}, {"user_id": user, "news_id": fresh[0], "time": early}]
+    )
     assert rec.user_history(user) == (data_history + fresh)[-rec.history_length :]  # stored clicks in time order
     by_id = rec.recommend(user_id=user, k=5)
     assert by_id == rec.recommend(rec.user_history(user), k=5)
@@ -133,4 +135,28 @@ def test_entity_refresh_is_deferred_and_then_equals_a_rebuild(glory_ckpt, tmp_pa
     assert rec.refresh_entities() > 0 and rec.click_info["stale_entities"] == 0
     again = Recommender.from_checkpoint(glory_ckpt, index_dir=None, store=store, entity_refresh_seconds=3600)
     same(rec.recommend(history, k=10, candidates=candidates), again.recommend(history, k=10, candidates=candidates))
+    rec.close(), again.close()
+
+
+@pytest.fixture(scope="module")
+def dkn_ckpt(tiny_world, tmp_path_factory):
+    return train_checkpoint(tiny_world, "dkn", tmp_path_factory.mktemp("live-dkn") / "ckpt")
+
+
+def test_dkn_serves_behind_the_default_store_and_its_entity_view_follows_clicks(dkn_ckpt, tmp_path):
+    """#48 item 5: DKN reads entity-graph neighbours of its title's entity words; the live graph
+    links the news' entities (the field the training graph is built from), which the index now
+    keeps for it. With the default store (``auto``) it serves, clicks move its entity view at once
+    (DKN is not cacheable: nothing waits for a refresh), and the scores are a restarted server's."""
+    rec = Recommender.from_checkpoint(dkn_ckpt, index_dir=tmp_path, store="auto", entity_refresh_seconds=3600)
+    assert rec.store.name == str(tmp_path / "clicks.sqlite")
+    ids = rec.index.ids
+    history, candidates = [ids[10], ids[11]], [ids[i] for i in range(30, 60)]
+    before = rec.recommend(history, k=10, candidates=candidates)
+    rec.add_clicks(clicks_for([f"E{i}" for i in range(15)], [ids[i] for i in range(10, 30)]))
+    assert rec.click_info["stale_entities"] == 0 and rec.live.ent_top is not None
+    after = rec.recommend(history, k=10, candidates=candidates)
+    assert [s for _, s in after] != [s for _, s in before]  # the entity view moved
+    again = Recommender.from_checkpoint(dkn_ckpt, index_dir=tmp_path, store="auto", entity_refresh_seconds=3600)
+    same(after, again.recommend(history, k=10, candidates=candidates))
     rec.close(), again.close()

@@ -76,6 +76,7 @@ import pyarrow.compute as pc
 from newsrec.core.cache import ArrayCache
 from newsrec.core.files import atomic_write
 from newsrec.data.mind import format_times, write_tsv_lines
+from newsrec.data.synthetic_knobs import check_knob, check_knobs, knob_names
 from newsrec.data.synthetic_world import (
     SyntheticConfig,
     World,
@@ -86,7 +87,15 @@ from newsrec.data.synthetic_world import (
 )
 from newsrec.utils import progress
 
-__all__ = ["SyntheticConfig", "ensure_synthetic_root", "generate_mind", "oracle_auc"]
+__all__ = [
+    "SyntheticConfig",
+    "check_knob",
+    "check_knobs",
+    "ensure_synthetic_root",
+    "generate_mind",
+    "knob_names",
+    "oracle_auc",
+]
 
 _EPOCH_START = 1573776000  # 2019-11-15 00:00:00 UTC, MIND's first day
 
@@ -116,11 +125,12 @@ def generate_mind(
     Args:
         out_dir: the root to write (``train/``, ``dev/``, ``word_vectors.txt``, ``world.json``).
         num_users, num_news, seed: size and seed; the same arguments give the same bytes.
-        **knobs: any other field of :class:`SyntheticConfig` (signal strengths, sizes).
+        **knobs: any other field of :class:`SyntheticConfig` (signal strengths, sizes), checked
+            by :func:`check_knobs`.
 
     A MIND-small-sized world (50k users, 50k news, ~150k impressions) takes well under a minute.
     """
-    cfg = SyntheticConfig(num_users=num_users, num_news=num_news, seed=seed, **knobs)
+    cfg = SyntheticConfig(num_users=num_users, num_news=num_news, seed=seed, **check_knobs(knobs))
     out = Path(out_dir)
     w = World(cfg)
     rng = np.random.default_rng([cfg.seed, 2])

@@ -4,7 +4,8 @@
 Endpoints (JSON): ``GET /health``, ``POST /recommend``, ``POST /recommend/batch``,
 ``POST /news``, and with a click store ``POST /clicks`` and ``GET /graph/neighbors``; OpenAPI
 docs at ``/docs``. Bad input is a 4xx JSON error ``{"detail": ...}``
-that says what is wrong, never a traceback.
+that says what is wrong, never a traceback; a click store that fails (read-only, damaged, a
+database server gone) is a 503 whose detail names the store and what to do.
 """
 
 # no ``from __future__ import annotations``: FastAPI reads the request models' annotations at runtime
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from newsrec.serving.recommender import Recommender
+from newsrec.serving.store import StoreError
 
 __all__ = ["ServiceLimits", "create_app"]
 
@@ -146,6 +148,10 @@ def create_app(recommender: Recommender, limits: ServiceLimits | None = None):
             where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
             problems.append(f"{where}: {e.get('msg', 'invalid')}")
         return JSONResponse({"detail": "; ".join(problems[:10]) or "invalid request"}, 422)
+
+    @app.exception_handler(StoreError)
+    async def store_failed(request: Request, exc: StoreError):  # the database, not the request: retry later
+        return JSONResponse({"detail": str(exc)}, 503, headers={"Retry-After": "30"})
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):  # an internal error: JSON, no traceback

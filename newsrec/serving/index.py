@@ -10,6 +10,7 @@ stored.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -30,8 +31,10 @@ __all__ = [
     "NewsIndex",
     "Recommendations",
     "UserKey",
+    "check_k",
     "check_text",
     "checked_news_rows",
+    "index_fields",
 ]
 
 #: the fields of MIND's news.tsv that :meth:`Recommender.add_news` reads (``news_id`` required)
@@ -137,6 +140,8 @@ class IndexStore:
         ids = list(corpus_ids) + list(meta["ids"])
         changed = np.asarray(saved["changed_rows"], np.int64)
         arrays = {}
+        if any(f"changed_{f}" not in saved for f in self.fields):
+            return None  # saved with other fields (an older newsrec): built again
         for f in self.fields:
             base = np.asarray(corpus_arrays[f])
             full = np.zeros((len(ids), *base.shape[1:]), base.dtype)
@@ -178,6 +183,22 @@ def checked_news_rows(rows, reserved: tuple[str, ...] = ()) -> list[dict]:
     if dup:
         raise ValueError(f"news id(s) given more than once: {dup[:5]}")
     return out
+
+
+def check_k(k, what: str = "k") -> int:
+    """``k`` as an ``int`` if it is a whole number >= 1 (a Python or numpy integer, not a bool);
+    else one ``ValueError`` naming ``what``."""
+    if isinstance(k, (bool, np.bool_)) or not hasattr(type(k), "__index__") or operator.index(k) < 1:
+        raise ValueError(f"{what} must be a whole number >= 1, got {k!r}")
+    return operator.index(k)
+
+
+def index_fields(requirements) -> tuple[str, ...]:
+    """The news fields a served index keeps: the model's, and ``entities`` where the model reads
+    the entity graph (the live graph links the entities of consecutive clicks, whichever entity
+    field the model reads: DKN reads ``title_entity_words``)."""
+    fields = tuple(requirements.news_fields)
+    return fields + ("entities",) if requirements.entity_neighbors is not None and "entities" not in fields else fields
 
 
 def check_text(value, what: str) -> str:

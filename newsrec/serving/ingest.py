@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from newsrec.serving.index import check_text, checked_news_rows
+from newsrec.data.batching import ENTITY_NEIGHBOR_FIELDS
+from newsrec.serving.clicks import FUTURE_TOLERANCE, checked_clicks, checked_interval
+from newsrec.serving.index import check_k, check_text, checked_news_rows
 from newsrec.serving.live import LiveGraph, LiveSnapshot
-from newsrec.serving.store import ClickStore, checked_clicks, open_store
+from newsrec.serving.store import ClickStore, open_store
 
 __all__ = ["Ingest", "UserTransitions"]
 
@@ -40,6 +42,18 @@ class Ingest:
 
     store: ClickStore | None = None
     live: LiveGraph | None = None
+    #: the server's clock (seconds since the epoch): clicks after it by more than
+    #: :data:`~newsrec.serving.clicks.FUTURE_TOLERANCE` are refused, stored ones count as at that time
+    clock: Callable[[], float] = staticmethod(time.time)
+
+    def _open_store(
+        self, store: str | os.PathLike | ClickStore | None, follow_seconds: float | None, entity_refresh_seconds: float
+    ) -> ClickStore | None:
+        """The click store opened (:class:`~newsrec.serving.store.StoreError` when it cannot be
+        used) once the periods are checked: the recommender calls this before any other work."""
+        checked_interval(follow_seconds, "follow_seconds")
+        checked_interval(entity_refresh_seconds, "entity_refresh_seconds", none_ok=False)
+        return store if store is None or isinstance(store, ClickStore) else open_store(store)
 
     def _start_clicks(
         self,
@@ -48,9 +62,8 @@ class Ingest:
         follow_seconds: float | None,
         entity_refresh_seconds: float = 60.0,
     ) -> None:
-        if entity_refresh_seconds < 0:
-            raise ValueError(f"entity_refresh_seconds must be >= 0, got {entity_refresh_seconds}")
-        self.entity_refresh_seconds = float(entity_refresh_seconds)
+        follow_seconds = checked_interval(follow_seconds, "follow_seconds")
+        self.entity_refresh_seconds = checked_interval(entity_refresh_seconds, "entity_refresh_seconds", none_ok=False)
         self._stale_entities = np.zeros(0, np.int64)
         self._click_seq = self._article_seq = 0
         self._data_users: dict[str, tuple[str, int]] | None = None
@@ -90,7 +103,8 @@ class Ingest:
         list (one error naming the click) and stores nothing."""
         if self.store is None:
             raise RuntimeError("this recommender has no click store: pass store=… (a SQLite path or postgresql:// URL)")
-        users, news, times = checked_clicks(clicks, lambda n: self.index.row(n) is not None)
+        latest = self.clock() + FUTURE_TOLERANCE
+        users, news, times = checked_clicks(clicks, lambda n: self.index.row(n) is not None, latest)
         if users:
             self.store.add_clicks(users, news, times)
             self.sync()
@@ -116,7 +130,13 @@ class Ingest:
             keep = rows > 0
             users = [u for u, k in zip(log.users, keep) if k]
             src, dst, when, sign = self._transitions.transitions(users, rows[keep], log.times[keep], log.seq[keep])
-            self._install_snapshot(self.live.add(src, dst, when, sign))
+            horizon = self.clock() + FUTURE_TOLERANCE
+            if (log.times > horizon).any():  # stored before clicks from the future were refused
+                n = int((log.times > horizon).sum())
+                warnings.warn(
+                    f"{n} stored click(s) dated in the future count as clicks at the server's clock", stacklevel=2
+                )
+            self._install_snapshot(self.live.add(src, dst, when, sign, horizon=horizon))
             self._click_seq = int(log.seq[-1])
             return len(log)
 
@@ -125,7 +145,7 @@ class Ingest:
         changed are noted: the candidate vectors of their news are encoded again by
         :meth:`refresh_entities` (now, with ``entity_refresh_seconds=0``)."""
         self._snapshot = snapshot
-        if len(snapshot.changed_entities):
+        if len(snapshot.changed_entities) and self.index.vectors is not None:  # else read live at every request
             self._stale_entities = np.union1d(self._stale_entities, snapshot.changed_entities)
         index = self.index
         self._swap_index(index.vectors, index.search, keep_users=not self._reads_graph)
@@ -141,9 +161,10 @@ class Ingest:
         with self._write_lock:
             stale, index = self._stale_entities, self.index
             self._stale_entities = np.zeros(0, np.int64)
-        if not len(stale) or index.vectors is None or "entities" not in index.arrays:
+        fields = [f for f in ENTITY_NEIGHBOR_FIELDS if f in self.fields]  # the entity fields the model reads
+        if not len(stale) or index.vectors is None or not fields:
             return 0
-        rows = np.flatnonzero(np.isin(index.arrays["entities"], stale).any(axis=1))
+        rows = np.flatnonzero(np.logical_or.reduce([np.isin(index.arrays[f], stale).any(axis=1) for f in fields]))
         rows = rows[rows > 0]
         builder, step = self._serving_builder(index.arrays), self.batch_size
         with torch.inference_mode():
@@ -259,6 +280,7 @@ class Ingest:
         next; ``"in"``: read before), weights aged to the latest click when a half-life is set."""
         if self.live is None:
             raise RuntimeError("this recommender has no click store, hence no live graph")
+        k = check_k(k)
         row = self.index.row(check_text(news_id, "news id"))
         if row is None:
             raise KeyError(f"unknown news id {news_id!r}")

@@ -27,7 +27,10 @@ weight from old transitions to new ones but never shrinks the graph, so the mode
 on the scale it was trained on (a graph that only shrank, weights ``2^{-(now - t)/h}`` as they
 are, cost GLORY up to 2.7 AUC points overall in ``benchmarks/live_graph.py``). Weights are stored
 as ``2^{(t - t_0) / h}`` and the whole graph is scaled once per snapshot, so that ageing costs
-nothing per edge.
+nothing per edge. ``now`` is the latest transition's time, but never later than the ``horizon``
+:meth:`LiveGraph.add` is given (serving: the server's clock plus a tolerance): a transition dated
+after it counts as made at the horizon, so one click dated in the future (a skewed clock, a bad
+client) can never age every other transition to nothing.
 """
 
 from __future__ import annotations
@@ -227,11 +230,21 @@ class LiveGraph:
             return np.ones(len(times))
         return np.exp2((times - self.t0) / self.half_life)
 
-    def add(self, src: np.ndarray, dst: np.ndarray, times: np.ndarray, sign: np.ndarray | None = None) -> LiveSnapshot:
+    def add(
+        self,
+        src: np.ndarray,
+        dst: np.ndarray,
+        times: np.ndarray,
+        sign: np.ndarray | None = None,
+        horizon: float | None = None,
+    ) -> LiveSnapshot:
         """Add transitions ``src[i] → dst[i]`` made at ``times[i]`` (``sign`` −1 takes one back:
-        a late click splits an old link) and return the new snapshot."""
+        a late click splits an old link) and return the new snapshot. A time after ``horizon``
+        (seconds since the epoch; ``None``: none) counts as ``horizon``."""
         src, dst = np.asarray(src, np.int64), np.asarray(dst, np.int64)
         times = np.asarray(times, np.float64)
+        if horizon is not None:
+            times = np.minimum(times, float(horizon))
         if len(src) and (min(src.min(), dst.min()) < 1 or max(src.max(), dst.max()) >= self.num_news):
             raise ValueError(f"transition rows must lie in [1, {self.num_news})")
         if len(times):

@@ -10,7 +10,6 @@ equal).
 from __future__ import annotations
 
 import copy
-import operator
 import os
 import threading
 import zlib
@@ -32,7 +31,9 @@ from newsrec.serving.index import (
     NewsIndex,
     Recommendations,
     UserKey,
+    check_k,
     check_text,
+    index_fields,
 )
 from newsrec.serving.ingest import Ingest
 from newsrec.serving.search import ExactSearch, FaissSearch
@@ -106,14 +107,14 @@ class Recommender(Ingest):
         follow_seconds: float | None = None,
         entity_refresh_seconds: float = 60.0,
     ) -> None:
+        store = self._open_store(store, follow_seconds, entity_refresh_seconds)  # its failures before any work
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.dm = datamodule
         model.connect_data(datamodule, stage="predict")
         self.history_length = datamodule.history_length
-        corpus = datamodule.corpus
-        self.num_corpus_news = len(corpus)
-        self.fields = tuple(datamodule.builder.requirements.news_fields)
+        self.num_corpus_news = len(corpus := datamodule.corpus)
+        self.fields = index_fields(datamodule.builder.requirements)  # the model's, and what the live graph reads
         self._lock, self._write_lock, self._snapshot = threading.RLock(), threading.RLock(), None
         self.reads_users = bool(datamodule.builder.requirements.user_ids)  # user-ID embeddings (NPA, LSTUR, …)
         self._user_rows: dict[str, int] | None = None
@@ -295,9 +296,7 @@ class Recommender(Ingest):
         """The batched :meth:`recommend`: one history (or ``None``: the user's) per request,
         ``candidates`` and ``user_ids`` ``None`` or one entry per request. User states are
         computed in one batch."""
-        if isinstance(k, (bool, np.bool_)) or not hasattr(type(k), "__index__") or operator.index(k) < 1:
-            raise ValueError(f"k must be a whole number >= 1, got {k!r}")
-        k = operator.index(k)  # a Python or numpy integer
+        k = check_k(k)  # a Python or numpy integer
         if (candidates is not None and len(candidates) != len(histories)) or (
             user_ids is not None and len(user_ids) != len(histories)
         ):

@@ -17,73 +17,75 @@ PostgreSQL database follow each other's clicks.
 
 Click times are stored as float seconds since the Unix epoch (UTC); :func:`parse_time` reads
 the ISO 8601 strings the HTTP API takes.
+
+Every failure of the database (a file that is not a newsrec click store, a damaged or read-only
+file, a server that cannot be reached) is one :class:`StoreError` naming the store and what to
+do; nothing is written to a file that is not a newsrec click store.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
+import re
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from newsrec.serving.index import check_text
+from newsrec.serving.clicks import (
+    FUTURE_TOLERANCE,
+    MIN_INTERVAL,
+    checked_clicks,
+    checked_interval,
+    parse_duration,
+    parse_time,
+    store_options,
+)
 
 __all__ = [
     "ClickLog",
     "ClickStore",
+    "FUTURE_TOLERANCE",
+    "StoreError",
     "checked_clicks",
+    "checked_interval",
     "PostgresClickStore",
     "SQLiteClickStore",
     "open_store",
     "parse_duration",
     "parse_time",
     "store_options",
+    "MIN_INTERVAL",
 ]
 
 
-def parse_time(value: str | float | int | datetime, what: str = "time") -> float:
-    """Seconds since the Unix epoch (UTC) of an ISO 8601 time (``"2019-11-15T08:00:00Z"``; a
-    time without a zone is UTC), a ``datetime`` or a number of seconds. Anything else, or a
-    time that is not finite, is one ``ValueError`` naming ``what``."""
-    if isinstance(value, bool):
-        raise ValueError(f"{what}: expected an ISO 8601 time such as '2019-11-15T08:00:00Z', got {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, datetime):
-        seconds = (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-        except ValueError:
-            raise ValueError(f"{what}: {value!r} is not an ISO 8601 time such as '2019-11-15T08:00:00Z'") from None
-        seconds = (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
-    else:
-        raise ValueError(f"{what}: expected an ISO 8601 time string, got {type(value).__name__}")
-    if not math.isfinite(seconds):
-        raise ValueError(f"{what}: {value!r} is not a finite time")
-    return seconds
+class StoreError(OSError):
+    """A click store that cannot be opened, read or written: the message is one line naming the
+    store, what failed and what to do (``newsrec serve`` prints it; the HTTP service answers 503)."""
 
 
-def parse_duration(value: str | float) -> float:
-    """Seconds in ``"6h"``, ``"30m"``, ``"90s"``, ``"2d"`` or a plain number of seconds (> 0)."""
-    text = str(value).strip().lower()
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-    try:
-        seconds = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a duration such as 6h, 30m, 90s or 3600") from None
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise ValueError(f"a duration must be positive, got {value!r}")
-    return seconds
+def _hint(reason: str, kind: str = "sqlite") -> str:
+    """What an operator can do about an error of a ``kind`` database whose message is ``reason``."""
+    text = reason.lower()
+    if kind == "postgresql" and ("read-only" in text or "permission denied" in text):
+        return "the database refuses writes: check the user's privileges and that the server is not a read-only standby"
+    if "readonly" in text or "read-only" in text or "permission denied" in text:
+        return "make the file and its folder writable, or pass another --store"
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return (
+            "the file is damaged or is not a newsrec click store: restore it from a backup, "
+            "or pass another --store (a new path starts an empty store)"
+        )
+    if "connect" in text or "server" in text or "timeout" in text:
+        return "check that the PostgreSQL server runs and the URL (host, port, database, user) is right"
+    if "disk" in text or "full" in text:
+        return "free disk space on the store's file system"
+    return "check the store, or pass another --store"
 
 
 @dataclass
@@ -123,6 +125,27 @@ class ClickStore:
     #: a short name of the backend, for ``/health``
     kind = "store"
     _param = "?"
+    #: the backend's exceptions, reported as :class:`StoreError`
+    _errors: tuple[type[BaseException], ...] = ()
+
+    @property
+    def name(self) -> str:
+        """Where the store is, for messages (a URL's password left out)."""
+        return "store"
+
+    def _failed(self, error: BaseException, doing: str) -> StoreError:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].strip()
+        return StoreError(f"click store {self.name}: {doing} failed ({reason}); {_hint(reason, self.kind)}")
+
+    @contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        """Report the backend's errors within as one :class:`StoreError`."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except self._errors as e:
+            raise self._failed(e, doing) from None
 
     def _con(self):
         raise NotImplementedError
@@ -132,7 +155,8 @@ class ClickStore:
         raise NotImplementedError
 
     def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
-        return self._con().execute(sql.replace("?", self._param), args).fetchall()
+        with self._guard("reading"):
+            return self._con().execute(sql.replace("?", self._param), args).fetchall()
 
     def add_clicks(self, users: Sequence[str], news: Sequence[str], times: Sequence[float]) -> int:
         """Append clicks in one transaction; returns once it is durably committed: the last
@@ -140,12 +164,16 @@ class ClickStore:
         rows = list(zip(users, news, (float(t) for t in times)))
         if not rows:
             return int(self._rows("SELECT COALESCE(MAX(seq), 0) FROM clicks")[0][0])
-        return self._append("clicks", ("user_id", "news_id", "time"), rows)
+        with self._guard("storing clicks"):
+            return self._append("clicks", ("user_id", "news_id", "time"), rows)
 
     def add_articles(self, rows: Sequence[dict]) -> int:
         """Append articles (MIND news rows) in one durable transaction; the last sequence number."""
         values = [(r["news_id"], json.dumps(r, ensure_ascii=False)) for r in rows]
-        return self._append("articles", ("news_id", "row"), values) if values else 0
+        if not values:
+            return 0
+        with self._guard("storing articles"):
+            return self._append("articles", ("news_id", "row"), values)
 
     def clicks_after(self, seq: int, limit: int | None = None) -> ClickLog:
         """Clicks with a sequence number above ``seq``, in sequence order (at most ``limit``)."""
@@ -192,6 +220,8 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS clicks_by_user ON clicks (user_id, time, seq)",
     "CREATE TABLE IF NOT EXISTS articles (seq {serial} PRIMARY KEY, news_id TEXT NOT NULL, row TEXT NOT NULL)",
 )
+#: the columns of a newsrec click store's tables
+_COLUMNS = {"clicks": ["seq", "user_id", "news_id", "time"], "articles": ["seq", "news_id", "row"]}
 
 
 class SQLiteClickStore(ClickStore):
@@ -205,15 +235,57 @@ class SQLiteClickStore(ClickStore):
     """
 
     kind = "sqlite"
+    _errors = (sqlite3.Error,)
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        con = self._con()
-        with con:
-            for statement in _SCHEMA:
-                con.execute(statement.format(serial="INTEGER"))
+        if self.path.is_dir():
+            raise StoreError(
+                f"click store {self.path} is a folder, not a SQLite file: pass --store a file path such as "
+                f"{self.path / 'clicks.sqlite'}"
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(
+                f"click store {self.path}: cannot create its folder ({e.strerror}); {_hint(str(e))}"
+            ) from None
+        with self._guard("opening"):
+            self._check_schema(sqlite3.connect(self.path, timeout=60, isolation_level=None))
+            con = self._con()
+            with con:
+                for statement in _SCHEMA:
+                    con.execute(statement.format(serial="INTEGER"))
+            con.execute("BEGIN IMMEDIATE")  # a write that is never committed: is the file writable?
+            try:
+                con.execute("INSERT INTO articles (news_id, row) VALUES ('', '')")
+            finally:
+                con.execute("ROLLBACK")
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    def _check_schema(self, con: sqlite3.Connection) -> None:
+        """Refuse (before anything is written) a file that is not a newsrec click store: one that
+        is not SQLite, is damaged, or holds other tables than the store's own."""
+        try:
+            tables = [
+                r[0]
+                for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'")
+            ]
+            columns = {t: [r[1] for r in con.execute(f'PRAGMA table_info("{t}")')] for t in tables}
+        finally:
+            con.close()
+        foreign = {t: c for t, c in columns.items() if t not in _COLUMNS or c != _COLUMNS[t]}
+        if foreign:
+            shown = "; ".join(f"{t}({', '.join(c)})" for t, c in sorted(foreign.items())[:3])
+            raise StoreError(
+                f"click store {self.path} is a SQLite file of another program (tables {shown}; a newsrec "
+                "click store has clicks(seq, user_id, news_id, time) and articles(seq, news_id, row)): "
+                "it was left untouched; pass another --store"
+            )
 
     def _con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
@@ -260,66 +332,61 @@ class PostgresClickStore(ClickStore):
         except ImportError:
             raise ImportError("a PostgreSQL store needs psycopg 3: pip install 'newsrec-pyg[postgres]'") from None
         self._psycopg = psycopg
+        self._errors = (psycopg.Error,)
         self.dsn = dsn
         self._local = threading.local()
-        con = self._con()
-        with con.transaction():
-            con.execute("SELECT pg_advisory_xact_lock(727071)")  # two processes creating the tables at once
-            for statement in _SCHEMA:
-                con.execute(statement.format(serial="BIGSERIAL"))
+        with self._guard("connecting"):
+            con = self._con()
+            with con.transaction():
+                con.execute("SELECT pg_advisory_xact_lock(727071)")  # two processes creating the tables at once
+                for statement in _SCHEMA:
+                    con.execute(statement.format(serial="BIGSERIAL"))
+
+    @property
+    def name(self) -> str:
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", self.dsn)  # never print a password
 
     def _con(self):
         con = getattr(self._local, "con", None)
         if con is None or con.closed:
-            con = self._psycopg.connect(self.dsn, autocommit=True)
+            timeout = {} if "connect_timeout" in self.dsn else {"connect_timeout": 10}  # an unreachable host
+            con = self._psycopg.connect(self.dsn, autocommit=True, **timeout)
             self._local.con = con
         return con
 
+    def _cut(self) -> bool:
+        """Whether the server cut this thread's connection (a restart, an administrator)."""
+        con = getattr(self._local, "con", None)
+        return con is not None and con.closed
+
+    def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
+        try:
+            return super()._rows(sql, args)
+        except StoreError:
+            if not self._cut():
+                raise
+            return super()._rows(sql, args)  # a read on a cut connection: once more, on a new one
+
     def _append(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> int:
+        began: list[bool] = []
+        try:
+            return self._append_once(table, columns, rows, began)
+        except self._psycopg.OperationalError:
+            if began or not self._cut():
+                raise
+            return self._append_once(table, columns, rows, began)  # cut before it wrote anything: once more
+
+    def _append_once(self, table: str, columns: tuple[str, ...], rows: list[tuple], began: list[bool]) -> int:
         con = self._con()
         with con.transaction():
             # one writer at a time: sequence numbers then become visible in order (see the class)
             con.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+            began.append(True)
             with con.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
             last = con.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table}").fetchone()[0]
         return int(last)
-
-
-def store_options(options: dict[str, Any], folder: str | os.PathLike) -> dict[str, Any]:
-    """``options`` with ``store="auto"`` made ``folder/clicks.sqlite``, and ``follow_seconds``
-    defaulted to 1 for a PostgreSQL store (several processes share it)."""
-    options = dict(options)
-    if options.get("store") == "auto":
-        options["store"] = Path(folder) / "clicks.sqlite"
-    if str(options.get("store") or "").startswith("postgres") and options.get("follow_seconds") is None:
-        options["follow_seconds"] = 1.0
-    return options
-
-
-def checked_clicks(clicks, known) -> tuple[list[str], list[str], list[float]]:
-    """``(users, news ids, times)`` of ``clicks`` (a list of ``{"user_id", "news_id", "time"}``),
-    checked whole: every problem is one ``ValueError``/``TypeError`` naming the click, and
-    ``known(news_id)`` must be true for every news id."""
-    if isinstance(clicks, (Mapping, str, bytes)) or not isinstance(clicks, Sequence):
-        raise TypeError(f"expected a list of clicks, got {type(clicks).__name__}: pass [click, ...] even for one")
-    users, news, times = [], [], []
-    for i, c in enumerate(clicks):
-        if not isinstance(c, Mapping):
-            raise TypeError(f"click {i}: expected an object with user_id, news_id and time, got {type(c).__name__}")
-        extra = sorted(set(c) - {"user_id", "news_id", "time"})
-        missing = [f for f in ("user_id", "news_id", "time") if c.get(f) is None]
-        if extra or missing:
-            raise ValueError(f"click {i}: " + (f"unknown field(s) {extra}" if extra else f"missing {missing}"))
-        user = check_text(c["user_id"], f"click {i}: user_id")
-        if not user.strip():
-            raise ValueError(f"click {i}: user_id is empty")
-        news_id = check_text(c["news_id"], f"click {i}: news_id")
-        if not known(news_id):
-            raise KeyError(f"click {i}: unknown news id {news_id!r} (add the article with POST /news first)")
-        users.append(user), news.append(news_id), times.append(parse_time(c["time"], f"click {i}: time"))
-    return users, news, times
 
 
 def open_store(location: str | os.PathLike) -> ClickStore:
