@@ -291,7 +291,7 @@ def summary(results: list[dict]) -> str:
     for strength in sorted({r["transition_strength"] for r in results}, reverse=True):
         runs = [r for r in results if r["transition_strength"] == strength]
         rows = []
-        names = [k for k, v in runs[0].items() if isinstance(v, dict)]
+        names = [k for k, v in runs[0].items() if isinstance(v, dict) and "all" in v]
         for name in names:
             row = {"model": name}
             for part in ("all", "fresh"):
