@@ -184,3 +184,17 @@ def test_events_without_a_time_or_a_user_are_dropped_and_counted(tmp_path):
         report = convert_adressa(folder, tmp_path / "out", show_progress=False)
     assert (report.without_time, report.without_user) == (2, 1)
     assert any("2 without a time" in line for line in report.lines())
+
+
+def test_the_convert_command_says_how_many_events_had_no_time(tmp_path, capsys):
+    """#48 item 8: an event without a time, or with ``"time": null``, is a counted drop that the
+    command prints (exit 0), never a silent one; the rest converts."""
+    folder = small_week(tmp_path / "src")
+    extra = [event("cx:u1", "a1", 2, 9), event("cx:u2", "a3", 2, 11)]
+    del extra[0]["time"]
+    extra[1]["time"] = None
+    with (folder / "20170103").open("a", encoding="utf-8") as f:
+        f.write("\n".join(json.dumps(e) for e in extra) + "\n")
+    assert main(["convert", "adressa", str(folder), str(tmp_path / "out"), "--negatives", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "0 without a userId and 2 without a time dropped" in out and "train: 8 impressions" in out
