@@ -160,6 +160,8 @@ class ScoresFileWriter(BasePredictionWriter):
         gathered = gather_predictions(trainer, predictions)
         if gathered is not None:
             dm = trainer.datamodule
+            if dm is None or not hasattr(dm, "behaviors"):
+                raise ValueError("ScoresFileWriter joins ids from the data: run trainer.predict(model, datamodule=dm)")
             split = dm.splits["predict"]
             table = scores_table(*gathered, dm.behaviors(split), dm.corpus.news_ids)
             write_scores_file(self.path, table)
