@@ -109,7 +109,7 @@ def replay(
 ) -> dict:
     from newsrec.baselines import popularity_scores, read_oracle
     from newsrec.data import generate_mind
-    from newsrec.freshness import fresh_news
+    from newsrec.data.freshness import fresh_news
     from newsrec.serving import Recommender
 
     tag = zlib.crc32(json.dumps(knobs, sort_keys=True).encode())

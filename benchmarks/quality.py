@@ -13,7 +13,7 @@ model trains with the same learning-rate schedule (``--lr_schedule``; constant b
 ``--json`` also writes every run's metrics, so runs made in parallel processes can be merged
 (``python benchmarks/quality.py --merge a.json b.json ...``). Every row has a ``fresh`` column
 too: the metrics over the dev impressions whose clicked news had no training click
-(:mod:`newsrec.freshness`). ``--sparse_sweep`` runs the models on worlds with fewer readers per
+(:mod:`newsrec.data.freshness`). ``--sparse_sweep`` runs the models on worlds with fewer readers per
 news and weaker transitions and prints each model minus NRMS.
 """
 
@@ -203,8 +203,8 @@ def model_scores(model, dm, quiet: dict) -> list[np.ndarray]:
 
 def fresh_columns(dm, scores: list[np.ndarray]) -> dict:
     """``fresh_auc``, ``fresh_ndcg@10``, ``fresh_impressions``: the metrics over the dev
-    impressions whose clicked news had no training click (:mod:`newsrec.freshness`)."""
-    from newsrec.freshness import fresh_impressions, fresh_news, split_metrics
+    impressions whose clicked news had no training click (:mod:`newsrec.data.freshness`)."""
+    from newsrec.data.freshness import fresh_impressions, fresh_news, split_metrics
 
     train, dev = dm.behaviors("train"), dm.behaviors("dev")
     fresh = fresh_news(train.click_counts(len(dm.corpus)))

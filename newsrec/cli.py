@@ -76,14 +76,14 @@ def _baselines(args: argparse.Namespace) -> dict[str, dict[str, float]]:
         recency_popularity_scores,
         transition_scores,
     )
+    from newsrec.data.freshness import fresh_impressions, fresh_news
     from newsrec.data.prepare import prepare
-    from newsrec.freshness import fresh_impressions, fresh_news
 
     data = prepare(args.root, show_progress=False)
     corpus, train, dev = data["corpus"], data["train"], data.get("dev")
     if dev is None:
         raise SystemExit(f"{args.root} has no dev split to evaluate on")
-    # fresh: the impressions whose clicked news had no training click (newsrec.freshness)
+    # fresh: the impressions whose clicked news had no training click (newsrec.data.freshness)
     fresh = fresh_impressions(
         dev.candidates, dev.candidate_offsets, dev.labels, fresh_news(train.click_counts(len(corpus)))
     )

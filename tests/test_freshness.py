@@ -1,9 +1,9 @@
-"""The fresh/all split of the benchmarks (newsrec.freshness) on exact small examples."""
+"""The fresh/all split of the benchmarks (newsrec.data.freshness) on exact small examples."""
 
 import numpy as np
 import pytest
 
-from newsrec.freshness import fresh_impressions, fresh_news, split_metrics
+from newsrec.data.freshness import fresh_impressions, fresh_news, split_metrics
 
 
 def test_fresh_news_is_no_training_click_and_never_the_padding_row():
