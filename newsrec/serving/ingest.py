@@ -161,7 +161,8 @@ class Ingest:
         with self._write_lock:
             stale, index = self._stale_entities, self.index
             self._stale_entities = np.zeros(0, np.int64)
-        fields = [f for f in ENTITY_NEIGHBOR_FIELDS if f in self.fields]  # the entity fields the model reads
+        read = self.dm.builder.requirements.news_fields
+        fields = [f for f in ENTITY_NEIGHBOR_FIELDS if f in read]  # the entity fields the model reads
         if not len(stale) or index.vectors is None or not fields:
             return 0
         rows = np.flatnonzero(np.logical_or.reduce([np.isin(index.arrays[f], stale).any(axis=1) for f in fields]))
