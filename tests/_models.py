@@ -97,6 +97,8 @@ def make(name: str, dm, **kw):
         pytest.importorskip("transformers")
         kw["plm_path"] = tiny_bert_for(dm.root)
     model = cls(**sizes, **{**SMALL, **extra, **kw})
+    if isinstance(model, GERL):  # its two-hop news' titles come from the attached corpus
+        model.connect_data(dm, stage="validate")
     recency = getattr(getattr(model, "user_encoder", None), "recency", None)
     if recency is not None:  # zero-initialised: randomise so that invariant tests see the term
         recency.weight.data.normal_()

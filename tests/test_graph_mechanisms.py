@@ -50,11 +50,16 @@ def test_click_graph_models_win_where_the_signal_is_collaborative_and_are_level_
         return batch_for(news, hist, torch.ones(n, 5, dtype=torch.bool), cands, users=torch.as_tensor(u))
 
     results = {}
-    for model_cls, extra in ((cls, {"num_neighbors": M}), (NRMS, {})):
+    # GERL's ID tables start at ±0.05 here: from zpqiu's N(0, 1) start GERL learns this tiny task
+    # more slowly (200 steps: 0.66 AUC against NRMS's 0.49 with the signal on)
+    own = {"num_neighbors": M, **({"id_init": "uniform"} if cls is GERL else {})}
+    for model_cls, extra in ((cls, own), (NRMS, {})):
         torch.manual_seed(0)
         model = model_cls(
             num_words=vocab, num_categories=2, num_users=users + 1, num_news=news_count + 1, **TINY, **extra
         )
+        if isinstance(model, GERL):
+            model.use_corpus(news)
         train(model, lambda: draw(shown), steps=200, lr=1e-2)
         results[model_cls.__name__] = auc(model, draw(hidden, n=200))
     graph = results[cls.__name__]
@@ -64,17 +69,17 @@ def test_click_graph_models_win_where_the_signal_is_collaborative_and_are_level_
         assert abs(graph - results["NRMS"]) < 0.1 and graph < 0.6, results
 
 
-def test_gerl_with_empty_id_tables_is_exactly_its_text_model():
-    """The graph views are added to the text views through bias-free projections: with every ID
-    row zero (what a fresh news and an unknown user read), GERL scores the attention-pooled
-    clicked texts against the candidate's text plus topic, nothing else."""
+def test_gerl_with_empty_id_tables_is_exactly_its_text_views():
+    """The paper's views are summed: with every ID row zero (what a fresh news and an unknown
+    user read), GERL scores the attention-pooled clicked texts against the candidate's text plus
+    topic plus the attention-pooled text views of its two-hop (co-clicked) news, nothing else."""
     news = news_table()
     news["news_clickers"] = torch.randint(1, USERS, (NEWS, 4))
     news["news_coclicked"] = torch.randint(1, NEWS, (NEWS, 4))
     model = GERL(
         num_words=WORDS, num_categories=CATEGORIES + 1, num_users=USERS, num_news=NEWS, num_neighbors=4, **TINY
     )
-    model.eval()
+    model.use_corpus(news).eval()
     with torch.no_grad():
         model.user_embedding.weight.zero_()
         model.news_id_embedding.weight.zero_()
@@ -88,5 +93,7 @@ def test_gerl_with_empty_id_tables_is_exactly_its_text_model():
         scores = model(batch)
         text = model.encode_history_news(news)  # [N, d]: title + topic
         users = model.clicked_pooling(text[history], mask)
-        expected = torch.einsum("bd,bcd->bc", users, text[candidates])
+        coclicked = news["news_coclicked"]
+        items = text + model.coclicked_text_pooling(text[coclicked], coclicked > 0)
+        expected = torch.einsum("bd,bcd->bc", users, items[candidates])
     torch.testing.assert_close(scores, expected)
