@@ -193,3 +193,14 @@ def test_fit_output_has_no_advertisements_or_leafspec_and_logs_samples_per_secon
     said = [io.out, io.err] + [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
     for noise in ("litlogger", "litmodels", "LeafSpec"):
         assert not any(noise in s for s in said), noise
+
+
+def test_the_leaderboard_file_ranks_every_impression_as_candidate_ranks_does(tmp_path):
+    from newsrec.training import candidate_ranks, write_prediction_file
+
+    rng = np.random.default_rng(0)
+    scores = [np.round(rng.random(rng.integers(1, 12)), 1) for _ in range(300)]  # ties included
+    scores.append(np.zeros(0))  # an impression whose candidates were all dropped
+    write_prediction_file(tmp_path / "p.txt", range(len(scores)), scores)
+    lines = (tmp_path / "p.txt").read_text().splitlines()
+    assert lines == [f"{i} [{','.join(map(str, candidate_ranks(s)))}]" for i, s in enumerate(scores)]

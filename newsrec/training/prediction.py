@@ -27,6 +27,22 @@ def candidate_ranks(scores: Tensor | np.ndarray) -> list[int]:
     return ranks.tolist()
 
 
+def _ranks_of_all(scores: list[np.ndarray]) -> list[list[str]]:
+    """:func:`candidate_ranks` of every impression at once (one sort), as strings."""
+    if not scores:
+        return []
+    lengths = np.array([len(s) for s in scores], dtype=np.int64)
+    flat = np.concatenate(scores) if lengths.sum() else np.zeros(0)
+    segment = np.repeat(np.arange(len(scores)), lengths)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    position = np.arange(len(flat)) - np.repeat(starts, lengths)
+    order = np.lexsort((position, -flat, segment))  # by impression, score descending, file order
+    ranks = np.empty(len(flat), dtype=np.int64)
+    ranks[order] = np.arange(len(flat)) - np.repeat(starts, lengths)  # sorted place within its impression
+    text = (ranks + 1).astype(str)
+    return [text[a : a + n].tolist() for a, n in zip(starts, lengths)]
+
+
 def write_prediction_file(
     path: str | os.PathLike,
     impression_ids: Sequence[int] | Iterable[int],
@@ -43,9 +59,12 @@ def write_prediction_file(
     or ``predictions.txt`` for the EB-NeRD (RecSys Challenge 2024) submission, whose lines have
     the same form (the impression id, then the rank of every in-view article in file order).
     """
-    lines = []
-    for iid, sc in zip(impression_ids, scores, strict=True):
-        lines.append(f"{int(iid)} [{','.join(map(str, candidate_ranks(torch.as_tensor(sc))))}]")
+    ids = [int(i) for i in impression_ids]
+    per = [np.asarray(sc.detach().cpu() if isinstance(sc, Tensor) else sc, np.float64).reshape(-1) for sc in scores]
+    if len(per) != len(ids):
+        raise ValueError(f"{len(ids)} impression ids but {len(per)} score lists")
+    ranks = _ranks_of_all(per)
+    lines = [f"{iid} [{','.join(r)}]" for iid, r in zip(ids, ranks)]
     text = "\n".join(lines) + ("\n" if lines else "")
     path = os.fspath(path)
     if zip_archive or (zip_archive is None and path.endswith(".zip")):
