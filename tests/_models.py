@@ -58,7 +58,7 @@ VARIANTS = {
     "digat": (DIGAT, {"num_layers": 1, "chunk_pairs": 5}),
     "gerl": (GERL, {"num_neighbors": 3}),
     "gnewsrec": (GNewsRec, {"num_neighbors": 3, "candidate_chunk": 3}),
-    "user_as_graph": (UserAsGraph, {"num_clusters": 3}),
+    "user_as_graph": (UserAsGraph, {"cluster_sizes": (3, 1)}),
     "fim": (FIM, {"num_filters": 6, "dilations": (1, 2), "conv_channels": (4, 3), "chunk_pairs": 7}),
     "libfm": (LibFM, {"factor_dim": 4}),
     "deepfm": (DeepFM, {"factor_dim": 4, "hidden_dims": (8, 8)}),

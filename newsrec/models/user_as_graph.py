@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn import DenseGraphConv, dense_diff_pool
 
 from newsrec.core import DataRequirements
 from newsrec.models.base import NewsRecModel, gather_rows
+from newsrec.nn import learned_embedding
+from newsrec.nn.hetero_pool import HeteroDenseConv, hetero_dense_pool
 
 __all__ = ["UserAsGraph", "personal_graphs"]
 
@@ -75,47 +76,63 @@ def personal_graphs(
 class UserAsGraph(NewsRecModel):
     r"""User-as-Graph: each user is a personal heterogeneous graph (:func:`personal_graphs`: the
     clicked news, their topics and their entities; consecutive-click, news–topic and
-    news–entity edges). A heterogeneous GNN (one PyG :class:`~torch_geometric.nn.DenseGraphConv`
-    per relation, summed, over type-specific input projections) updates the nodes; a type-aware
-    DiffPool (:func:`~torch_geometric.nn.dense_diff_pool`, the cluster assignment computed by a
-    linear layer per node type) pools them into ``num_clusters`` nodes, a second GNN layer runs on
-    the pooled graph, and a last pooling to one node (the mean of the clusters, weighted by the
-    nodes they hold) gives the user vector; the score is the inner product with the news vector.
+    news–entity edges), encoded by a heterogeneous graph convolution and pooled hierarchically,
+    with assignments computed by graph convolutions whose weights depend on the node type,
+    level after level down to one node: the user vector. The score is its inner product with the
+    candidate's news vector.
+
+    Level 0, the personal graph (``N`` nodes of 3 types, ``R = 3`` relations,
+    :class:`~newsrec.nn.hetero_pool.HeteroDenseConv`, mean aggregation per relation)::
 
     .. math::
-        \mathbf{h}'_i = \sum_{r} \Big(\mathbf{W}^r_1 \mathbf{h}_i
-        + \mathbf{W}^r_2 \sum_{j \in N_r(i)} \mathbf{h}_j\Big), \qquad
-        \mathbf{S} = \operatorname{softmax}\big(\mathbf{W}_{type(i)} \mathbf{h}'_i\big), \qquad
-        \mathbf{X}' = \mathbf{S}^\top\mathbf{H}', \quad \mathbf{A}' = \mathbf{S}^\top\mathbf{A}\mathbf{S}
+        \mathbf{H}^{(0)} = [\mathbf{t}_{clicks};\ \mathbf{e}_{topics};\ \mathbf{P}\mathbf{e}_{entities}],
+        \qquad \mathbf{H} = \operatorname{ReLU}(\operatorname{HGC}(\mathbf{H}^{(0)}, \{\mathbf{A}_r\})),
 
-    News are encoded by newsrec's title encoder (GloVe words with self-attention, or a PLM);
-    topics are MIND's categories; entity vectors start from the data's TransE vectors.
-    Padding slots (missing clicks, absent topics, the batch's spare entity slots) are masked out
-    of every step, so a user's vector never depends on the other users of the batch. An empty
-    history gives the zero user vector. Cacheable. (DiffPool's auxiliary link and entropy losses
-    are not used.)
+    then, for every level :math:`l` with :math:`K_l` clusters (``cluster_sizes``, the last 1):
+
+    .. math::
+        \mathbf{Z}_l = \operatorname{ReLU}(\operatorname{HGC}^{emb}_l(\mathbf{H}_l, \mathbf{A}_l)), \qquad
+        \mathbf{S}_l = \operatorname{softmax}(\operatorname{HGC}^{assign}_l(\mathbf{H}_l, \mathbf{A}_l)), \qquad
+        \mathbf{H}_{l+1} = \operatorname{diag}(\mathbf{S}_l^\top\mathbf{1})^{-1}\mathbf{S}_l^\top\mathbf{Z}_l, \quad
+        \mathbf{A}_{l+1} = \mathbf{S}_l^\top\mathbf{A}_l\mathbf{S}_l
+
+    (:func:`~newsrec.nn.hetero_pool.hetero_dense_pool`). At level 0 both convolutions are
+    heterogeneous (a weight per relation, a self weight per node type: the type-aware
+    assignment); the pooled graphs have one node type and one (weighted) relation. The user is
+    :math:`\mathbf{H}_L` ``[B, 1, dim]``.
+
+    News are encoded by the title encoder; topic nodes are MIND's categories, their table
+    starting small (±0.05); entity vectors start from the data's TransE vectors, projected to
+    ``dim``. Every user's graph is dense, padded to the batch's largest and masked (missing
+    clicks, absent topics, spare entity slots hold no mass at any level), so a user's vector never
+    depends on the other users of the batch; an empty history gives the zero vector. Cacheable.
+    (DiffPool's auxiliary link and entropy losses are not used.)
 
     Args:
-        num_clusters: nodes after the first pooling (4).
+        cluster_sizes: clusters per pooling level, ending with 1 (``(4, 1)``).
         entity_dim: entity vector size (100, TransE's on MIND).
         **kwargs: the :class:`NewsRecModel` arguments.
 
-    Shapes: ``title [U, L]``, ``category [U]``, ``entities [U, E]`` → news ``[U, dim]``; users
-    ``[B_u, dim]``.
+    Shapes: ``title [U, L]``, ``category [U]``, ``entities [U, E]`` → news ``[U, dim]``;
+    ``history [B_u, H]`` → graphs of ``N = H + T + E_max`` nodes → users ``[B_u, dim]``.
     """
 
-    def __init__(self, num_clusters: int = 4, entity_dim: int = 100, **kwargs) -> None:
+    def __init__(self, cluster_sizes: tuple[int, ...] | list[int] = (4, 1), entity_dim: int = 100, **kwargs) -> None:
         super().__init__(**kwargs)
         self.save_hyperparameters()
-        dim = self.dim
+        cluster_sizes = tuple(int(k) for k in cluster_sizes)
+        if not cluster_sizes or cluster_sizes[-1] != 1 or min(cluster_sizes) < 1:
+            raise ValueError(f"cluster_sizes must be positive and end with 1 (one user node), got {cluster_sizes}")
+        self.cluster_sizes = cluster_sizes
+        dim, R, T = self.dim, len(RELATIONS), len(NODE_TYPES)
         self.news_encoder = self.text_encoder()
-        self.topic_embedding = nn.Embedding(self.num_categories, dim)
+        self.topic_embedding = learned_embedding(self.num_categories, dim)
         self.entity_embedding = nn.Embedding(self.num_entity_ids, entity_dim, padding_idx=0)
         self.entity_projection = nn.Linear(entity_dim, dim)
-        self.type_projection = nn.ModuleList(nn.Linear(dim, dim) for _ in NODE_TYPES)
-        self.convs = nn.ModuleList(DenseGraphConv(dim, dim) for _ in RELATIONS)
-        self.assignment = nn.ModuleList(nn.Linear(dim, num_clusters) for _ in NODE_TYPES)
-        self.pooled_conv = DenseGraphConv(dim, dim)
+        self.graph_conv = HeteroDenseConv(dim, dim, R, T)
+        levels = [(R, T)] + [(1, 1)] * (len(cluster_sizes) - 1)
+        self.pool_embed = nn.ModuleList(HeteroDenseConv(dim, dim, r, t) for r, t in levels)
+        self.pool_assign = nn.ModuleList(HeteroDenseConv(dim, k, r, t) for (r, t), k in zip(levels, cluster_sizes))
 
     def data_requirements(self) -> DataRequirements:
         fields = (self.text_field("title"), "category", "entities")
@@ -127,12 +144,6 @@ class UserAsGraph(NewsRecModel):
     def encode_news(self, news: dict[str, Tensor], history_news: Tensor | None = None) -> Tensor:
         return self.news_encoder(news[self.text_field("title")])
 
-    @staticmethod
-    def _by_type(modules: nn.ModuleList, x: Tensor, node_type: Tensor) -> Tensor:
-        """``modules[t](x)`` at the nodes of type ``t``: ``x [B, N, d]``, ``node_type [B, N]``."""
-        out = torch.stack([m(x) for m in modules], 0)  # [types, B, N, out]
-        return out.gather(0, node_type.unsqueeze(0).unsqueeze(-1).expand(1, *out.shape[1:]))[0]
-
     def encode_users(self, batch: dict, history_news: Tensor) -> Tensor:
         history, mask = batch["history"], batch["history_mask"]
         categories = gather_rows(batch["news"]["category"], history)
@@ -141,21 +152,14 @@ class UserAsGraph(NewsRecModel):
             history, mask, categories, entities, self.num_categories
         )
         news = gather_rows(history_news, history)  # [B, H, d]
-        x = torch.cat(
-            [
-                news,
-                self.topic_embedding(topics).expand(len(history), -1, -1),
-                self.entity_projection(self.entity_embedding(entity_ids)),
-            ],
-            1,
-        )
-        x = nn.functional.elu(self._by_type(self.type_projection, x, node_type))
-        keep = node_mask.unsqueeze(-1).to(x.dtype)
-        h = sum(conv(x, adj, node_mask) for conv, adj in zip(self.convs, adjacency)) * keep
-        h = nn.functional.elu(h)
-        assignment = self._by_type(self.assignment, h, node_type)
-        pooled, pooled_adj, _, _ = dense_diff_pool(h, adjacency.sum(0), assignment, node_mask)
-        mass = torch.softmax(assignment, -1).mul(keep).sum(1)  # [B, K]: the nodes each cluster holds
-        pooled = self.pooled_conv(pooled, pooled_adj)  # linear: a ReLU here could zero every user vector
-        total = mass.sum(-1, keepdim=True)
-        return (pooled * mass.unsqueeze(-1)).sum(1) / total.clamp_min(1.0) * (total > 0).to(x.dtype)
+        topic_vectors = self.topic_embedding(topics).to(news.dtype).expand(len(history), -1, -1)
+        entity_vectors = self.entity_projection(self.entity_embedding(entity_ids)).to(news.dtype)
+        x = torch.cat([news, topic_vectors, entity_vectors], 1)  # [B, N, d]
+        h = torch.relu(self.graph_conv(x, adjacency, node_mask, node_type))
+        types = node_type
+        for embed, assign in zip(self.pool_embed, self.pool_assign):
+            z = torch.relu(embed(h, adjacency, node_mask, types))
+            logits = assign(h, adjacency, node_mask, types)
+            h, adjacency, node_mask = hetero_dense_pool(z, logits, adjacency, node_mask)
+            types = None
+        return h[:, 0] * node_mask[:, :1].to(h.dtype)
