@@ -1,6 +1,7 @@
 """NPA's personalised forward: gathering only what each user reads, in chunks without gradients,
 equals the plain per-user reading of every candidate and click."""
 
+import pytest
 import torch
 
 from newsrec.core import as_batch
@@ -31,10 +32,12 @@ def _reference(model, batch):
     return torch.stack(scores)
 
 
-def test_personalised_forward_equals_the_per_user_reference_chunked_or_not(tiny_world):
+@pytest.mark.parametrize("share", [0.0, 1e9], ids=["gathered clicks", "matrix products"])
+def test_personalised_forward_equals_the_per_user_reference_chunked_or_not(tiny_world, share):
     torch.manual_seed(0)
     dm = MINDDataModule(root=tiny_world, eval_batch_size=12)
     model = NPA.from_data(dm, word_dim=50, num_filters=16, query_dim=8, user_dim=8).eval()
+    model.dense_read_share = share  # 0: always gather the clicks' features; 1e9: always the dense form
     batch = as_batch(next(iter(dm.val_dataloader())))
     with torch.no_grad():
         ref = _reference(model, batch)
@@ -45,4 +48,8 @@ def test_personalised_forward_equals_the_per_user_reference_chunked_or_not(tiny_
     torch.testing.assert_close(whole[mask], ref[mask], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
     with torch.enable_grad():  # the training path (one chunk, gradients kept) gives the same scores
-        torch.testing.assert_close(model(batch)[mask], ref[mask], rtol=1e-4, atol=1e-5)
+        scores = model(batch)
+        torch.testing.assert_close(scores[mask], ref[mask], rtol=1e-4, atol=1e-5)
+        scores[mask].sum().backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+    assert model.word_query.query.weight.grad.abs().sum() > 0  # the personalised word query learns

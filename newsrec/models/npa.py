@@ -134,6 +134,36 @@ class NPA(NewsRecModel):
             out.append(torch.bmm(weights, g.view(m * n, length, dim)).view(m, n, dim))
         return out[0] if len(out) == 1 else torch.cat(out)
 
+    #: the clicks are read by matrix products over every news of the batch (:meth:`_personal_users`)
+    #: when the batch has fewer distinct news than this share of the users' clicks
+    dense_read_share: float = 0.5
+
+    def _personal_users(self, features: Tensor, word_mask: Tensor, batch: NewsBatch, word_keys: Tensor) -> Tensor:
+        r"""Users ``[B_u, F]`` from their clicks, each read with the user's own word query
+        (:math:`\mathbf{u} = \sum_j \beta_j \sum_l \alpha_{jl} \mathbf{c}_{jl}`).
+
+        Two exact forms: gathering the ``[B_u, H, L, F]`` word features of the clicks
+        (:meth:`_personal_news`), or, when the batch has few distinct news ``U`` against its
+        ``B_u·H`` clicks (``U < dense_read_share · B_u·H``), three matrix products over all of
+        them: every word's logits for every user's two keys ``[U·L, 2B_u]``, then the users as a
+        ``[B_u, U·L]`` weight matrix times the ``[U·L, F]`` features (no gather, no
+        ``[B_u, H, L, F]`` tensor)."""
+        history, history_mask = batch["history"], batch["history_mask"]
+        news_keys = self._keys(batch["history_users"], self.news_query)
+        num_news, length, dim = features.shape
+        users, clicks = history.shape
+        if num_news >= self.dense_read_share * users * clicks:
+            return self._pool(self._personal_news(features, word_mask, history, word_keys), history_mask, news_keys)
+        flat = features.reshape(num_news * length, dim)
+        logits = (flat @ torch.cat([word_keys, news_keys]).T).view(num_news, length, 2, users)
+        who = torch.arange(users, device=history.device)[:, None]
+        alpha = masked_softmax(logits[:, :, 0, :][history, :, who], word_mask[history])  # [B_u, H, L]
+        beta = masked_softmax((alpha * logits[:, :, 1, :][history, :, who]).sum(-1), history_mask)  # [B_u, H]
+        column = (history[..., None] * length + torch.arange(length, device=history.device)).view(users, -1)
+        weights = flat.new_zeros(users, num_news * length)
+        weights = weights.scatter_add(1, column, (beta[..., None] * alpha).view(users, -1))
+        return weights @ flat
+
     def encode_news(self, news: dict[str, Tensor], history_news: Tensor | None = None) -> Tensor:
         """Unpersonalised news vectors ``[U, F]``: the unknown user's word query."""
         tokens = news["title"]
@@ -152,8 +182,7 @@ class NPA(NewsRecModel):
         tokens = batch["news"]["title"]
         features, word_mask = self.cnn.word_features(tokens), tokens != 0  # [U, L, F], [U, L]
         word_keys = self._keys(batch["history_users"], self.word_query)  # [B_u, F]
-        clicked = self._personal_news(features, word_mask, batch["history"], word_keys)  # [B_u, H, F]
-        users = self._pool(clicked, batch["history_mask"], self._keys(batch["history_users"], self.news_query))
+        users = self._personal_users(features, word_mask, batch, word_keys)  # [B_u, F]
         index = batch["user_index"]
         candidates = self._personal_news(features, word_mask, batch["candidates"], word_keys.index_select(0, index))
         return self.score_candidates(users.index_select(0, index), candidates, batch)  # [B, C]
