@@ -69,12 +69,17 @@ MODEL_SPECS = {
     },
     # beyond the paper: candidate-aware click-graph score (c), recency in the user encoder (b)
     "glory_graph_score": ("GLORY", dict(SAMPLED, graph_score=True)),
-    # the graph score's first form: "no edge yet" read as "nobody wants this" (#49)
+    # the graph score's first form (the default): "no edge yet" read as "nobody wants this" (#49)
     "glory_graph_score_first": ("GLORY", dict(SAMPLED, graph_score=True, graph_score_fresh=False)),
-    # fresh-aware without hiding (the exposure alone) and with other shares hidden
-    "glory_graph_score_hide0": ("GLORY", dict(SAMPLED, graph_score=True, graph_score_fresh_dropout=0.0)),
-    "glory_graph_score_hide05": ("GLORY", dict(SAMPLED, graph_score=True, graph_score_fresh_dropout=0.05)),
-    "glory_graph_score_hide4": ("GLORY", dict(SAMPLED, graph_score=True, graph_score_fresh_dropout=0.4)),
+    # fresh-aware (opt-in, #49): 20 % of training candidates hidden; none (the exposure alone); others
+    "glory_graph_score_fresh": ("GLORY", dict(SAMPLED, graph_score=True, graph_score_fresh=True)),
+    **{
+        f"glory_graph_score_hide{tag}": (
+            "GLORY",
+            dict(SAMPLED, graph_score=True, graph_score_fresh=True, graph_score_fresh_dropout=share),
+        )
+        for tag, share in (("0", 0.0), ("05", 0.05), ("4", 0.4))
+    },
     # the graph score on the graph-free GLORY (the term alone, cheap): its forms side by side
     **{
         f"glory_score_only{suffix}": (
@@ -82,10 +87,10 @@ MODEL_SPECS = {
             dict(GLORY_SMALL, use_news_graph=False, use_entity_graph=False, graph_score=True, **flags),
         )
         for suffix, flags in (
-            ("", {}),
+            ("", {"graph_score_fresh": True}),
             ("_first", {"graph_score_fresh": False}),
-            ("_hide0", {"graph_score_fresh_dropout": 0.0}),
-            ("_hide4", {"graph_score_fresh_dropout": 0.4}),
+            ("_hide0", {"graph_score_fresh": True, "graph_score_fresh_dropout": 0.0}),
+            ("_hide4", {"graph_score_fresh": True, "graph_score_fresh_dropout": 0.4}),
         )
     },  # fmt: skip
     "glory_recency": ("GLORY", dict(SAMPLED, user_recency=True)),

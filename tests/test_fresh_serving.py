@@ -5,15 +5,25 @@ live graph's counts take over."""
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
-from test_serving import train_checkpoint
+from _models import make
 
+from newsrec.data import MINDDataModule
 from newsrec.serving import Recommender
 
 
 @pytest.fixture(scope="module")
 def glory_ckpt(tiny_world, tmp_path_factory):
-    return train_checkpoint(tiny_world, "glory_transitions", tmp_path_factory.mktemp("fresh") / "ckpt")
+    """GLORY with the fresh-aware graph score (opt-in), trained a few steps (as test_serving's)."""
+    out = tmp_path_factory.mktemp("fresh") / "ckpt"
+    torch.manual_seed(0)
+    dm = MINDDataModule(str(tiny_world), batch_size=8, history_length=20)
+    model = make("glory_transitions", dm, graph_score_fresh=True).connect_data(dm)
+    ckpt = pl.callbacks.ModelCheckpoint(dirpath=str(out), save_last=True)
+    quiet = dict(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    pl.Trainer(max_epochs=1, limit_train_batches=4, limit_val_batches=0, callbacks=[ckpt], **quiet).fit(model, dm)
+    return str(out / "last.ckpt")
 
 
 def scores(rec, history, candidates) -> dict:

@@ -291,16 +291,17 @@ def test_a_model_with_a_graph_score_refuses_batches_without_its_features(tiny_wo
         model(batch)
 
 
-def test_a_checkpoint_of_the_first_graph_score_form_is_refused_in_one_line(tiny_world):
+def test_a_first_form_checkpoint_loads_as_before_and_a_fresh_aware_model_refuses_it_in_one_line(tiny_world):
     from _models import make
 
     from newsrec.checkpoint_io import check_weights_fit, model_from_checkpoint
 
     dm = MINDDataModule(str(tiny_world))
-    old = make("glory_transitions", dm, graph_score_fresh=False)
+    old = make("glory_transitions", dm)
+    assert not old.transition_scorer.fresh_aware  # the first form stays the default
     hparams = {k: v for k, v in old.hparams.items() if not k.startswith("graph_score_fresh")}  # as 0.1 wrote them
     ckpt = {"newsrec_model": "newsrec.models.GLORY", "hyper_parameters": hparams, "state_dict": old.state_dict()}
-    with pytest.raises(ValueError, match=r"^old\.ckpt does not fit GLORY"):
-        model_from_checkpoint(ckpt, "old.ckpt")
+    assert not model_from_checkpoint(ckpt, "old.ckpt").transition_scorer.fresh_aware
+    fresh = make("glory_transitions", dm, graph_score_fresh=True)
     with pytest.raises(ValueError, match=r"older form .*: it has no transition_scorer\.fresh_bias; retrain"):
-        check_weights_fit(old.state_dict(), make("glory_transitions", dm), "old.ckpt")
+        check_weights_fit(old.state_dict(), fresh, "old.ckpt")
