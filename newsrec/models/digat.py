@@ -1,71 +1,105 @@
-"""DIGAT (Mao et al., Findings of EMNLP 2022): news recommendation with dual-graph interaction."""
+"""DIGAT (Mao et al., Findings of EMNLP 2022): news recommendation with dual-graph interaction,
+as its official code (``Veason-silverbullet/DIGAT``) builds it."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn import DenseGATConv
 
 from newsrec.core import DataRequirements, NewsBatch, as_batch
 from newsrec.core.requirements import SEMANTIC_NEIGHBOR_FIELD
 from newsrec.models.base import NewsRecModel, gather_rows
 from newsrec.models.pairs import score_pairs
-from newsrec.nn import AdditiveAttention, masked_softmax
+from newsrec.nn import learned_embedding
+from newsrec.nn.dual_graph import ContextGraphAttention, NewsGraphContext, UserGraphContext
 
-__all__ = ["DIGAT", "DualGraphLayer"]
+__all__ = ["DIGAT", "DualGraphContexts", "DualGraphLayer", "user_graph"]
 
 
 class DualGraphLayer(nn.Module):
-    r"""One dual-graph interaction layer: every node of each graph is updated by graph attention
-    inside its own graph (PyG :class:`~torch_geometric.nn.DenseGATConv` over the graph's dense
-    adjacency) and by attention to the other graph's nodes, with a residual connection:
+    """One dual-graph interaction layer: a :class:`~newsrec.nn.dual_graph.ContextGraphAttention`
+    for the news graph (conditioned on the user graph's context) and one for the user graph
+    (conditioned on the news graph's context)."""
 
-    .. math::
-        \mathbf{x}'_i = \operatorname{LN}\Big(\mathbf{x}_i + \operatorname{GAT}(\mathbf{X}, \mathbf{A})_i
-        + \sum_j \operatorname{softmax}_j\big(\mathbf{x}_i^\top \mathbf{W}\mathbf{y}_j / \sqrt{d}\big)\,
-        \mathbf{y}_j\Big)
-
-    (and the same for :math:`\mathbf{y}` with :math:`\mathbf{x}`).
-
-    Shapes: ``x [P, Nx, d]``, ``adj_x [P, Nx, Nx]``, ``mask_x [P, Nx]``, and likewise ``y`` →
-    the updated ``x``, ``y``.
-    """
-
-    def __init__(self, dim: int, heads: int = 2) -> None:
+    def __init__(self, dim: int, dropout: float = 0.2) -> None:
         super().__init__()
-        self.gat_news = DenseGATConv(dim, dim // heads, heads=heads)
-        self.gat_user = DenseGATConv(dim, dim // heads, heads=heads)
-        self.cross_news = nn.Linear(dim, dim, bias=False)
-        self.cross_user = nn.Linear(dim, dim, bias=False)
-        self.norm_news, self.norm_user = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.dim = dim
+        self.news = ContextGraphAttention(dim, dropout)
+        self.user = ContextGraphAttention(dim, dropout)
 
     def reset_parameters(self) -> None:
-        for m in (self.gat_news, self.gat_user, self.cross_news, self.cross_user, self.norm_news, self.norm_user):
-            m.reset_parameters()
+        self.news.reset_parameters()
+        self.user.reset_parameters()
 
-    def _cross(self, x: Tensor, y: Tensor, y_mask: Tensor, project: nn.Linear) -> Tensor:
-        weights = masked_softmax(torch.einsum("pid,pjd->pij", x, project(y)) / self.dim**0.5, y_mask.unsqueeze(1))
-        return torch.einsum("pij,pjd->pid", weights, y)
 
-    def forward(self, x, adj_x, mask_x, y, adj_y, mask_y) -> tuple[Tensor, Tensor]:
-        keep_x, keep_y = mask_x.unsqueeze(-1).to(x.dtype), mask_y.unsqueeze(-1).to(y.dtype)
-        x_new = x + self.gat_news(x, adj_x, mask_x) + self._cross(x, y, mask_y, self.cross_news)
-        y_new = y + self.gat_user(y, adj_y, mask_y) + self._cross(y, x, mask_x, self.cross_user)
-        return self.norm_news(x_new) * keep_x, self.norm_user(y_new) * keep_y
+class DualGraphContexts(nn.Module):
+    """The two graphs' contexts: :class:`~newsrec.nn.dual_graph.NewsGraphContext` (gated
+    candidate context) and :class:`~newsrec.nn.dual_graph.UserGraphContext` (topic-level, then
+    user-level attention), shared by every layer."""
+
+    def __init__(self, dim: int, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.news = NewsGraphContext(dim, dropout)
+        self.user = UserGraphContext(dim, dropout)
+
+    def reset_parameters(self) -> None:
+        self.news.reset_parameters()
+        self.user.reset_parameters()
+
+
+def user_graph(category: Tensor, mask: Tensor, num_topics: int) -> tuple[Tensor, Tensor]:
+    """The official user graph of each user's clicks and topic (category) nodes.
+
+    Nodes: the ``H`` clicks, then ``num_topics`` topic nodes (categories ``1..num_topics``;
+    category 0, unknown, has none). Edges: every self-loop; two real clicks of the same category;
+    a real click and its category's topic node; two topic nodes that both have real clicks.
+
+    Shapes: ``category [B, H]`` (long), ``mask [B, H]`` (bool, real clicks) →
+    ``(adj [B, H + T, H + T]`` bool, ``topic_of [B, H, T + 1]`` bool: click ``i`` is real and of
+    category ``k``, the slots of the topic-level context, category 0 included).
+    """
+    B, H = category.shape
+    T = num_topics
+    slots = torch.arange(T + 1, device=category.device)
+    topic_of = mask.unsqueeze(-1) & (category.unsqueeze(-1) == slots)  # [B, H, T + 1]
+    click_topic = topic_of[..., 1:]  # [B, H, T]
+    present = click_topic.any(1)  # [B, T]
+    adj = torch.zeros(B, H + T, H + T, dtype=torch.bool, device=category.device)
+    both = mask.unsqueeze(2) & mask.unsqueeze(1)
+    adj[:, :H, :H] = both & (category.unsqueeze(2) == category.unsqueeze(1))
+    adj[:, :H, H:] = click_topic
+    adj[:, H:, :H] = click_topic.transpose(1, 2)
+    adj[:, H:, H:] = present.unsqueeze(2) & present.unsqueeze(1)
+    adj |= torch.eye(H + T, dtype=torch.bool, device=category.device)
+    return adj, topic_of
 
 
 class DIGAT(NewsRecModel):
-    r"""DIGAT: the candidate's semantic-augmented news graph (the candidate and its nearest news
-    in the corpus by title embedding, ``semantic_neighbors``: computed once from the data and
-    cached, see :func:`~newsrec.data.derived.semantic_neighbor_array`; edges between the
-    candidate and each neighbour, and between neighbours that are each other's neighbours) and
-    the user's graph of clicked news (fully connected) interact through ``num_layers`` stacked
-    :class:`DualGraphLayer`; the score matches the candidate's node with the user graph's
-    attention readout:
+    r"""DIGAT: the candidate's semantic-augmented news graph and the user's graph of clicks and
+    topics interact through ``num_layers`` dual-graph layers, each graph's attention conditioned
+    on the other graph's context; the score is the product of the two graphs' contexts.
+
+    **News graph** of a candidate: node 0 the candidate, nodes ``1..k`` its semantic neighbours
+    (``semantic_neighbors``, computed once from the data, see
+    :func:`~newsrec.data.derived.semantic_neighbor_array`); edges candidate–neighbour, between
+    neighbours where one lists the other, and self-loops. **User graph**: the ``H`` clicks and
+    ``T = num_categories - 1`` topic nodes (a learned table that starts at zero), edges as
+    :func:`user_graph`. With :math:`\mathbf{x}` the news graph's nodes, :math:`\mathbf{y}` the
+    user graph's, :math:`\mathbf{c}_n` = :class:`~newsrec.nn.dual_graph.NewsGraphContext` and
+    :math:`\mathbf{c}_u` = :class:`~newsrec.nn.dual_graph.UserGraphContext`:
 
     .. math::
-        s = \mathbf{x}_{c}^{(L)\top}\, \operatorname{Att}\big(\mathbf{y}^{(L)}_{1..H}\big)
+        \mathbf{c}_n^{(0)} = \mathbf{c}_n(\mathbf{x}^{(0)}), \quad
+        \mathbf{c}_u^{(0)} = \mathbf{c}_u(\mathbf{y}^{(0)}_{1..H}; \mathbf{c}_n^{(0)}) \\
+        \mathbf{x}^{(l+1)} = \operatorname{GAT}^{(l)}_n(\mathbf{x}^{(l)}; \mathbf{c}_u^{(l)}), \quad
+        \mathbf{y}^{(l+1)} = \operatorname{GAT}^{(l)}_u(\mathbf{y}^{(l)}; \mathbf{c}_n^{(l)}) \\
+        \mathbf{c}_n^{(l+1)} = \mathbf{c}_n^{(l)} + \mathbf{c}_n(\mathbf{x}^{(l+1)}), \quad
+        \mathbf{c}_u^{(l+1)} = \mathbf{c}_u^{(l)} + \mathbf{c}_u(\mathbf{y}^{(l+1)}_{1..H};
+        \mathbf{c}_n^{(l+1)}) \\
+        s = \mathbf{c}_n^{(L)\top} \mathbf{c}_u^{(L)}
+
+    (:math:`\operatorname{GAT}` = :class:`~newsrec.nn.dual_graph.ContextGraphAttention`). The
+    news context's global readout reads the neighbours, not the candidate (as the official code);
+    a candidate without neighbours reads itself, where the official code would read its padding.
 
     **Not cacheable**: both graphs change with the pair. The forward scores (impression,
     candidate) pairs ``chunk_pairs`` at a time, exactly; evaluation and serving run it. News
@@ -73,63 +107,78 @@ class DIGAT(NewsRecModel):
     graph of one node).
 
     Args:
-        num_layers: dual-graph interaction layers (2).
-        gat_heads: attention heads of the graph attention (2).
-        chunk_pairs: pairs scored at a time (256).
-        **kwargs: the :class:`NewsRecModel` arguments (news are encoded by the title encoder).
+        num_layers: dual-graph layers (3, the official ``graph_depth``).
+        chunk_pairs: pairs scored at a time (64).
+        **kwargs: the :class:`NewsRecModel` arguments (news are encoded by the title encoder;
+            the official sizes are 16 heads × 25, ``attention_hidden`` 256, dropout 0.2).
 
-    Shapes: ``title [U, L]``, ``semantic_neighbors [U, k]`` (positions in the batch) → news
-    ``[U, dim]``; scores ``[B, C]``.
+    Shapes: ``title [U, L]``, ``category [U]``, ``semantic_neighbors [U, k]`` (positions in the
+    batch) → news ``[U, d]``; per pair, news graph ``[P, 1 + k, d]``, user graph
+    ``[P, H + T, d]``; scores ``[B, C]``.
     """
 
     cacheable = False
     user_is_vector = False
 
-    def __init__(self, num_layers: int = 2, gat_heads: int = 2, chunk_pairs: int = 256, **kwargs) -> None:
+    def __init__(self, num_layers: int = 3, chunk_pairs: int = 64, **kwargs) -> None:
         super().__init__(**kwargs)
         self.save_hyperparameters()
-        if self.dim % gat_heads:
-            raise ValueError(f"the model size {self.dim} must be divisible by gat_heads={gat_heads}")
         self.chunk_pairs = chunk_pairs
+        self.num_topics = max(self.num_categories - 1, 1)
         self.news_encoder = self.text_encoder()
-        self.layers = nn.ModuleList(DualGraphLayer(self.dim, gat_heads) for _ in range(num_layers))
-        self.readout = AdditiveAttention(self.dim, self.attention_hidden)
+        self.layers = nn.ModuleList(DualGraphLayer(self.dim, self.dropout_rate) for _ in range(num_layers))
+        self.contexts = DualGraphContexts(self.dim, self.dropout_rate)
+        self.topic_nodes = learned_embedding(self.num_topics, self.dim, init="zeros", padding_idx=None)
+        self.topic_dropout = nn.Dropout(self.dropout_rate / 2)
 
     def data_requirements(self) -> DataRequirements:
-        fields = (self.text_field("title"), SEMANTIC_NEIGHBOR_FIELD)
+        fields = (self.text_field("title"), "category", SEMANTIC_NEIGHBOR_FIELD)
         return DataRequirements(news_fields=fields, text_tokenizer=self.text_tokenizer())
 
     def encode_news(self, news: dict[str, Tensor], history_news: Tensor | None = None) -> Tensor:
         return self.news_encoder(news[self.text_field("title")])
 
     def encode_users(self, batch: dict, history_news: Tensor) -> Tensor:
-        return gather_rows(history_news, batch["history"])  # the user graph's nodes
+        return gather_rows(history_news, batch["history"])  # the user graph's click nodes
 
-    def _pairs(self, vectors: Tensor, neighbors: Tensor, candidates: Tensor, clicked: Tensor, click_mask: Tensor):
-        """Scores of ``P`` pairs: ``candidates [P]`` (batch positions), their users' ``clicked
-        [P, H, d]`` and ``click_mask [P, H]``."""
+    def _pairs(self, vectors: Tensor, neighbors: Tensor, candidates: Tensor, clicked: Tensor, graph: tuple) -> Tensor:
+        """Scores ``[P]`` of ``P`` pairs: ``candidates [P]`` (batch positions), their users'
+        ``clicked [P, H, d]`` and user graphs ``(adj [P, H + T, H + T], topic_of [P, H, T + 1])``."""
+        adj_y, topic_of = graph
         nodes = torch.cat([candidates.unsqueeze(1), neighbors[candidates]], 1)  # [P, 1 + k]
         news_mask = nodes > 0
         news_mask[:, 0] = True
         x = vectors[nodes] * news_mask.unsqueeze(-1).to(vectors.dtype)
         # the candidate links to each neighbour; neighbours link where one lists the other
         listed = (neighbors[nodes].unsqueeze(2) == nodes.unsqueeze(1).unsqueeze(-1)).any(-1)  # [P, 1+k, 1+k]
-        adj_x = (listed | listed.transpose(1, 2)).float()
-        adj_x[:, 0, 1:] = adj_x[:, 1:, 0] = 1.0
-        adj_x = adj_x * (news_mask.unsqueeze(1) & news_mask.unsqueeze(2))
-        adj_y = (click_mask.unsqueeze(1) & click_mask.unsqueeze(2)).float()
-        y = clicked
+        adj_x = listed | listed.transpose(1, 2)
+        adj_x[:, 0, 1:] = adj_x[:, 1:, 0] = True
+        adj_x &= news_mask.unsqueeze(1) & news_mask.unsqueeze(2)
+        adj_x |= torch.eye(nodes.shape[1], dtype=torch.bool, device=nodes.device)
+        read = news_mask.clone()
+        read[:, 0] = ~news_mask[:, 1:].any(1)  # the global readout: the neighbours (else the candidate)
+        topics = self.topic_dropout(self.topic_nodes.weight).unsqueeze(0).expand(len(clicked), -1, -1)
+        y = torch.cat([clicked, topics.to(clicked.dtype)], 1)
+        H = clicked.shape[1]
+        c_news = self.contexts.news(x, read)
+        c_user = self.contexts.user(y[:, :H], topic_of, c_news)
         for layer in self.layers:
-            x, y = layer(x, adj_x, news_mask, y, adj_y, click_mask)
-        return (x[:, 0] * self.readout(y, click_mask)).sum(-1)
+            x, y = layer.news(x, adj_x, c_user), layer.user(y, adj_y, c_news)
+            c_news = c_news + self.contexts.news(x, read)
+            c_user = c_user + self.contexts.user(y[:, :H], topic_of, c_news)
+        return (c_news * c_user).sum(-1)
 
     def forward(self, batch: NewsBatch) -> Tensor:
         batch = as_batch(batch)
         vectors = self.encode_news(batch["news"])  # [U, d]: every news of the batch, neighbours included
         neighbors = batch["news"][SEMANTIC_NEIGHBOR_FIELD]
-        clicked = self.encode_users(batch, vectors).index_select(0, batch["user_index"])
-        click_mask = batch["history_mask"].index_select(0, batch["user_index"])
+        history = batch["history"]
+        category = batch["news"]["category"].long()[history].clamp(0, self.num_topics)  # [B_u, H]
+        adj, topic_of = user_graph(category, batch["history_mask"], self.num_topics)
+        users = batch["user_index"]
+        clicked = self.encode_users(batch, vectors).index_select(0, users)
+        adj, topic_of = adj.index_select(0, users), topic_of.index_select(0, users)
         return score_pairs(
             batch["candidates"], batch["candidate_mask"], self.chunk_pairs,
-            lambda rows, news: self._pairs(vectors, neighbors, news, clicked[rows], click_mask[rows]),
+            lambda rows, news: self._pairs(vectors, neighbors, news, clicked[rows], (adj[rows], topic_of[rows])),
         )  # fmt: skip
