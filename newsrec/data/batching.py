@@ -152,7 +152,8 @@ class BatchBuilder:
         and ``users`` (user-vocabulary indices, 0 = unknown; ``None``: all unknown).
         A history-only batch of a model that asks for transitions also carries
         ``transition_neighbors``: per request, the rows with a click transition to or from its
-        ``m`` most recent clicks (:meth:`TransitionTable.neighbors`)."""
+        ``m`` most recent clicks (:meth:`TransitionTable.neighbors`), and ``transition_silent``:
+        the rows without any transition (:meth:`TransitionTable.silent`, for a fresh-aware term)."""
         B = len(histories)
         cuts = [np.asarray(h, np.int64)[len(h) - min(len(h), history_length) :] for h in histories]
         history = np.zeros((B, history_length), np.int64)
@@ -173,9 +174,11 @@ class BatchBuilder:
         )  # fmt: skip
         if candidates is None and self.requirements.transitions is not None:
             m = int(self.requirements.transitions)
+            table = self.transition_table
             batch.extra["transition_neighbors"] = [
-                torch.from_numpy(self.transition_table.neighbors(h[-m:]).astype(np.int64)) for h in cuts
+                torch.from_numpy(table.neighbors(h[-m:], silent=False).astype(np.int64)) for h in cuts
             ]
+            batch.extra["transition_silent"] = torch.from_numpy(table.silent().astype(np.int64))
         return batch
 
     def news(self, rows: np.ndarray) -> dict[str, torch.Tensor]:

@@ -236,10 +236,13 @@ class NewsRecModel(DataSizesMixin, EvaluationMixin, pl.LightningModule):
     def rescore_rows(self, batch: NewsBatch) -> list[Tensor] | None:
         """Per user of a history-only batch, the rows whose score may differ from ``score`` of the
         vectors, which a vector search must re-score (``None``: none). With a transition scorer:
-        ``batch["transition_neighbors"]`` (every other candidate's term is exactly 0)."""
+        ``batch["transition_neighbors"]`` (every other candidate's term is exactly 0), and with a
+        fresh-aware scorer also ``batch["transition_silent"]`` (the news its own term is for)."""
         if self.transition_scorer is None:
             return None
-        return batch["transition_neighbors"]
+        if not getattr(self.transition_scorer, "fresh_aware", False):
+            return batch["transition_neighbors"]
+        return [torch.unique(torch.cat([r, batch["transition_silent"]])) for r in batch["transition_neighbors"]]
 
     def forward(self, batch: NewsBatch) -> Tensor:
         """Scores ``[B, C]`` of a :class:`~newsrec.core.NewsBatch` (padded candidates too: mask
