@@ -22,6 +22,8 @@ __all__ = [
     "CLICK_GRAPH_FIELDS",
     "DATA_SIZE_ARGUMENTS",
     "ROW_FIELD",
+    "SEMANTIC_EDGE_FIELD",
+    "SEMANTIC_GRAPH_FIELD",
     "SEMANTIC_NEIGHBOR_FIELD",
     "TITLE_ENTITY_FIELD",
     "DataRequirements",
@@ -42,6 +44,10 @@ CLICK_GRAPH_FIELDS = ("news_clickers", "news_coclicked")
 
 #: the news field of each news' nearest news by title (``[N, k]`` corpus rows; in a batch, positions)
 SEMANTIC_NEIGHBOR_FIELD = "semantic_neighbors"
+
+#: the news fields of each news' semantic-augmented graph (DIGAT; :mod:`newsrec.data.semantic_graph`):
+#: its nodes (``[N, S]`` corpus rows, which join the batch as positions) and its edges
+SEMANTIC_GRAPH_FIELD, SEMANTIC_EDGE_FIELD = "semantic_graph", "semantic_graph_edges"
 
 #: the data's sizes every model takes (the datamodule's properties of the same names)
 DATA_SIZE_ARGUMENTS = ("num_words", "num_entity_ids", "num_categories", "num_subcategories", "num_users", "num_news")
@@ -104,6 +110,10 @@ class DataRequirements:
             the training split's user vocabulary (``1 … num_users - 1``; ``0`` for a user the
             training split does not have: a new user at evaluation or serving time). Distinct
             histories are then distinct per user.
+        semantic_graph: each news' semantic-augmented graph as the news fields
+            ``semantic_graph`` and ``semantic_graph_edges`` (DIGAT): ``{"hops", "neighbors",
+            "threshold", "encoder"}`` (:func:`~newsrec.data.semantic_graph.semantic_graph_arrays`),
+            or ``None``.
     """
 
     news_fields: tuple[str, ...] = ("title",)
@@ -115,6 +125,7 @@ class DataRequirements:
     text_tokenizer: dict | None = None
     user_ids: bool = False
     user_news_graph: int | None = None
+    semantic_graph: dict | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.news_graph, dict):  # newsrec 0.1: one dict for the build and the sampler

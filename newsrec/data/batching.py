@@ -18,7 +18,8 @@ A batch is a :class:`~newsrec.core.NewsBatch` (it also reads like a dict):
   index of the training users (0: a user the training split does not have).
 - ``semantic_neighbors [U, k]`` when the model reads it (DIGAT): each news' nearest news by
   title, as positions in ``news`` (the candidates' neighbours are always in the batch; 0 where
-  a neighbour is not).
+  a neighbour is not); likewise ``semantic_graph [U, S]``, each news' semantic-augmented graph
+  (:mod:`newsrec.data.semantic_graph`), with its ``semantic_graph_edges [U, S]``.
 - GLORY adds ``subgraph``: a :class:`~torch_geometric.data.Batch` of the users' sampled
   subgraphs whose ``node_index [T]`` gives each node's position in ``news``.
 
@@ -34,7 +35,7 @@ import torch
 from torch.utils.data import Dataset
 
 from newsrec.core import DataRequirements, NewsBatch
-from newsrec.core.requirements import SEMANTIC_NEIGHBOR_FIELD
+from newsrec.core.requirements import SEMANTIC_GRAPH_FIELD, SEMANTIC_NEIGHBOR_FIELD
 from newsrec.data.behaviors import Behaviors, TrainingSamples
 from newsrec.data.corpus import NewsCorpus
 from newsrec.data.samplers import EpochBatchSampler, ImpressionBatchSampler, ResumableLoader, history_order
@@ -103,19 +104,19 @@ class BatchBuilder:
         if self.khop_sampler is not None:
             subgraph = self.khop_sampler.sample(history, history_mask)
             parts.append(subgraph.n_id.numpy())
-        linked = SEMANTIC_NEIGHBOR_FIELD if SEMANTIC_NEIGHBOR_FIELD in self.fields else None
-        if linked is not None:  # the candidates' neighbour news join the batch (DIGAT)
-            parts.append(self.fields[linked][candidates[candidate_mask]].reshape(-1).astype(np.int64))
+        linked = [f for f in (SEMANTIC_NEIGHBOR_FIELD, SEMANTIC_GRAPH_FIELD) if f in self.fields]
+        for field in linked:  # the candidates' neighbour (semantic graph) news join the batch (DIGAT)
+            parts.append(self.fields[field][candidates[candidate_mask]].reshape(-1).astype(np.int64))
         news_rows = np.unique(np.concatenate(parts))  # sorted, starts with 0
 
         def local(a: np.ndarray) -> np.ndarray:
             return np.searchsorted(news_rows, a)
 
         news = news_features(self.fields, tuple(self.fields), news_rows, self.entity_table)
-        if linked is not None:  # as positions in the batch (0: a neighbour the batch does not hold)
-            wanted = news[linked].numpy()
+        for field in linked:  # as positions in the batch (0: a neighbour the batch does not hold)
+            wanted = news[field].numpy()
             pos = np.minimum(local(wanted), len(news_rows) - 1)
-            news[linked] = torch.from_numpy(np.where(news_rows[pos] == wanted, pos, 0))
+            news[field] = torch.from_numpy(np.where(news_rows[pos] == wanted, pos, 0))
         batch = NewsBatch(
             news=news,
             news_rows=torch.from_numpy(news_rows.astype(np.int64)),

