@@ -234,9 +234,9 @@ def check_checkpoint_fits(path: str | os.PathLike, model, data) -> None:
             f"{path} holds a {named.rpartition('.')[2]} model, but the config builds a {type(model).__name__}: use "
             "the config the checkpoint was trained with"
         )
-    check_weights_fit(ckpt.get("state_dict") or {}, model, path)
     if hasattr(data, "signature"):
         check_data_signature(data.signature(), ckpt.get("newsrec_data") or {}, path)
+    check_weights_fit(ckpt.get("state_dict") or {}, model, path)
 
 
 def check_weights_fit(state_dict: dict, model, path: str | os.PathLike) -> None:

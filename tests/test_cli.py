@@ -266,7 +266,7 @@ def test_every_base_option_reaches_every_model_through_the_cli(tiny_world, tmp_p
     base = ["--model", f"newsrec.models.{model}", "--data.root", str(tiny_world)]
     base += ["--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false"]
     cli = NewsRecCLI(NewsRecModel, MINDDataModule, subclass_mode_model=True, run=False, args=base)
-    defaults = {"NRMS": (1e-4, "linear"), "GLORY": (2e-4, "linear"), "FUM": (1e-4, "constant")}[model]
+    defaults = {"NRMS": (1e-4, "linear"), "GLORY": (2e-4, "warmup_constant"), "FUM": (1e-4, "constant")}[model]
     assert (cli.model.lr, cli.model.lr_schedule) == defaults
     assert cli.model.gradient_check is True
     options = {
