@@ -101,6 +101,7 @@ class DIGAT(NewsRecModel):
     (:math:`\operatorname{GAT}` = :class:`~newsrec.nn.dual_graph.ContextGraphAttention`). The
     news context's global readout reads the neighbours, not the candidate (as the official code);
     a candidate without neighbours reads itself, where the official code would read its padding.
+    A user without clicks has no topic: the user context is zero and every candidate scores 0.
 
     **Not cacheable**: both graphs change with the pair. The forward scores (impression,
     candidate) pairs ``chunk_pairs`` at a time, exactly; evaluation and serving run it. News
