@@ -240,18 +240,29 @@ def check_checkpoint_fits(path: str | os.PathLike, model, data) -> None:
 
 
 def check_weights_fit(state_dict: dict, model, path: str | os.PathLike) -> None:
-    """Every parameter of ``model`` is in the checkpoint's ``state_dict`` with the same shape, or
-    one error naming the first that differs (a checkpoint of an older form of the model, or of
-    other sizes), instead of a ``load_state_dict`` traceback."""
-    for name, param in model.named_parameters():
+    """The checkpoint's ``state_dict`` holds exactly the model's weights and buffers, each with
+    the model's shape, or one error naming the first that differs (a checkpoint of an older
+    form of the model, of another configuration, or of other sizes), instead of a
+    ``load_state_dict`` traceback."""
+    own = model.state_dict()
+    problem = None
+    for name, tensor in own.items():
         saved = state_dict.get(name)
         if saved is None:
             problem = f"it has no {name}"
-        elif tuple(saved.shape) != tuple(param.shape):
-            problem = f"its {name} is {tuple(saved.shape)}, the model's {tuple(param.shape)}"
-        else:
-            continue
+        elif tuple(saved.shape) != tuple(tensor.shape):
+            problem = f"its {name} is {tuple(saved.shape)}, the model's {tuple(tensor.shape)}"
+        if problem:
+            break
+    if problem is None:
+        extra = sorted(set(state_dict) - set(own))
+        if extra:
+            problem = f"it has {extra[0]}, which the model has not" + (
+                f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+            )
+    if problem:
         raise ValueError(
-            f"{path} does not fit {type(model).__name__} (an older form of the model, or other sizes): {problem}; "
-            "retrain it with this version, or load it with the newsrec version that wrote it"
+            f"{path} does not fit {type(model).__name__} (an older form of the model, another configuration, or other "
+            f"sizes): {problem}; retrain it with this version and configuration, or load it with the newsrec version "
+            "and config that wrote it"
         )

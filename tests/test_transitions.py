@@ -70,12 +70,12 @@ def test_transition_features_equal_a_counting_reference():
                 np.testing.assert_allclose(f[r, c, j, 4], np.log1p(in_tot[k] + out_tot[k]), rtol=1e-6)
 
 
-def test_unseen_news_are_silent_and_always_among_the_rows_to_rescore():
+def test_unseen_news_are_silent_and_among_the_rows_to_rescore_when_asked():
     # 1 -> 2 -> 3; news 4 clicked alone (no transition), 5 never: both silent, as is an added 6
     table = TransitionTable([np.array([1, 2, 3]), np.array([4])], 6)
     np.testing.assert_array_equal(table.silent(), [4, 5])
-    np.testing.assert_array_equal(table.neighbors(np.array([1])), [2, 4, 5])
-    np.testing.assert_array_equal(table.neighbors(np.array([1]), silent=False), [2])
+    np.testing.assert_array_equal(table.neighbors(np.array([1]), silent=True), [2, 4, 5])
+    np.testing.assert_array_equal(table.neighbors(np.array([1])), [2])  # the neighbours alone by default
     f = table.features(np.array([[1]]), np.array([[True]]), np.array([[2, 3, 4, 6]]))
     np.testing.assert_allclose(f[0, :, 0, 4], np.log1p([2, 1, 0, 0]), rtol=1e-6)
 

@@ -153,9 +153,9 @@ class TransitionTable:
             self._silent = np.flatnonzero(degree[1:] == 0).astype(np.int64) + 1
         return self._silent
 
-    def neighbors(self, nodes: np.ndarray, silent: bool = True) -> np.ndarray:
+    def neighbors(self, nodes: np.ndarray, silent: bool = False) -> np.ndarray:
         """Sorted distinct news with a transition to or from any of ``nodes`` (ids outside the
-        table have none) and, with ``silent``, the news without any transition (:meth:`silent`):
+        table have none) and, with ``silent=True``, the news without any transition (:meth:`silent`):
         the only candidates whose graph-score term can differ from that of a seen news without an
         edge to ``nodes`` (the pair features are all zero elsewhere, and a fresh-aware scorer
         gives unseen news its own term)."""

@@ -131,27 +131,30 @@ class ReleaseSpawnedProcessGroup(pl.Callback):
 
 class TrainingThroughput(pl.Callback):
     """Logs ``train/samples_per_s``: training samples (impressions' clicked news, each with its
-    negatives) per second of this rank since the epoch began, validation excluded; shown in the
-    progress bar and written to the loggers (per step and per epoch)."""
+    negatives) per second of this rank's training loop since the epoch began — batch loading
+    included, validation runs excluded — shown in the progress bar and written to the loggers
+    at every step."""
 
     def __init__(self) -> None:
         self._samples = 0
         self._seconds = 0.0
-        self._batch_start: float | None = None
+        self._last: float | None = None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._samples, self._seconds = 0, 0.0
+        self._samples, self._seconds, self._last = 0, 0.0, time.perf_counter()
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
-        self._batch_start = time.perf_counter()
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._last is not None:  # a validation inside the epoch is not training time
+            self._last = time.perf_counter()
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int
     ) -> None:
-        if self._batch_start is None:
+        if self._last is None:
             return
-        self._seconds += time.perf_counter() - self._batch_start
-        self._batch_start = None
+        now = time.perf_counter()
+        self._seconds += now - self._last
+        self._last = now
         candidates = batch.get("candidates") if hasattr(batch, "get") else None
         self._samples += len(candidates) if candidates is not None else 0
         if self._seconds > 0:

@@ -128,8 +128,9 @@ def predict_scores(model, datamodule, *, trainer=None, path: str | os.PathLike |
     default ``dev``) with ``model`` and return the scores table (:func:`scores_table`);
     ``path``: also write it there (:func:`write_scores_file`).
 
-    ``trainer``: the ``pl.Trainer`` to run ``predict`` with (default: a quiet CPU/auto one
-    without logger or progress bar). The model should be connected to the data
+    ``trainer``: the ``pl.Trainer`` to run ``predict`` with (default: a quiet one-device one
+    without logger or progress bar). In a distributed run, rank 0 returns the table and every
+    other rank ``None``. The model should be connected to the data
     (``model.connect_data(datamodule, stage="predict")``); it is connected here if not.
     """
     import pytorch_lightning as pl
@@ -137,10 +138,13 @@ def predict_scores(model, datamodule, *, trainer=None, path: str | os.PathLike |
     if getattr(model, "_inputs", None) is None and hasattr(model, "connect_data"):
         model.connect_data(datamodule, stage="predict")
     if trainer is None:
-        trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+        trainer = pl.Trainer(devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
                              enable_checkpointing=False)  # fmt: skip
     predictions = trainer.predict(model, datamodule=datamodule, return_predictions=True)
-    ids, scores = gather_predictions(trainer, predictions)
+    gathered = gather_predictions(trainer, predictions)
+    if gathered is None:  # another rank of a distributed run: rank 0 holds the table
+        return None
+    ids, scores = gathered
     split = datamodule.splits["predict"]
     table = scores_table(ids, scores, datamodule.behaviors(split), datamodule.corpus.news_ids)
     if path is not None:
@@ -157,11 +161,11 @@ class ScoresFileWriter(BasePredictionWriter):
         self.path = path
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        dm = trainer.datamodule  # checked on every rank, before the gather, so none waits alone
+        if dm is None or not hasattr(dm, "behaviors"):
+            raise ValueError("ScoresFileWriter joins ids from the data: run trainer.predict(model, datamodule=dm)")
         gathered = gather_predictions(trainer, predictions)
         if gathered is not None:
-            dm = trainer.datamodule
-            if dm is None or not hasattr(dm, "behaviors"):
-                raise ValueError("ScoresFileWriter joins ids from the data: run trainer.predict(model, datamodule=dm)")
             split = dm.splits["predict"]
             table = scores_table(*gathered, dm.behaviors(split), dm.corpus.news_ids)
             write_scores_file(self.path, table)
