@@ -9,7 +9,8 @@ newsrec's counts beside the reference's (``docs/models/fidelity.md`` prints them
 
     {"model": "GLORY", "reference": "tinyrolls/GLORY@<commit>",
      "components": {"<child module>": {"newsrec": 123, "reference": 123}},
-     "large_tables": {"<table>": "why this learned table starts large (the official code does)"}}
+     "large_tables": {"<table>": "why this learned table starts large (the official code does)"},
+     "differences": {"<child module>": "why its count is more than 2 % off the reference's"}}
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ def main() -> None:
         }
         record = {"model": type(model).__name__, "reference": old.get("reference"), "components": components}
         record["large_tables"] = old.get("large_tables", {})
+        record["differences"] = old.get("differences", {})
         print(json.dumps(record, indent=1))
         print(f"# learned tables' mean row norm: {norms}", file=sys.stderr)
 

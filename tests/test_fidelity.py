@@ -28,6 +28,19 @@ def test_parameter_counts_per_component(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
+def test_components_match_the_reference_or_say_why(name):
+    """Every component within 2 % of the reference's count, or its reason in ``differences``."""
+    record = load_record(name)
+    reasons = record.get("differences", {})
+    assert record.get("reference"), f"{name}: no reference named"
+    for component, c in record["components"].items():
+        ref = c.get("reference")
+        assert ref is not None, f"{name}.{component}: the reference's count is missing"
+        if abs(c["newsrec"] - ref) > 0.02 * ref:
+            assert reasons.get(component), f"{name}.{component}: {c['newsrec']:,} against {ref:,}, no reason given"
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_learned_tables_start_small(name):
     allowed = load_record(name).get("large_tables", {})
     model = build_paper_model(name)
