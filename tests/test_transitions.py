@@ -114,6 +114,7 @@ def test_training_features_leave_out_the_users_own_later_clicks():
     sub = (
         fut.counts([0], [1], [1], recent[:, None, :], cands[:, :, None]),
         fut.counts([0], [1], [1], cands[:, :, None], recent[:, None, :]),
+        fut.touching([0], [1], [1], cands),
     )
     left_out = table.features(recent, rmask, cands, sub)
     assert left_out[0, 0, 0, 0] == pytest.approx(np.log1p(1))  # only user 1's transition
@@ -125,8 +126,29 @@ def test_training_features_leave_out_the_users_own_later_clicks():
     sub3 = (
         fut.counts([0], [3], [3], recent[:, None, :], cands[:, :, None]),
         fut.counts([0], [3], [3], cands[:, :, None], recent[:, None, :]),
+        fut.touching([0], [3], [3], cands),
     )
     np.testing.assert_array_equal(table.features(recent, rmask, cands, sub3), plain)
+
+
+def test_training_exposure_leaves_out_exactly_the_users_own_transitions_of_the_candidate():
+    # user 0: 1 -> 2 -> 3 (3 is its very last click: no transition out of it); user 1: 2 -> 3
+    seqs = [np.array([1, 2, 3]), np.array([2, 3])]
+    table, fut = TransitionTable(seqs, 5), UserFutureEdges(seqs, 5)
+    # a sample of user 0 with history [1, 2]: its future is 2 -> 3 only
+    np.testing.assert_array_equal(fut.touching([0], [2], [2], np.array([[3, 2, 4]])), [[1, 1, 0]])
+    # with history [1]: 1 -> 2 and 2 -> 3 lie ahead (2 is touched twice, 3 once)
+    np.testing.assert_array_equal(fut.touching([0], [1], [1], np.array([[2, 3, 1]])), [[2, 1, 1]])
+    recent, rmask, cands = np.array([[2]]), np.array([[True]]), np.array([[3]])
+    sub = (
+        fut.counts([0], [2], [2], recent[:, None, :], cands[:, :, None]),
+        fut.counts([0], [2], [2], cands[:, :, None], recent[:, None, :]),
+        fut.touching([0], [2], [2], cands),
+    )
+    # 3 was reached twice (users 0 and 1): without user 0's own click it is still seen once
+    assert table.features(recent, rmask, cands, sub)[0, 0, 0, 4] == pytest.approx(np.log1p(1))
+    # a history that is not the user's prefix takes nothing off
+    np.testing.assert_array_equal(fut.touching([0], [2], [1], np.array([[3]])), [[0]])
 
 
 @pytest.fixture(scope="module")

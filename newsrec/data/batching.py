@@ -200,7 +200,7 @@ class BatchBuilder:
             h, c = recent[:, None, :], cands[:, :, None]
             fwd = self.future_edges.counts(users, history_lengths, last, h, c)
             bwd = self.future_edges.counts(users, history_lengths, last, c, h)
-            subtract = (fwd, bwd)
+            subtract = (fwd, bwd, self.future_edges.touching(users, history_lengths, last, cands))
         return self.transition_table.features(recent, rmask, cands, subtract), rmask
 
 

@@ -196,14 +196,16 @@ class TransitionTable:
             candidates: int ``[R, C]``.
             subtract: optional ``(forward [R, C, m], backward [R, C, m])`` counts to take off the
                 global counts first (a training sample's own future clicks, see
-                :class:`UserFutureEdges`).
+                :class:`UserFutureEdges`), and optionally a third, ``[R, C]``: the row user's own
+                future transitions into or out of each candidate (:meth:`UserFutureEdges.touching`),
+                taken off the candidate's exposure.
 
         Returns:
             float32 ``[R, C, m, 5]`` (the class docstring's features): the four pair features, 0
             at masked clicks, and the candidate's exposure (the same at every position, masked or
-            not). With ``subtract``, the exposure leaves out twice the row user's own future
-            transitions from its last click to the candidate (the click into it and, but for a
-            user's very last click, the one out of it).
+            not). With a three-part ``subtract``, the exposure leaves out the row user's own future
+            transitions into and out of the candidate, so that training reads the exposure the
+            candidate had without the sample's own answer.
         """
         h = recent[:, None, :]  # [R, 1, m]
         c = candidates[:, :, None]  # [R, C, 1]
@@ -219,7 +221,8 @@ class TransitionTable:
             bwd = np.maximum(bwd - subtract[1], 0.0)
             out_h = np.maximum(out_h - subtract[0], 0.0)
             in_h = np.maximum(in_h - subtract[1], 0.0)
-            degree = np.maximum(degree - 2 * subtract[0][:, :, 0], 0.0)
+            if len(subtract) > 2:
+                degree = np.maximum(degree - subtract[2], 0.0)
         feats = np.stack(
             [
                 np.log1p(fwd),
@@ -269,6 +272,12 @@ class UserFutureEdges:
         order = np.lexsort((self.k, self.dst, self.src, self.user))
         self.user, self.src, self.dst, self.k = self.user[order], self.src[order], self.dst[order], self.k[order]
         self.group = (self.user * self.num_nodes + self.src) * self.num_nodes + self.dst
+        # (user, news) keys of every edge's source and destination, each ordered by k inside a key
+        self._ends = []
+        for end in (self.src, self.dst):
+            key = self.user * self.num_nodes + end
+            o = np.lexsort((self.k, key))
+            self._ends.append((key[o], self.k[o]))
 
     def counts(
         self, users: np.ndarray, history_lengths: np.ndarray, last_clicks: np.ndarray, a: np.ndarray, b: np.ndarray
@@ -300,27 +309,52 @@ class UserFutureEdges:
         start = np.broadcast_to((n - 1).reshape((-1,) + (1,) * (a.ndim - 1)), shape)
         ok = np.broadcast_to(prefix.reshape((-1,) + (1,) * (a.ndim - 1)), shape)
         key = ((u * self.num_nodes + a) * self.num_nodes + b).reshape(-1)
-        lo = np.searchsorted(self.group, key, side="left")
-        hi = np.searchsorted(self.group, key, side="right")
-        # within a group, k is sorted: count the entries with k >= start
-        total = hi - lo
-        has = total > 0
-        out = np.zeros(key.shape)
-        if has.any():
-            idx = np.flatnonzero(has)
-            # binary search for the first k >= start inside [lo, hi): vectorised bisection
-            left, right = lo[idx].copy(), hi[idx].copy()
-            target = start.reshape(-1)[idx]
-            while True:
-                active = left < right
-                if not active.any():
-                    break
-                mid = (left + right) // 2
-                go_right = active & (self.k[np.minimum(mid, len(self.k) - 1)] < target)
-                left = np.where(go_right, mid + 1, left)
-                right = np.where(active & ~go_right, mid, right)
-            out[idx] = hi[idx] - left
+        out = _count_from(self.group, self.k, key, start.reshape(-1))
         return np.where(ok.reshape(-1), out, 0.0).reshape(shape)
+
+    def touching(
+        self, users: np.ndarray, history_lengths: np.ndarray, last_clicks: np.ndarray, news: np.ndarray
+    ) -> np.ndarray:
+        """The row user's future transitions (positions ``k ≥ n − 1``, as :meth:`counts`) into or
+        out of each of ``news`` (int ``[R, ...]``): float64 of ``news``'s shape, a self-loop
+        counted twice (as it counts in both the in- and out-totals of a
+        :class:`TransitionTable`)."""
+        news = np.asarray(news, np.int64)
+        shape = news.shape
+        users = np.asarray(users, np.int64)
+        n = np.asarray(history_lengths, np.int64)
+        prefix = (n >= 1) & (n <= np.diff(self.offsets)[users])
+        if len(self.values):
+            at = np.minimum(self.offsets[users] + np.maximum(n - 1, 0), len(self.values) - 1)
+            prefix &= self.values[at] == np.asarray(last_clicks, np.int64)
+        if not len(self.group) or not prefix.any():
+            return np.zeros(shape)
+        lead = (-1,) + (1,) * (news.ndim - 1)
+        key = (np.broadcast_to(users.reshape(lead), shape) * self.num_nodes + news).reshape(-1)
+        start = np.broadcast_to((n - 1).reshape(lead), shape).reshape(-1)
+        out = sum(_count_from(keys, ks, key, start) for keys, ks in self._ends)
+        return np.where(np.broadcast_to(prefix.reshape(lead), shape).reshape(-1), out, 0.0).reshape(shape)
+
+
+def _count_from(keys: np.ndarray, ks: np.ndarray, query: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """For each ``query`` key, how many entries of ``keys`` (sorted; ``ks`` sorted inside each
+    key) equal it with ``ks >= start`` (float64, vectorised bisection)."""
+    lo = np.searchsorted(keys, query, side="left")
+    hi = np.searchsorted(keys, query, side="right")
+    out = np.zeros(query.shape)
+    idx = np.flatnonzero(hi > lo)
+    if len(idx):
+        left, right, target = lo[idx].copy(), hi[idx].copy(), start[idx]
+        while True:
+            active = left < right
+            if not active.any():
+                break
+            mid = (left + right) // 2
+            go_right = active & (ks[np.minimum(mid, len(ks) - 1)] < target)
+            left = np.where(go_right, mid + 1, left)
+            right = np.where(active & ~go_right, mid, right)
+        out[idx] = hi[idx] - left
+    return out
 
 
 def transition_tables(
