@@ -19,6 +19,7 @@ A graph is stored as two ``[N, S]`` int64 arrays (``S`` the most nodes a graph c
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,7 @@ def nearest_news(vectors: torch.Tensor, k: int, chunk: int = 4096) -> tuple[np.n
     n = len(vectors)
     k_eff = max(0, min(k, n - 2))
     rows, cos = np.zeros((n, k), np.int64), np.full((n, k), -2.0, np.float32)
+    chunk = max(1, min(chunk, 2**26 // max(n, 1)))  # [chunk, N] float32 similarities: at most 256 MB
     for start in range(1, n, chunk):
         sim = vectors[start : start + chunk] @ vectors.T
         sim[:, empty] = -2.0
@@ -151,8 +153,11 @@ def semantic_graph_arrays(
     encoder = cfg["encoder"]
     matrix = word_vectors() if word_vectors is not None and encoder is None else None
     source = str(encoder) if encoder is not None else ("pretrained" if matrix is not None else "random")
+    titles_crc = zlib.crc32(np.ascontiguousarray(corpus.arrays["title"]).tobytes())
+    words_crc = zlib.crc32(np.ascontiguousarray(matrix, dtype=np.float32).tobytes()) if matrix is not None else 0
+    # the titles and the word vectors themselves key the cache: a new title_length or GloVe file rebuilds it
     key = cache_key("sag", corpus.news_ids[:50], len(corpus), len(train), cfg["hops"], cfg["neighbors"],
-                    cfg["threshold"], source)  # fmt: skip
+                    cfg["threshold"], source, titles_crc, words_crc)  # fmt: skip
 
     def build() -> tuple[dict, dict]:
         if encoder is not None:
