@@ -14,6 +14,7 @@ torch's CPU threads. Errors in input files are reported as one line and a non-ze
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pickle
@@ -186,32 +187,35 @@ def _demo(args: argparse.Namespace) -> None:
     _baselines(args)
 
 
+THREADS_HELP = "torch's CPU threads for every command (also NEWSREC_THREADS; anywhere on the line)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="newsrec", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--verbose", "--debug", action="store_true", help="show tracebacks (also NEWSREC_DEBUG=1)")
-    parser.add_argument(
-        "--threads", type=int, help="torch's CPU threads for every command (also NEWSREC_THREADS; anywhere on the line)"
-    )
+    common = argparse.ArgumentParser(add_help=False)  # the whole line's options, in every command's --help
+    common.add_argument("--verbose", "--debug", action="store_true", help="show tracebacks (also NEWSREC_DEBUG=1)")
+    common.add_argument("--threads", type=int, help=THREADS_HELP)
+    parser = argparse.ArgumentParser(prog="newsrec", description=__doc__.split("\n\n")[0], parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("synth", help="write a synthetic MIND world")
+    add_command = functools.partial(sub.add_parser, parents=[common])
+    p = add_command("synth", help="write a synthetic MIND world")
     p.add_argument("--out", required=True)
     p.add_argument("--users", type=int, default=2000)
     p.add_argument("--news", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--knobs", help="JSON of SyntheticConfig fields, e.g. '{\"transition_strength\": 0}'")
     p.set_defaults(func=_synth)
-    p = sub.add_parser("prepare", help="build the cached corpus and behaviors of a MIND root")
+    p = add_command("prepare", help="build the cached corpus and behaviors of a MIND root")
     p.add_argument("root")
     p.add_argument("--missing", choices=["error", "drop"], default="error")
     p.set_defaults(func=_prepare)
-    p = sub.add_parser(
+    p = add_command(
         "baselines",
         help="popularity, recency-weighted popularity, transition, item-kNN and oracle metrics on the dev split "
         "(and on its fresh impressions: the clicked news had no training click)",
     )
     p.add_argument("root")
     p.set_defaults(func=_baselines)
-    p = sub.add_parser("serve", help="serve a trained model over HTTP (extra [serve]: fastapi + uvicorn)")
+    p = add_command("serve", help="serve a trained model over HTTP (extra [serve]: fastapi + uvicorn)")
     p.add_argument("--ckpt_path", required=True, help="a checkpoint written by newsrec fit")
     p.add_argument("--root", help="the MIND root (default: the one recorded at training)")
     p.add_argument("--host", default="127.0.0.1")
@@ -244,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_candidates", type=int, default=10_000)
     p.add_argument("--log_level", default="info")
     p.set_defaults(func=_serve)
-    p = sub.add_parser("convert", help="convert EB-NeRD or Adressa into a MIND-format root")
+    p = add_command("convert", help="convert EB-NeRD or Adressa into a MIND-format root")
     p.add_argument("dataset", choices=["ebnerd", "adressa"])
     p.add_argument("src", help="the download as distributed (EB-NeRD: its folder; Adressa: the tar.gz or its folder)")
     p.add_argument("out", help="the MIND-format root to write (train/, dev/[, test/])")
@@ -254,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negatives", type=int, default=20, help="Adressa: non-clicked candidates per impression")
     p.add_argument("--split", help="Adressa: days of history, train and dev, e.g. 5,1,1 (default: the variant's)")
     p.set_defaults(func=_convert)
-    p = sub.add_parser("demo", help="generate a small synthetic world (once) and evaluate baselines on it")
+    p = add_command("demo", help="generate a small synthetic world (once) and evaluate baselines on it")
     p.add_argument("--root", default="data/synthetic-demo")
     p.set_defaults(func=_demo)
     return parser

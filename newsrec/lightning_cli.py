@@ -25,16 +25,31 @@ from newsrec.checkpoint_io import (
 )
 from newsrec.data.datamodule import MINDDataModule
 from newsrec.models.base import NewsRecModel
-from newsrec.training import PredictionFileWriter, ScoresFileWriter, quiet_dependency_notices, training_callbacks
+from newsrec.training import (
+    PredictionFileWriter,
+    ScoresFileWriter,
+    apply_threads,
+    quiet_dependency_notices,
+    training_callbacks,
+)
 from newsrec.utils import format_table
 
 __all__ = ["NewsRecCLI", "PredictionFileWriter", "run_lightning_cli"]
+
+
+PREDICT_OUTPUTS = {"prediction_file": "prediction.zip", "scores_file": None, "submission_file": None}
 
 
 class NewsRecCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         for name in NewsRecModel.data_size_arguments:
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+        parser.add_argument(
+            "--threads",
+            type=int | None,
+            default=None,
+            help="torch's CPU threads (also NEWSREC_THREADS; on the command line it may stand anywhere)",
+        )
         parser.add_argument(
             "--checkpoint_every_n_steps",
             type=int,
@@ -78,6 +93,23 @@ class NewsRecCLI(LightningCLI):
         elif path and path not in ("best", "last", "hpc", "registry"):
             raise FileNotFoundError(f"no checkpoint at {path}")
 
+    def before_instantiate_classes(self) -> None:
+        """``threads:`` from a config file (``--threads`` on the line was applied before parsing)."""
+        threads = self.config[self.subcommand].get("threads")
+        if threads is not None:
+            apply_threads(threads)
+
+    def _refuse_predict_outputs(self) -> None:
+        """``validate`` and ``test`` write no files: a ``--scores_file``, ``--submission_file`` or
+        ``--prediction_file`` given to them is one clear error, not silently ignored."""
+        config = self.config[self.subcommand]
+        given = [f"--{name}" for name, default in PREDICT_OUTPUTS.items() if config.get(name) not in (None, default)]
+        if given:
+            raise ValueError(
+                f"newsrec {self.subcommand} writes no files; {', '.join(given)} is for `newsrec predict` "
+                "(run predict with the same config and checkpoint)"
+            )
+
     def _connect(self, stage: str) -> None:
         """The model ↔ data handshake (:meth:`NewsRecModel.connect_data`), before every command."""
         if hasattr(self.model, "connect_data") and hasattr(self.datamodule, "model_inputs"):
@@ -118,6 +150,7 @@ class NewsRecCLI(LightningCLI):
         self._check_checkpoint()
 
     def before_validate(self) -> None:
+        self._refuse_predict_outputs()
         self._connect("validate")
         self._resolve_last()
         self._check_checkpoint()
@@ -136,6 +169,7 @@ class NewsRecCLI(LightningCLI):
     def before_test(self) -> None:
         """Connect the model to its data, and say which split ``test`` evaluates when it is not
         ``test/`` (the default is dev)."""
+        self._refuse_predict_outputs()
         self._connect("test")
         self._resolve_last()
         self._check_checkpoint()

@@ -160,6 +160,35 @@ def test_threads_are_applied_by_the_flag_and_the_environment(tiny_world, tmp_pat
         torch.set_num_threads(before)
 
 
+def test_every_command_lists_threads_and_a_config_may_set_them(tiny_world, tmp_path, capsys):
+    for command in ("synth", "prepare", "baselines", "serve", "convert", "demo", "fit", "predict"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "--threads" in capsys.readouterr().out, command
+    before = torch.get_num_threads()
+    try:
+        config = yaml.safe_load(open(_config(tmp_path, tiny_world)))
+        config["threads"] = 2
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+        torch.set_num_threads(1)
+        assert main(["validate", "--config", str(tmp_path / "c.yaml")]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("command", ["validate", "test"])
+def test_validate_and_test_refuse_the_files_only_predict_writes(tiny_world, tmp_path, capsys, command):
+    cfg = _config(tmp_path, tiny_world)
+    scores = tmp_path / "scores.parquet"
+    assert main([command, "--config", cfg, "--scores_file", str(scores)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--scores_file" in err and "newsrec predict" in err
+    assert not scores.exists()
+    assert main([command, "--config", cfg, "--prediction_file", str(tmp_path / "p.zip")]) == 1
+    assert "--prediction_file" in capsys.readouterr().err
+
+
 def test_fit_output_has_no_advertisements_or_leafspec_and_logs_samples_per_second(
     tiny_world, tmp_path, capsys, caplog, monkeypatch
 ):
