@@ -77,14 +77,8 @@ from newsrec.core.cache import ArrayCache
 from newsrec.core.files import atomic_write
 from newsrec.data.mind import format_times, write_tsv_lines
 from newsrec.data.synthetic_knobs import check_knob, check_knobs, knob_names
-from newsrec.data.synthetic_world import (
-    SyntheticConfig,
-    World,
-    sigmoid,
-    write_entity_vectors,
-    write_news,
-    write_word_vectors,
-)
+from newsrec.data.synthetic_text import write_entity_vectors, write_news, write_word_vectors
+from newsrec.data.synthetic_world import SyntheticConfig, World, sigmoid
 from newsrec.utils import progress
 
 __all__ = [
