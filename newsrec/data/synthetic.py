@@ -40,6 +40,20 @@ which each model family has something real to find:
   logit of its readers). The appeal does not show in the text; it shows in who clicks a news,
   so a news' neighbours in the global click graph are news that its segment reads — which
   tells a model with a short history the rest of the user's topic mix.
+* **hub entities** (``hub_strength`` > 0; 0 = off; ``num_hubs``): User-as-Graph's signal.
+  Every news also mentions one of a few hub entities, drawn whatever its topic (their vectors
+  hold no topic), and every user has a hub of their own that adds ``hub_strength`` to the logit
+  of every news mentioning it, in the history walk and in impressions. The hub recurs across
+  the user's clicks of varied topics, each of which mentions topic entities too: the interest
+  is carried by how the clicks connect through one shared entity (a node of high degree in the
+  user's personal graph of clicks, topics and entities), not by any single click.
+* **stories with noisy titles** (``story_noise_fraction`` > 0; 0 = off; ``story_size``):
+  DIGAT's signal. The news of a topic are grouped into stories that share three story words
+  (vectors of no topic) in their titles; every news but a story's first is, with this
+  probability, noisy: a short title of a common word, its aspect word and the story words, an
+  abstract of common words, no topic entity, a generic category. Clicks still follow its true
+  topic and it is a candidate like any news (in dev too), so its topic is told only by its
+  story siblings: its semantic neighbours by title similarity.
 * **popularity**: a news-level prior, log-normal with ``popularity_sigma`` (larger = clicks
   concentrate on fewer news, as on MIND; also makes users' graph neighbourhoods overlap).
 
@@ -53,6 +67,7 @@ Every click in an impression is drawn with probability ``sigmoid(logit)`` where:
                                     here instead)
           + popularity_strength * log popularity(n)
           + segment_strength    * [segment(n) == segment(u)]      (with num_segments > 0)
+          + hub_strength        * [n mentions hub(u)]             (with hub_strength > 0)
           + bias
 
 The probabilities are written beside ``behaviors.tsv`` as ``oracle.tsv``

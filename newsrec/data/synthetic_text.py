@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from newsrec.core.files import atomic_write
-
-if TYPE_CHECKING:
-    from newsrec.data.synthetic_world import World
+from newsrec.data.synthetic_world import STORY_WORDS, World
 
 __all__ = ["CATEGORY_NAMES", "topic_vectors", "write_entity_vectors", "write_news", "write_word_vectors"]
 
@@ -64,13 +61,21 @@ def write_news(path: Path, w: World, rows: np.ndarray) -> None:
         ents = [e for e in w.entities[n] if e >= 0]
         if w.inherited[n] >= 0 and w.inherited[n] not in ents:
             ents = [int(w.inherited[n])] + ents
-        if w.vague[n]:  # only common words (and the aspect word): the topic does not show
+        hidden = w.vague[n] or (w.noisy is not None and w.noisy[n])
+        if hidden:  # only common words (and the aspect word): the topic does not show
             ents = []
             words[n] = common[n]
+        if w.hub is not None and w.hub[n] >= 0:  # the hub entity: first or second in the title
+            ents.insert(min(int(w.hub_slot[n]), len(ents)), w.num_topic_entities + int(w.hub[n]))
         title_words = [w.words[x] for x in words[n, : lt[n]]]
         title_words[aspect_pos[n] % len(title_words)] = w.words[w.aspect0 + w.aspect[n]]
         if w.cue is not None:  # anywhere but on the aspect word
             title_words[cue_pos[n] % len(title_words)] = w.words[w.cue0 + w.cue[n]]
+        if w.story is not None and not w.vague[n]:
+            if w.noisy[n]:  # short: a common word, the aspect word (and the cue word) only
+                title_words = [w.words[common[n, 0]], w.words[w.aspect0 + w.aspect[n]]]
+                title_words += [w.words[w.cue0 + w.cue[n]]] if w.cue is not None else []
+            title_words += [w.words[w.story0 + STORY_WORDS * w.story[n] + k] for k in range(STORY_WORDS)]
         lead = [w.entity_labels[e] for e in ents[:2]]
         title_words = lead + title_words
         title = " ".join(title_words).capitalize()
@@ -97,8 +102,8 @@ def write_news(path: Path, w: World, rows: np.ndarray) -> None:
                 )
             return json.dumps(items, separators=(", ", ": "))
 
-        category = cats[w.topic[n] % cfg.num_categories] if not w.vague[n] else cats[0]
-        subcategory = f"{category}topic{w.topic[n]}" if not w.vague[n] else f"{category}general"
+        category = cats[w.topic[n] % cfg.num_categories] if not hidden else cats[0]
+        subcategory = f"{category}topic{w.topic[n]}" if not hidden else f"{category}general"
         lines.append(
             "\t".join(
                 [
@@ -122,7 +127,8 @@ def topic_vectors(seed: int, tag: int, count: int, dim: int) -> np.ndarray:
 
 
 def write_word_vectors(path: Path, w: World) -> None:
-    """``word_vectors.txt`` (GloVe format): topic words near their topic's centre."""
+    """``word_vectors.txt`` (GloVe format): topic words and topic entities' labels near their
+    topic's centre; story words and hub entities' labels hold no topic."""
     cfg = w.cfg
     rng = np.random.default_rng([cfg.seed, 3])
     centres = topic_vectors(cfg.seed, 4, cfg.num_topics, cfg.word_dim)
@@ -134,8 +140,8 @@ def write_word_vectors(path: Path, w: World) -> None:
     vec[w.aspect0 : w.aspect0 + cfg.num_aspects] += aspects
     if cfg.num_cues:
         vec[w.cue0 : w.cue0 + cfg.num_cues] += topic_vectors(cfg.seed, 11, cfg.num_cues, cfg.word_dim)
-    ent_topic = np.arange(w.num_entities) // cfg.entities_per_topic
-    vec[len(w.words) :] += centres[ent_topic]
+    ent_topic = np.arange(w.num_topic_entities) // cfg.entities_per_topic  # hub entities: no topic
+    vec[len(w.words) : len(w.words) + w.num_topic_entities] += centres[ent_topic]
     vec *= 0.3
     with atomic_write(path, encoding="utf-8", newline="\n") as f:
         for word, v in zip(words, vec):
@@ -143,12 +149,15 @@ def write_word_vectors(path: Path, w: World) -> None:
 
 
 def write_entity_vectors(path: Path, w: World) -> None:
-    """``entity_embedding.vec`` (MIND's TransE format): entities near their topic's centre."""
+    """``entity_embedding.vec`` (MIND's TransE format): entities near their topic's centre (hub
+    entities: no topic)."""
     cfg = w.cfg
     rng = np.random.default_rng([cfg.seed, 6])
     centres = topic_vectors(cfg.seed, 7, cfg.num_topics, cfg.entity_dim)
-    ent_topic = np.arange(w.num_entities) // cfg.entities_per_topic
-    vec = (centres[ent_topic] + rng.standard_normal((w.num_entities, cfg.entity_dim)) * 0.5) * 0.1
+    ent_topic = np.arange(w.num_topic_entities) // cfg.entities_per_topic
+    vec = rng.standard_normal((w.num_entities, cfg.entity_dim)) * 0.5
+    vec[: w.num_topic_entities] += centres[ent_topic]  # hub entities (after them): no topic
+    vec *= 0.1
     with atomic_write(path, encoding="utf-8", newline="\n") as f:
         for name, v in zip(w.entity_names, vec):
             f.write(name + "\t" + "\t".join(f"{x:.6f}" for x in v) + "\t\n")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SyntheticConfig", "World", "sigmoid"]
+__all__ = ["STORY_WORDS", "SyntheticConfig", "World", "sigmoid"]
 
 
 @dataclass
@@ -50,6 +50,21 @@ class SyntheticConfig:
     word_dim: int = 50
     entity_dim: int = 100
     target_ctr: float = 0.12
+    hub_strength: float = 0.0
+    """User-as-Graph's signal (0 = off): every news also mentions one of ``num_hubs`` hub
+    entities, drawn independently of its topic, and every user has a hub of their own; a news
+    that mentions it gets ``+hub_strength`` on the click logit (history walk and impressions).
+    The hub recurs across a user's clicks of varied topics, each of which mentions other
+    entities too: it shows in how the clicks connect through a shared entity, not in any one."""
+    num_hubs: int = 20
+    """Hub entities (with ``hub_strength`` > 0; at least 2)."""
+    story_noise_fraction: float = 0.0
+    """DIGAT's signal (0 = off): news of one topic are grouped into stories of ``story_size``
+    that share three story words in their titles; every news but a story's first gets, with this
+    probability, a short noisy text (a common word, its aspect word, the story words; an
+    abstract of common words; no topic words, no topic entity, a generic category) while its story siblings keep their topic."""
+    story_size: int = 4
+    """News per story (with ``story_noise_fraction`` > 0; at least 2)."""
 
     def __post_init__(self) -> None:
         self.title_length = tuple(self.title_length)
@@ -82,6 +97,19 @@ class SyntheticConfig:
             raise ValueError("cue words need num_cues >= 2 and num_aspects >= 2 (or num_cues=0: off)")
         if self.cue_strength < 0:
             raise ValueError("cue_strength must be non-negative")
+        if not (self.hub_strength >= 0 and self.num_hubs >= 2):
+            raise ValueError(
+                f"hub_strength must be >= 0 (0: off) and num_hubs >= 2, got {self.hub_strength} and {self.num_hubs}"
+            )
+        if not (0 <= self.story_noise_fraction <= 1 and self.story_size >= 2):
+            raise ValueError(
+                "story_noise_fraction must be in [0, 1] (0: off) and story_size >= 2, "
+                f"got {self.story_noise_fraction} and {self.story_size}"
+            )
+
+
+#: words of its own that every title of a story carries (``story_noise_fraction`` > 0)
+STORY_WORDS = 3
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -170,8 +198,67 @@ class World:
             self.user_segment = srng.integers(0, cfg.num_segments, size=U)
             self.theta = 0.8 * mix[self.user_segment] + 0.2 * self.theta
             self.news_segment = srng.integers(0, cfg.num_segments, size=N)
+        self.num_topic_entities = self.num_entities
+        self.hub = self.user_hub = self.hub_slot = None
+        if cfg.hub_strength > 0:
+            self._plant_hubs()
+        self.story = self.noisy = None
+        if cfg.story_noise_fraction > 0:
+            self._plant_stories()
         self.pop_cdf = np.cumsum(self.popularity) / self.popularity.sum()
         self.bias = 0.0
+
+    def _plant_hubs(self) -> None:
+        """User-as-Graph's world (own random stream: ``hub_strength=0`` leaves the world as it
+        was). ``num_hubs`` entities of no topic (their vectors hold no topic centre) are added
+        after the topic entities; every news mentions one, drawn uniformly whatever its topic,
+        in its title's first or second entity slot (``hub_slot``), and every user has one,
+        drawn independently of their topic mix. Vague news mention none (``hub = -1``).
+
+        Why this design: the preferred hub makes it recur across the user's history, but every
+        click also mentions its topic entities and lands in a topic of the user's mix, so the
+        interest is the entity *shared* by many clicks of different topics: a hub node of high
+        degree in the user's personal graph of clicks, topics and entities. One click says
+        little (its hub is the user's in a minority of clicks, its topic says nothing about the
+        hub); the recurring mention across clicks says it."""
+        cfg, N, U = self.cfg, self.cfg.num_news, self.cfg.num_users
+        hrng = np.random.default_rng([cfg.seed, 12])
+        self.hub = np.where(self.vague, -1, hrng.integers(0, cfg.num_hubs, size=N))
+        self.hub_slot = hrng.integers(0, 2, size=N)
+        self.user_hub = hrng.integers(0, cfg.num_hubs, size=U)
+        first = self.num_topic_entities
+        self.entity_names = self.entity_names + [f"Q{1000 + first + k}" for k in range(cfg.num_hubs)]
+        self.entity_labels = self.entity_labels + [f"hub{k}x" for k in range(cfg.num_hubs)]
+        self.num_entities = first + cfg.num_hubs
+
+    def _plant_stories(self) -> None:
+        """DIGAT's world (own random stream: ``story_noise_fraction=0`` leaves the world as it
+        was). The news of each topic, in a random order, are cut into stories of ``story_size``
+        (``story [N]``; the last of a topic may be smaller); every story has
+        ``STORY_WORDS`` words of its own (``story{s}w{k}``, vectors of no topic) that every title
+        of the story carries. Every news but a story's first (which keeps its text, so that each
+        story has a sibling that shows the topic) is ``noisy`` with probability
+        ``story_noise_fraction``: its title is short (a common word, the aspect word, the cue
+        word if any, the story words) and its abstract common words, with no topic words, no topic entity
+        and a generic category. Clicks still follow the news' true topic, and noisy news are
+        candidates like any other, so their topic is told only by the news that share their
+        story words: semantic neighbours by title similarity. Vague news stay vague (no story
+        words, never noisy; a story whose first news is vague may have no sibling that shows
+        its topic)."""
+        cfg, N, T = self.cfg, self.cfg.num_news, self.cfg.num_topics
+        srng = np.random.default_rng([cfg.seed, 13])
+        order = np.lexsort((srng.random(N), self.topic))  # grouped by topic, shuffled within
+        sorted_topic = self.topic[order]
+        rank = np.arange(N) - np.searchsorted(sorted_topic, sorted_topic)  # rank within the topic
+        per_topic = -(-np.bincount(self.topic, minlength=T) // cfg.story_size)  # stories per topic
+        first_story = np.concatenate([[0], np.cumsum(per_topic)[:-1]])
+        self.story = np.empty(N, dtype=np.int64)
+        self.story[order] = first_story[sorted_topic] + rank // cfg.story_size
+        not_first = np.empty(N, dtype=bool)
+        not_first[order] = rank % cfg.story_size > 0
+        self.noisy = not_first & (srng.random(N) < cfg.story_noise_fraction) & ~self.vague
+        self.story0 = len(self.words)
+        self.words = self.words + [f"story{s}w{k}" for s in range(int(per_topic.sum())) for k in range(STORY_WORDS)]
 
     def follows(self, users: np.ndarray, news: np.ndarray, clicks: np.ndarray, nclicks: np.ndarray) -> np.ndarray:
         """bool ``[A, C]``: is ``news[a, c]`` the chain successor of one of user ``a``'s clicks
@@ -228,6 +315,8 @@ class World:
         )
         if self.news_segment is not None:
             out = out + cfg.segment_strength * (self.news_segment[news] == self.user_segment[users][:, None])
+        if self.hub is not None:
+            out = out + cfg.hub_strength * (self.hub[news] == self.user_hub[users][:, None])
         return out + (self.bias if with_bias else 0.0)
 
     def sample_news(self, shape: tuple[int, ...], allow_fresh: bool, candidates: bool = False) -> np.ndarray:
