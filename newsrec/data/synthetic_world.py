@@ -62,7 +62,8 @@ class SyntheticConfig:
     """DIGAT's signal (0 = off): news of one topic are grouped into stories of ``story_size``
     that share three story words in their titles; every news but a story's first gets, with this
     probability, a short noisy text (a common word, its aspect word, the story words; an
-    abstract of common words; no topic words, no topic entity, a generic category) while its story siblings keep their topic."""
+    abstract of common words; no topic words, no topic entity, a generic category) while its
+    story siblings keep their topic."""
     story_size: int = 4
     """News per story (with ``story_noise_fraction`` > 0; at least 2)."""
 
