@@ -19,6 +19,11 @@ Prints three tables:
 
 plus the beyond-accuracy columns ``newsrec test`` logs. ``--quick``: a small world, one seed,
 one epoch (what CI can afford; its figures are a smoke test, not a comparison).
+
+The mechanism worlds of #46 are ``--knob`` settings: ``--knob hub_strength=2`` (a hub entity
+per user recurring across clicks of varied topics: User-as-Graph's signal) and
+``--knob story_noise_fraction=0.5`` (noisy titles whose story siblings carry the topic:
+DIGAT's semantic neighbours); see the synthetic world's table in docs/data.md.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from newsrec.data.synthetic import SyntheticConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, parse_knob, table  # noqa: E402
@@ -193,6 +200,10 @@ def main() -> None:
         a.users, a.news, a.seeds, a.epochs = 200, 200, [0], 1
     os.environ.setdefault("NEWSREC_PROGRESS", "0")
     knobs = dict(parse_knob(kv) for kv in a.knob)
+    try:  # the knobs' ranges (the config's own check), before any model trains
+        SyntheticConfig(num_users=a.users, num_news=a.news, **knobs)
+    except ValueError as e:
+        raise SystemExit(f"{Path(sys.argv[0]).name}: error: {e}") from None
     shown = dict(sorted(knobs.items())) or "default"
     header = f"machine: {machine()}\nworld: {a.users} users, {a.news} news, knobs {shown}; seeds {a.seeds}; "
     header += f"{a.epochs} epochs, small models (64-d news), constant learning rate {a.lr}"

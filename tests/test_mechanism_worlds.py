@@ -2,6 +2,9 @@
 titles (DIGAT's signal) exist in the generated data when on and change nothing when off."""
 
 import hashlib
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ from newsrec.data.mind import read_behaviors, read_news
 from newsrec.data.synthetic import SyntheticConfig
 from newsrec.data.synthetic_world import STORY_WORDS, World
 
+ROOT = Path(__file__).parents[1]
 PARTS = (
     "train/news.tsv",
     "train/behaviors.tsv",
@@ -145,3 +149,13 @@ def test_bad_mechanism_knobs_are_one_clear_error(knobs):
     name = next(iter(knobs))
     with pytest.raises(ValueError, match=name):
         SyntheticConfig(**knobs)
+
+
+def test_paper_tables_takes_the_mechanism_knobs_and_refuses_a_bad_range_with_one_line():
+    """A real ``benchmarks/paper_tables.py`` process: a value out of range ends at its command
+    line (the config's own check, before any model trains)."""
+    script = str(ROOT / "benchmarks" / "paper_tables.py")
+    cmd = [sys.executable, script, "--quick", "--models", "popularity", "--knob", "hub_strength=2", "--knob"]
+    proc = subprocess.run([*cmd, "story_size=1"], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0, proc.stderr[-2000:]
+    assert proc.stderr.startswith("paper_tables.py: error: story_noise_fraction must be in [0, 1]")
