@@ -4,13 +4,16 @@ titles (DIGAT's signal) exist in the generated data when on and change nothing w
 import hashlib
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from newsrec.data import generate_mind
 from newsrec.data.mind import read_behaviors, read_news
+from newsrec.data.semantic_graph import nearest_news
 from newsrec.data.synthetic import SyntheticConfig
 from newsrec.data.synthetic_world import STORY_WORDS, World
 
@@ -128,6 +131,16 @@ def test_story_world_noisy_titles_hide_the_topic_their_siblings_show_it(tmp_path
             cs.append(vec[word] @ centre / np.linalg.norm(vec[word]) / np.linalg.norm(centre))
         return np.mean(cs)
 
+    # the semantic neighbours carry the topic: among each noisy news' 5 nearest news by the
+    # IDF-weighted mean of its title's word vectors (DIGAT's graphs without a sentence encoder),
+    # a story sibling that shows its topic, for most noisy news
+    order = sorted(titles)
+    df = Counter(x for n in order for x in set(titles[n]))
+    mean = [np.mean([np.log(len(order) / df[x]) * vec[x] for x in titles[n]], axis=0) for n in order]
+    rows, _ = nearest_news(torch.tensor(np.array([np.zeros(50), *mean]), dtype=torch.float32), 5)
+    near = np.asarray(order)[np.asarray(rows)[1:] - 1]  # [N, 5] news ids
+    shows = (w.story[near] == w.story[order][:, None]) & ~w.noisy[near]
+    assert shows[w.noisy[order]].any(axis=1).mean() > 0.8
     story_words = [(f"story{w.story[n]}w{k}", w.topic[n]) for n in range(300) for k in range(STORY_WORDS)]
     common_words = [(f"c{k}", k % 16) for k in range(150)]
     assert abs(cos_to_topic(story_words) - cos_to_topic(common_words)) < 0.05

@@ -48,8 +48,8 @@ which each model family has something real to find:
   is carried by how the clicks connect through one shared entity (a node of high degree in the
   user's personal graph of clicks, topics and entities), not by any single click.
 * **stories with noisy titles** (``story_noise_fraction`` > 0; 0 = off; ``story_size``):
-  DIGAT's signal. The news of a topic are grouped into stories that share three story words
-  (vectors of no topic) in their titles; every news but a story's first is, with this
+  DIGAT's signal. The news of a topic are grouped into stories that share four story words
+  (vectors near a centre of the story's own, of no topic) in their titles; every news but a story's first is, with this
   probability, noisy: a short title of a common word, its aspect word and the story words, an
   abstract of common words, no topic entity, a generic category. Clicks still follow its true
   topic and it is a candidate like any news (in dev too), so its topic is told only by its

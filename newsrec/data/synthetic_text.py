@@ -140,6 +140,10 @@ def write_word_vectors(path: Path, w: World) -> None:
     vec[w.aspect0 : w.aspect0 + cfg.num_aspects] += aspects
     if cfg.num_cues:
         vec[w.cue0 : w.cue0 + cfg.num_cues] += topic_vectors(cfg.seed, 11, cfg.num_cues, cfg.word_dim)
+    if w.story is not None:  # a story's words lie near the story's own centre (of no topic)
+        stories = (len(w.words) - w.story0) // STORY_WORDS
+        centre = topic_vectors(cfg.seed, 14, stories, cfg.word_dim)
+        vec[w.story0 : len(w.words)] += np.repeat(centre, STORY_WORDS, axis=0)
     ent_topic = np.arange(w.num_topic_entities) // cfg.entities_per_topic  # hub entities: no topic
     vec[len(w.words) : len(w.words) + w.num_topic_entities] += centres[ent_topic]
     vec *= 0.3

@@ -60,7 +60,7 @@ class SyntheticConfig:
     """Hub entities (with ``hub_strength`` > 0; at least 2)."""
     story_noise_fraction: float = 0.0
     """DIGAT's signal (0 = off): news of one topic are grouped into stories of ``story_size``
-    that share three story words in their titles; every news but a story's first gets, with this
+    that share four story words in their titles; every news but a story's first gets, with this
     probability, a short noisy text (a common word, its aspect word, the story words; an
     abstract of common words; no topic words, no topic entity, a generic category) while its
     story siblings keep their topic."""
@@ -110,7 +110,7 @@ class SyntheticConfig:
 
 
 #: words of its own that every title of a story carries (``story_noise_fraction`` > 0)
-STORY_WORDS = 3
+STORY_WORDS = 4
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -235,17 +235,20 @@ class World:
     def _plant_stories(self) -> None:
         """DIGAT's world (own random stream: ``story_noise_fraction=0`` leaves the world as it
         was). The news of each topic, in a random order, are cut into stories of ``story_size``
-        (``story [N]``; the last of a topic may be smaller); every story has
-        ``STORY_WORDS`` words of its own (``story{s}w{k}``, vectors of no topic) that every title
-        of the story carries. Every news but a story's first (which keeps its text, so that each
-        story has a sibling that shows the topic) is ``noisy`` with probability
-        ``story_noise_fraction``: its title is short (a common word, the aspect word, the cue
-        word if any, the story words) and its abstract common words, with no topic words, no topic entity
-        and a generic category. Clicks still follow the news' true topic, and noisy news are
-        candidates like any other, so their topic is told only by the news that share their
-        story words: semantic neighbours by title similarity. Vague news stay vague (no story
-        words, never noisy; a story whose first news is vague may have no sibling that shows
-        its topic)."""
+        (``story [N]``; the last of a topic may be smaller); every story has ``STORY_WORDS``
+        words of its own (``story{s}w{k}``, vectors near a centre of the story's own, of no
+        topic) that every title of the story carries. Every news but a story's first (which
+        keeps its text, so that each story has a sibling that shows the topic) is ``noisy`` with
+        probability ``story_noise_fraction``: its title is short (a common word, the aspect
+        word, the cue word if any, the story words) and its abstract common words, with no topic
+        words, no topic entity and a generic category. Clicks still follow the news' true topic,
+        and noisy news are candidates like any other, so their topic is told only by the news
+        that share their story words: semantic neighbours by title similarity (with four story
+        words near one centre, about 93 % of the noisy news of a 1200-news world have a sibling
+        that shows the topic among their 5 nearest news by IDF-weighted mean word vectors; with
+        three words of unrelated vectors, 4 %: the clean sibling's topic words outweighed the
+        story). Vague news stay vague (no story words, never noisy; a story whose first news is
+        vague may have no sibling that shows its topic)."""
         cfg, N, T = self.cfg, self.cfg.num_news, self.cfg.num_topics
         srng = np.random.default_rng([cfg.seed, 13])
         order = np.lexsort((srng.random(N), self.topic))  # grouped by topic, shuffled within
