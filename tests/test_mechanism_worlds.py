@@ -114,6 +114,10 @@ def test_story_world_noisy_titles_hide_the_topic_their_siblings_show_it(tmp_path
             assert news["subcategory"][i].endswith("general") and news["title_entities"][i] == "[]"
             assert not any(x.startswith("t") for x in news["abstract"][i].lower().split())
             assert all(any(x.startswith(f"t{w.topic[n]}w") for x in titles[s]) for s in siblings)
+    # the stories change the text only: the clicks are the default world's, to the byte
+    plain = generate_mind(tmp_path / "plain", num_users=400, num_news=300, seed=2)
+    for part in ("train/behaviors.tsv", "dev/behaviors.tsv", "dev/oracle.tsv"):
+        assert (root / part).read_bytes() == (plain / part).read_bytes()
     # noisy news are candidates in dev (where the signal is read), as often as their share
     b = read_behaviors(root / "dev" / "behaviors.tsv").to_pydict()
     cands = np.concatenate([ids(c) for c in b["candidates"]])
