@@ -13,6 +13,7 @@ from _fidelity import (
     component_counts,
     learned_tables,
     load_record,
+    paper_config,
     recorded_models,
 )
 
@@ -63,3 +64,16 @@ PAPER_MODELS = (
 def test_every_model_of_the_tables_is_recorded():
     missing = sorted(set(PAPER_MODELS) - set(MODELS))
     assert not missing, f"no fidelity record for {missing}"
+
+
+@pytest.mark.parametrize("name,amsgrad", [("kred", True), ("hierec", True), ("nrms", False)])
+def test_the_mind_config_builds_the_official_optimiser(name, amsgrad):
+    """KRED's and HieRec's official codes train with Adam's AMSGrad variant; the others with
+    plain Adam: the MIND config's model builds that optimiser, at the config's rate."""
+    _, config = paper_config(name)
+    model = build_paper_model(name)
+    optimizer = model.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert all(group["amsgrad"] is amsgrad for group in optimizer.param_groups)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(config.get("lr", model.lr))

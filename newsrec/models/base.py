@@ -62,7 +62,7 @@ class NewsRecModel(DataSizesMixin, EvaluationMixin, pl.LightningModule):
     ``num_heads`` × ``head_dim`` (20 × 20 = the model size ``dim``), ``attention_hidden`` (200),
     ``dropout`` (0.2), ``length_buckets``, ``pretrained_words``, ``freeze_words``; the
     optimiser's ``lr``, ``warmup_fraction``, ``lr_schedule`` (``"linear"`` | ``"constant"``),
-    ``weight_decay``, ``plm_lr`` (:func:`~newsrec.training.configure_adam`); ``gradient_check``
+    ``weight_decay``, ``amsgrad``, ``plm_lr`` (:func:`~newsrec.training.configure_adam`); ``gradient_check``
     (a non-finite loss is an error); ``news_batch_size`` (news per chunk when encoding every
     news); ``beyond_accuracy`` (``"test"`` | ``"all"`` | ``"off"``) and ``beyond_accuracy_k``
     (:class:`~newsrec.models.evaluation.EvaluationMixin`); ``news_encoder`` (``"glove"`` |
@@ -102,6 +102,7 @@ class NewsRecModel(DataSizesMixin, EvaluationMixin, pl.LightningModule):
         warmup_fraction: float | None = None,
         lr_schedule: str | None = None,
         weight_decay: float = 0.0,
+        amsgrad: bool = False,
         gradient_check: bool = True,
         news_batch_size: int = 1024,
         beyond_accuracy: str = "test",
@@ -122,6 +123,7 @@ class NewsRecModel(DataSizesMixin, EvaluationMixin, pl.LightningModule):
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         self.weight_decay, self.plm_lr, self.gradient_check = weight_decay, plm_lr, gradient_check
+        self.amsgrad = bool(amsgrad)
         self.transition_scorer: nn.Module | None = None  # a TransitionScorer's term, added by score_candidates
         self._inputs: ModelInputs | None = None  # from attach_data: the handshake's data half
         self.num_words, self.num_entity_ids, self.news_batch_size = num_words, num_entity_ids, news_batch_size
@@ -285,7 +287,7 @@ class NewsRecModel(DataSizesMixin, EvaluationMixin, pl.LightningModule):
         planned = self.trainer.estimated_stepping_batches if self._trainer is not None else None
         return configure_adam(
             self.parameter_groups(), lr=self.lr, weight_decay=self.weight_decay, schedule=self.lr_schedule,
-            warmup_fraction=self.warmup_fraction, planned_steps=planned,
+            warmup_fraction=self.warmup_fraction, planned_steps=planned, amsgrad=self.amsgrad,
         )  # fmt: skip
 
     def parameter_groups(self) -> list[dict]:

@@ -59,6 +59,7 @@ def configure_adam(
     schedule: str = "linear",
     warmup_fraction: float = 0.1,
     planned_steps: float | None = None,
+    amsgrad: bool = False,
 ) -> torch.optim.Optimizer | dict:
     """Adam, and for ``schedule="linear"`` a per-step warm-up + decay over ``planned_steps``.
 
@@ -71,6 +72,8 @@ def configure_adam(
         warmup_fraction: the share of the planned steps spent warming up.
         planned_steps: the fit's optimiser steps (``trainer.estimated_stepping_batches``);
             unknown or infinite falls back to a constant rate, with a warning.
+        amsgrad: Adam's AMSGrad variant (the maximum of past second moments), as the official
+            KRED and HieRec codes train.
 
     Returns:
         What Lightning's ``configure_optimizers`` returns: the optimiser, or
@@ -78,7 +81,7 @@ def configure_adam(
     """
     if schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
-    optimizer = torch.optim.Adam(list(parameter_groups), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.Adam(list(parameter_groups), lr=lr, weight_decay=weight_decay, amsgrad=amsgrad)
     if schedule == "constant":
         return optimizer
     if planned_steps is None or not math.isfinite(planned_steps) or planned_steps <= 0:
