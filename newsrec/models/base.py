@@ -17,10 +17,10 @@ from torch import Tensor, nn
 
 from newsrec.core import DATA_SIZE_ARGUMENTS, DataRequirements, ModelInputs, NewsBatch, as_batch
 from newsrec.models.evaluation import EvaluationMixin, NewsCache
+from newsrec.models.optimization import OptimizerMixin
 from newsrec.models.sizes import DataSizesMixin
 from newsrec.nn import TextEncoderFactory
 from newsrec.nn.embedding import copy_pretrained_
-from newsrec.training.optim import LR_SCHEDULES, configure_adam, parameter_groups
 
 __all__ = ["NewsCache", "NewsRecModel", "gather_rows"]
 
@@ -30,7 +30,7 @@ def gather_rows(vectors: Tensor, index: Tensor) -> Tensor:
     return vectors.index_select(0, index.reshape(-1)).reshape(*index.shape, *vectors.shape[1:])
 
 
-class NewsRecModel(DataSizesMixin, EvaluationMixin, pl.LightningModule):
+class NewsRecModel(DataSizesMixin, OptimizerMixin, EvaluationMixin, pl.LightningModule):
     """Base class of every newsrec model.
 
     **The protocol** a model implements (its file holds nothing else):
@@ -62,7 +62,7 @@ class NewsRecModel(DataSizesMixin, EvaluationMixin, pl.LightningModule):
     ``num_heads`` × ``head_dim`` (20 × 20 = the model size ``dim``), ``attention_hidden`` (200),
     ``dropout`` (0.2), ``length_buckets``, ``pretrained_words``, ``freeze_words``; the
     optimiser's ``lr``, ``warmup_fraction``, ``lr_schedule`` (``"linear"`` | ``"constant"``),
-    ``weight_decay``, ``amsgrad``, ``plm_lr`` (:func:`~newsrec.training.configure_adam`); ``gradient_check``
+    ``weight_decay``, ``amsgrad``, ``plm_lr`` (:class:`~newsrec.models.optimization.OptimizerMixin`); ``gradient_check``
     (a non-finite loss is an error); ``news_batch_size`` (news per chunk when encoding every
     news); ``beyond_accuracy`` (``"test"`` | ``"all"`` | ``"off"``) and ``beyond_accuracy_k``
     (:class:`~newsrec.models.evaluation.EvaluationMixin`); ``news_encoder`` (``"glove"`` |
@@ -118,12 +118,8 @@ class NewsRecModel(DataSizesMixin, EvaluationMixin, pl.LightningModule):
         super().__init__()
         self._init_evaluation(beyond_accuracy, beyond_accuracy_k)
         defaults = {**NewsRecModel.base_defaults, **type(self).base_defaults}
-        given = {"lr": lr, "warmup_fraction": warmup_fraction, "lr_schedule": lr_schedule}
-        self.lr, self.warmup_fraction, self.lr_schedule = (defaults[k] if v is None else v for k, v in given.items())
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        self.weight_decay, self.plm_lr, self.gradient_check = weight_decay, plm_lr, gradient_check
-        self.amsgrad = bool(amsgrad)
+        self._init_optimizer(defaults, lr, warmup_fraction, lr_schedule, weight_decay, amsgrad, plm_lr)
+        self.gradient_check = gradient_check
         self.transition_scorer: nn.Module | None = None  # a TransitionScorer's term, added by score_candidates
         self._inputs: ModelInputs | None = None  # from attach_data: the handshake's data half
         self.num_words, self.num_entity_ids, self.news_batch_size = num_words, num_entity_ids, news_batch_size
@@ -280,19 +276,6 @@ class NewsRecModel(DataSizesMixin, EvaluationMixin, pl.LightningModule):
         loss = self.training_loss(batch, batch_idx)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["candidates"]))
         return loss
-
-    def configure_optimizers(self):
-        """Adam with the model's schedule (:func:`~newsrec.training.configure_adam`), planned over
-        the fit's ``estimated_stepping_batches``."""
-        planned = self.trainer.estimated_stepping_batches if self._trainer is not None else None
-        return configure_adam(
-            self.parameter_groups(), lr=self.lr, weight_decay=self.weight_decay, schedule=self.lr_schedule,
-            warmup_fraction=self.warmup_fraction, planned_steps=planned, amsgrad=self.amsgrad,
-        )  # fmt: skip
-
-    def parameter_groups(self) -> list[dict]:
-        """One group, or two with ``plm_lr`` (:func:`~newsrec.training.parameter_groups`)."""
-        return parameter_groups(self.parameters(), self.text_encoders.loaded_backbone, self.plm_lr)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """The model's class path and the data signature (plain values: ``weights_only`` loads)."""
