@@ -61,3 +61,31 @@ def test_reseeding_depends_only_on_the_seed_and_the_step():
     assert torch.equal(draw(7), draw(7))
     assert not torch.equal(draw(7), draw(8))
     assert not torch.equal(draw(7, 0), draw(7, 1))  # gradient accumulation: batches of one step differ
+
+
+def _resident_bytes() -> int:
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_release_freed_memory_gives_the_heaps_free_pages_back():
+    """Blocks freed in the middle of glibc's heap stay resident until malloc_trim: the helper the
+    base module calls after every training step must return them."""
+    import sys
+
+    from newsrec.utils import release_freed_memory
+
+    if not sys.platform.startswith("linux") or not release_freed_memory():
+        pytest.skip("glibc's malloc_trim is not available here")
+    keep, big = [], []
+    for _ in range(400):  # 64 KiB blocks (below glibc's mmap threshold) pinned apart by small ones
+        big.append(bytearray(64 * 1024))
+        keep.append(bytearray(1024))
+    before = _resident_bytes()
+    del big
+    assert _resident_bytes() > before - 8 * 2**20  # freed, yet still resident
+    release_freed_memory()
+    assert _resident_bytes() < before - 16 * 2**20  # 25 MiB freed: most of it back to the OS
+    assert len(keep) == 400

@@ -21,6 +21,7 @@ from newsrec.models.optimization import OptimizerMixin
 from newsrec.models.sizes import DataSizesMixin
 from newsrec.nn import TextEncoderFactory
 from newsrec.nn.embedding import copy_pretrained_
+from newsrec.utils import release_freed_memory
 
 __all__ = ["NewsCache", "NewsRecModel", "gather_rows"]
 
@@ -276,6 +277,10 @@ class NewsRecModel(DataSizesMixin, OptimizerMixin, EvaluationMixin, pl.Lightning
         loss = self.training_loss(batch, batch_idx)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["candidates"]))
         return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        """The step's freed memory goes back to the OS (:func:`~newsrec.utils.release_freed_memory`)."""
+        release_freed_memory()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """The model's class path and the data signature (plain values: ``weights_only`` loads)."""
