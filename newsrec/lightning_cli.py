@@ -95,7 +95,8 @@ class NewsRecCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         """``threads:`` from a config file (``--threads`` on the line was applied before parsing)."""
-        threads = self.config[self.subcommand].get("threads")
+        config = self.config[self.subcommand] if self.subcommand else self.config  # run=False: no subcommand
+        threads = config.get("threads")
         if threads is not None:
             apply_threads(threads)
 

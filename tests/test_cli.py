@@ -274,6 +274,7 @@ def test_every_base_option_reaches_every_model_through_the_cli(tiny_world, tmp_p
         "warmup_fraction": "0.25",
         "lr_schedule": "constant",
         "weight_decay": "0.01",
+        "amsgrad": "true",
         "gradient_check": "false",
         "news_batch_size": "7",
         "beyond_accuracy": "all",
@@ -284,6 +285,7 @@ def test_every_base_option_reaches_every_model_through_the_cli(tiny_world, tmp_p
     assert (m.lr, m.warmup_fraction, m.lr_schedule, m.weight_decay) == (0.5, 0.25, "constant", 0.01)
     assert (m.gradient_check, m.news_batch_size, m.beyond_accuracy, m.beyond_accuracy_k) == (False, 7, "all", 5)
     assert m.hparams["gradient_check"] is False  # saved, so a checkpoint restores it
+    assert m.amsgrad is True and m.configure_optimizers().param_groups[0]["amsgrad"] is True  # constant: Adam
 
 
 @pytest.fixture(scope="module")
