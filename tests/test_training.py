@@ -86,6 +86,7 @@ def test_release_freed_memory_gives_the_heaps_free_pages_back():
     before = _resident_bytes()
     del big
     assert _resident_bytes() > before - 8 * 2**20  # freed, yet still resident
-    release_freed_memory()
+    assert release_freed_memory() is True
     assert _resident_bytes() < before - 16 * 2**20  # 25 MiB freed: most of it back to the OS
     assert len(keep) == 400
+    assert release_freed_memory(max_share=1e-12) is False  # right after one: skipped (budget)
