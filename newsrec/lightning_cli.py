@@ -37,6 +37,7 @@ from newsrec.utils import format_table
 __all__ = ["NewsRecCLI", "PredictionFileWriter", "run_lightning_cli"]
 
 
+#: the files only ``predict`` writes, with their defaults (``validate`` / ``test`` refuse any other value)
 PREDICT_OUTPUTS = {"prediction_file": "prediction.zip", "scores_file": None, "submission_file": None}
 
 
@@ -58,7 +59,7 @@ class NewsRecCLI(LightningCLI):
         )
         parser.add_argument(
             "--prediction_file",
-            default="prediction.zip",
+            default=PREDICT_OUTPUTS["prediction_file"],
             help="where `predict` writes the leaderboard file (.zip or .txt)",
         )
         parser.add_argument(
@@ -160,7 +161,7 @@ class NewsRecCLI(LightningCLI):
         self._connect("predict")
         self._resolve_last()
         self._check_checkpoint()
-        path = self.config[self.subcommand].get("prediction_file", "prediction.zip")
+        path = self.config[self.subcommand].get("prediction_file", PREDICT_OUTPUTS["prediction_file"])
         submission = self.config[self.subcommand].get("submission_file")
         self.trainer.callbacks.append(PredictionFileWriter(path, submission))
         scores = self.config[self.subcommand].get("scores_file")

@@ -2,7 +2,8 @@
 :class:`~newsrec.data.synthetic_world.SyntheticConfig`, its value of the field's annotated type.
 The check is generic over the config's fields and their annotations (``int``, ``float``,
 ``str``, ``bool``, fixed-length ``tuple[...]``, unions), so a knob added to the config is
-checked with no more code; its range is the config's own ``__post_init__``'s to check."""
+checked with no more code; its range by the config's own ``__post_init__`` (a config built with
+the knob alone), before any world is generated."""
 
 from __future__ import annotations
 
@@ -64,8 +65,9 @@ def _coerce(hint, value):
 def check_knob(name: str, value, reserved: tuple[str, ...] = ()) -> object:
     """``value`` of the knob ``name`` as its :class:`SyntheticConfig` field's type; an unknown
     knob, one in ``reserved`` (set by its own argument) or a value of the wrong type is one
-    ``ValueError`` naming the knob and the valid names. Generic over the config's fields and
-    their annotations, so a knob added to the config is checked without more code."""
+    ``ValueError`` naming the knob and the valid names, and a value out of the field's range is
+    the config's own ``ValueError``. Generic over the config's fields and their annotations, so a
+    knob added to the config is checked without more code."""
     names = knob_names()
     if name not in names or name in reserved:
         valid = ", ".join(n for n in names if n not in reserved)
@@ -73,9 +75,11 @@ def check_knob(name: str, value, reserved: tuple[str, ...] = ()) -> object:
         raise ValueError(f"{name!r} {why}; the knobs are: {valid}")
     hint = typing.get_type_hints(SyntheticConfig)[name]
     try:
-        return _coerce(hint, value)
+        value = _coerce(hint, value)
     except TypeError:
         raise ValueError(f"knob {name}: expected {_describe(hint)}, got {value!r}") from None
+    SyntheticConfig(**{name: value})  # its range: the config's own check, one ValueError naming it
+    return value
 
 
 def check_knobs(knobs, reserved: tuple[str, ...] = ()) -> dict:
