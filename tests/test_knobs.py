@@ -3,6 +3,7 @@ missing value or one of the wrong type is one line naming the knob (and the vali
 ``newsrec synth --knobs``, from the benchmarks' ``--knob`` and from ``generate_mind``; every field
 of the config is a checked knob, so knobs added later are checked too."""
 
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -84,3 +85,16 @@ def test_generate_mind_checks_its_knobs(tmp_path):
     with pytest.raises(ValueError, match="'bogus' is not a knob of the synthetic world; the knobs are: "):
         generate_mind(tmp_path / "w", num_users=5, num_news=8, bogus=1)
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize(
+    "name,value,said",
+    [("transition_strength", -1.0, "transition_strength must be non-negative"),
+     ("hub_strength", -2, "hub_strength must be >= 0"), ("dev_fraction", 1.5, "dev_fraction must be in (0, 1)")],
+)  # fmt: skip
+def test_check_knob_refuses_a_value_out_of_the_fields_range(name, value, said):
+    """A knob's range is the config's own check, made by check_knob itself: every caller (synth,
+    generate_mind, each benchmark's --knob) refuses it before any world is generated."""
+    with pytest.raises(ValueError, match=re.escape(said)):
+        check_knob(name, value)
+    assert check_knob(name, 0.5 if name == "dev_fraction" else 1.0) in (0.5, 1.0)
